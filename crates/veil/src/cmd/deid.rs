@@ -1,0 +1,8 @@
+//! `veil deid` (being built).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<u8> {
+    anyhow::bail!("veil deid is not built yet")
+}

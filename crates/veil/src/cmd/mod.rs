@@ -1,0 +1,9 @@
+//! One module per subcommand: argument struct + `run`, returning an exit code.
+
+pub mod deid;
+pub mod demo;
+pub mod key;
+pub mod policy;
+pub mod registry;
+pub mod risk;
+pub mod verify;
