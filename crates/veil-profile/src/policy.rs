@@ -1,0 +1,648 @@
+//! Policy files (TOML): which options apply, how pseudonyms look, the date-shift range, per-tag
+//! overrides and generalisation. Errors name the line, column and field.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+use dicom_dictionary_std::StandardDataDictionary;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use crate::action::Action;
+use crate::generalize::GeneralizeSpec;
+use crate::options::ProfileOption;
+
+/// A problem in a policy file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyIssue {
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// The field, e.g. `override[2].action`.
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for PolicyIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(f, "line {l}, column {c}: {}: {}", self.field, self.message),
+            (Some(l), None) => write!(f, "line {l}: {}: {}", self.field, self.message),
+            _ => write!(f, "{}: {}", self.field, self.message),
+        }
+    }
+}
+
+/// Why a policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("policy {origin}: cannot read it: {source}")]
+    Read {
+        origin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("policy {origin}: {}", .issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid { origin: String, issues: Vec<PolicyIssue> },
+}
+
+/// One piece of a pseudonym template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Literal(String),
+    /// `{hex:N}`: N upper-case hexadecimal digits.
+    Hex(usize),
+    /// `{dec:N}`: N decimal digits.
+    Dec(usize),
+    /// `{alnum:N}`: N characters of A-Z0-9.
+    Alnum(usize),
+    /// `{id}`: the patient ID pseudonym (only in the name template).
+    Id,
+}
+
+/// A pseudonym template such as `VEIL-{hex:12}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub text: String,
+    pub parts: Vec<TemplatePart>,
+}
+
+impl Template {
+    /// Parses a template; `allow_id` permits `{id}`.
+    pub fn parse(text: &str, allow_id: bool) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            if let Some(start) = rest.find('{') {
+                if start > 0 {
+                    parts.push(TemplatePart::Literal(rest[..start].to_string()));
+                }
+                let end = rest[start..]
+                    .find('}')
+                    .ok_or("unclosed '{' in template")?
+                    + start;
+                let inner = &rest[start + 1..end];
+                let part = match inner.split_once(':') {
+                    None if inner == "id" && allow_id => TemplatePart::Id,
+                    None if inner == "id" => return Err("{id} is only allowed in patient_name".into()),
+                    Some((kind, n)) => {
+                        let n: usize = n
+                            .parse()
+                            .map_err(|_| format!("'{{{inner}}}': expected a number of characters"))?;
+                        if n == 0 || n > 32 {
+                            return Err(format!("'{{{inner}}}': length must be 1 to 32"));
+                        }
+                        match kind {
+                            "hex" => TemplatePart::Hex(n),
+                            "dec" => TemplatePart::Dec(n),
+                            "alnum" => TemplatePart::Alnum(n),
+                            _ => return Err(format!("unknown placeholder '{{{inner}}}' (use hex:N, dec:N, alnum:N or id)")),
+                        }
+                    }
+                    None => return Err(format!("unknown placeholder '{{{inner}}}' (use hex:N, dec:N, alnum:N or id)")),
+                };
+                parts.push(part);
+                rest = &rest[end + 1..];
+            } else {
+                parts.push(TemplatePart::Literal(rest.to_string()));
+                rest = "";
+            }
+        }
+        for p in &parts {
+            if let TemplatePart::Literal(l) = p {
+                if let Some(c) = l
+                    .chars()
+                    .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+                {
+                    return Err(format!(
+                        "character {c:?} is not allowed (letters, digits, '-', '_' and '.' keep pseudonyms valid in every VR and path)"
+                    ));
+                }
+            }
+        }
+        Ok(Template {
+            text: text.to_string(),
+            parts,
+        })
+    }
+
+    /// Bits of keyed randomness in the template.
+    pub fn entropy_bits(&self) -> f64 {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                TemplatePart::Hex(n) => *n as f64 * 4.0,
+                TemplatePart::Dec(n) => *n as f64 * 10f64.log2(),
+                TemplatePart::Alnum(n) => *n as f64 * 36f64.log2(),
+                _ => 0.0,
+            })
+            .sum()
+    }
+
+    /// Longest output length.
+    pub fn max_len(&self, id_len: usize) -> usize {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                TemplatePart::Literal(l) => l.len(),
+                TemplatePart::Hex(n) | TemplatePart::Dec(n) | TemplatePart::Alnum(n) => *n,
+                TemplatePart::Id => id_len,
+            })
+            .sum()
+    }
+}
+
+/// What a per-attribute override targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverrideTarget {
+    /// A standard (or any public) attribute.
+    Tag(u32),
+    /// A private attribute: odd group, private creator, low byte of the element.
+    Private {
+        group: u16,
+        creator: String,
+        element_low: u8,
+    },
+}
+
+/// A per-attribute override of the table's action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub target: OverrideTarget,
+    pub action: Action,
+}
+
+/// A loaded, validated policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Where it came from (a path, or `built-in default`).
+    pub origin: String,
+    pub options: BTreeSet<ProfileOption>,
+    pub patient_id_template: Template,
+    pub patient_name_template: Template,
+    /// Per-patient date offsets are drawn from this inclusive range of days.
+    pub date_shift_days: (i64, i64),
+    pub overrides: Vec<Override>,
+    pub generalize: Option<GeneralizeSpec>,
+    /// SHA-256 of the policy text (policies are not identifying), for reports and ledgers.
+    pub digest: String,
+}
+
+/// The options applied when no policy is given: what AI teams need.
+pub const DEFAULT_OPTIONS: [ProfileOption; 3] = [
+    ProfileOption::RetainLongitudinalModifiedDates,
+    ProfileOption::RetainPatientCharacteristics,
+    ProfileOption::CleanDescriptors,
+];
+
+const DEFAULT_PATIENT_ID: &str = "VEIL-{hex:12}";
+const DEFAULT_PATIENT_NAME: &str = "{id}";
+const DEFAULT_SHIFT: (i64, i64) = (-3650, -365);
+/// Pseudonyms below this many keyed bits collide too often in a large archive (birthday bound:
+/// 40 bits gives ~0.5 % chance of any collision among 100,000 patients).
+const MIN_PSEUDONYM_BITS: f64 = 40.0;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    profile: Option<RawProfile>,
+    pseudonyms: Option<RawPseudonyms>,
+    dates: Option<RawDates>,
+    #[serde(rename = "override", default)]
+    overrides: Vec<Spanned<RawOverride>>,
+    generalize: Option<GeneralizeSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    options: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPseudonyms {
+    patient_id: Option<Spanned<String>>,
+    patient_name: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDates {
+    shift_min_days: Option<Spanned<i64>>,
+    shift_max_days: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverride {
+    keyword: Option<Spanned<String>>,
+    tag: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
+    creator: Option<Spanned<String>>,
+    element: Option<Spanned<String>>,
+    action: Spanned<String>,
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, col)
+}
+
+/// Parses `(gggg,eeee)`, `gggg,eeee` or `ggggeeee`.
+pub fn parse_tag(text: &str) -> Option<u32> {
+    let t: String = text
+        .trim()
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .chars()
+        .filter(|c| *c != ',' && !c.is_whitespace())
+        .collect();
+    if t.len() != 8 {
+        return None;
+    }
+    u32::from_str_radix(&t, 16).ok()
+}
+
+/// Looks a keyword up in the standard data dictionary.
+pub fn tag_for_keyword(keyword: &str) -> Option<u32> {
+    StandardDataDictionary.by_name(keyword).map(|e| {
+        let t = e.tag();
+        ((t.group() as u32) << 16) | t.element() as u32
+    })
+}
+
+impl Policy {
+    /// The built-in default: Basic Profile + Retain Longitudinal Modified Dates + Retain Patient
+    /// Characteristics + Clean Descriptors.
+    pub fn default_policy() -> Policy {
+        Policy::from_toml_str("", "built-in default").expect("the empty policy is valid")
+    }
+
+    /// Loads and validates a policy file.
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            origin: path.display().to_string(),
+            source,
+        })?;
+        Policy::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates policy text; every problem found is reported, not just the first.
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let invalid = |issues| PolicyError::Invalid {
+            origin: origin.to_string(),
+            issues,
+        };
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+            invalid(vec![PolicyIssue {
+                line,
+                column,
+                field: "policy".into(),
+                message: e.message().trim().to_string(),
+            }])
+        })?;
+        let mut issues = Vec::new();
+        let mut issue = |span: std::ops::Range<usize>, field: String, message: String| {
+            let (l, c) = line_col(text, span.start);
+            issues.push(PolicyIssue {
+                line: Some(l),
+                column: Some(c),
+                field,
+                message,
+            });
+        };
+
+        let mut options = BTreeSet::new();
+        match raw.profile.as_ref().and_then(|p| p.options.as_ref()) {
+            None => options.extend(DEFAULT_OPTIONS),
+            Some(list) => {
+                for (i, name) in list.iter().enumerate() {
+                    match ProfileOption::from_name(name.get_ref()) {
+                        Some(o) => {
+                            options.insert(o);
+                        }
+                        None => issue(
+                            name.span(),
+                            format!("profile.options[{i}]"),
+                            format!(
+                                "unknown option {:?}; known options: {}",
+                                name.get_ref(),
+                                ProfileOption::ALL.iter().map(|o| o.name()).collect::<Vec<_>>().join(", ")
+                            ),
+                        ),
+                    }
+                }
+            }
+        }
+        if options.contains(&ProfileOption::RetainLongitudinalFullDates)
+            && options.contains(&ProfileOption::RetainLongitudinalModifiedDates)
+        {
+            let span = raw
+                .profile
+                .as_ref()
+                .and_then(|p| p.options.as_ref())
+                .and_then(|l| l.first())
+                .map(|s| s.span())
+                .unwrap_or(0..0);
+            issue(
+                span,
+                "profile.options".into(),
+                "retain_longitudinal_full_dates and retain_longitudinal_modified_dates exclude each other; choose one".into(),
+            );
+        }
+
+        let mut template = |field: &str, value: Option<&Spanned<String>>, default: &str, allow_id: bool| {
+            let (text_value, span) = match value {
+                Some(v) => (v.get_ref().as_str(), v.span()),
+                None => (default, 0..0),
+            };
+            match Template::parse(text_value, allow_id) {
+                Ok(t) => Some(t),
+                Err(m) => {
+                    issue(span, field.to_string(), m);
+                    None
+                }
+            }
+        };
+        let pid = template(
+            "pseudonyms.patient_id",
+            raw.pseudonyms.as_ref().and_then(|p| p.patient_id.as_ref()),
+            DEFAULT_PATIENT_ID,
+            false,
+        );
+        let pname = template(
+            "pseudonyms.patient_name",
+            raw.pseudonyms.as_ref().and_then(|p| p.patient_name.as_ref()),
+            DEFAULT_PATIENT_NAME,
+            true,
+        );
+        if let Some(t) = &pid {
+            let span = raw
+                .pseudonyms
+                .as_ref()
+                .and_then(|p| p.patient_id.as_ref())
+                .map(|s| s.span())
+                .unwrap_or(0..0);
+            if t.entropy_bits() < MIN_PSEUDONYM_BITS {
+                issue(
+                    span.clone(),
+                    "pseudonyms.patient_id".into(),
+                    format!(
+                        "has {:.0} bits of keyed randomness; at least {MIN_PSEUDONYM_BITS:.0} are needed to keep pseudonyms of different patients apart (e.g. {{hex:12}})",
+                        t.entropy_bits()
+                    ),
+                );
+            }
+            if t.max_len(0) > 64 {
+                issue(span, "pseudonyms.patient_id".into(), "longer than 64 characters (LO)".into());
+            }
+        }
+        if let (Some(n), Some(i)) = (&pname, &pid) {
+            if n.max_len(i.max_len(0)) > 64 {
+                let span = raw
+                    .pseudonyms
+                    .as_ref()
+                    .and_then(|p| p.patient_name.as_ref())
+                    .map(|s| s.span())
+                    .unwrap_or(0..0);
+                issue(span, "pseudonyms.patient_name".into(), "longer than 64 characters (PN component)".into());
+            }
+        }
+
+        let dates = raw.dates.as_ref();
+        let min = dates.and_then(|d| d.shift_min_days.as_ref());
+        let max = dates.and_then(|d| d.shift_max_days.as_ref());
+        let shift = (
+            min.map(|v| *v.get_ref()).unwrap_or(DEFAULT_SHIFT.0),
+            max.map(|v| *v.get_ref()).unwrap_or(DEFAULT_SHIFT.1),
+        );
+        let shift_span = min.or(max).map(|s| s.span()).unwrap_or(0..0);
+        if shift.0 > shift.1 {
+            issue(
+                shift_span.clone(),
+                "dates.shift_min_days".into(),
+                format!("is greater than dates.shift_max_days ({} > {})", shift.0, shift.1),
+            );
+        } else if shift.0 <= 0 && shift.1 >= 0 {
+            issue(
+                shift_span.clone(),
+                "dates".into(),
+                "the shift range includes 0, which would leave some patients' real dates in place; use a range that excludes 0 (e.g. -3650 to -365)".into(),
+            );
+        }
+        if shift.0.abs() > 36_500 || shift.1.abs() > 36_500 {
+            issue(shift_span, "dates".into(), "shifts beyond 100 years are not supported".into());
+        }
+
+        let mut overrides = Vec::new();
+        for (i, o) in raw.overrides.iter().enumerate() {
+            let span = o.span();
+            let o = o.get_ref();
+            let field = |name: &str| format!("override[{i}].{name}");
+            let action = match Action::parse(o.action.get_ref()) {
+                Some(a) => Some(a),
+                None => {
+                    issue(
+                        o.action.span(),
+                        field("action"),
+                        format!("unknown action {:?} (use D, Z, X, K, C, U or a compound such as X/Z)", o.action.get_ref()),
+                    );
+                    None
+                }
+            };
+            let given = [o.keyword.is_some(), o.tag.is_some(), o.creator.is_some()]
+                .iter()
+                .filter(|b| **b)
+                .count();
+            if given != 1 {
+                issue(
+                    span.clone(),
+                    format!("override[{i}]"),
+                    "give exactly one of keyword, tag, or creator (+ group and element)".into(),
+                );
+                continue;
+            }
+            let target = if let Some(k) = &o.keyword {
+                match tag_for_keyword(k.get_ref()) {
+                    Some(t) => Some(OverrideTarget::Tag(t)),
+                    None => {
+                        issue(k.span(), field("keyword"), format!("{:?} is not a keyword of the DICOM data dictionary", k.get_ref()));
+                        None
+                    }
+                }
+            } else if let Some(t) = &o.tag {
+                match parse_tag(t.get_ref()) {
+                    Some(tag) if (tag >> 16) & 1 == 1 && (tag & 0xFFFF) > 0xFF => {
+                        issue(t.span(), field("tag"), "private attributes are matched by creator, group and element, not by raw tag (the block number differs between files)".into());
+                        None
+                    }
+                    Some(tag) => Some(OverrideTarget::Tag(tag)),
+                    None => {
+                        issue(t.span(), field("tag"), format!("{:?} is not a tag like \"(0008,1030)\"", t.get_ref()));
+                        None
+                    }
+                }
+            } else {
+                let creator = o.creator.as_ref().expect("counted above");
+                let group = o.group.as_ref().and_then(|g| u16::from_str_radix(g.get_ref().trim(), 16).ok());
+                let element = o.element.as_ref().and_then(|e| {
+                    let e = e.get_ref().trim();
+                    let e = e.strip_prefix("xx").or_else(|| e.strip_prefix("XX")).unwrap_or(e);
+                    u8::from_str_radix(e, 16).ok()
+                });
+                match (group, element) {
+                    (Some(g), Some(e)) if g & 1 == 1 => Some(OverrideTarget::Private {
+                        group: g,
+                        creator: creator.get_ref().trim().to_string(),
+                        element_low: e,
+                    }),
+                    (Some(_), Some(_)) => {
+                        issue(o.group.as_ref().unwrap().span(), field("group"), "a private group is odd".into());
+                        None
+                    }
+                    _ => {
+                        issue(creator.span(), format!("override[{i}]"), "a private override needs group = \"gggg\" (odd, hex) and element = \"xxEE\" (the low byte, hex)".into());
+                        None
+                    }
+                }
+            };
+            if let (Some(target), Some(action)) = (target, action) {
+                overrides.push(Override { target, action });
+            }
+        }
+
+        if !issues.is_empty() {
+            return Err(invalid(issues));
+        }
+        Ok(Policy {
+            origin: origin.to_string(),
+            options,
+            patient_id_template: pid.expect("checked"),
+            patient_name_template: pname.expect("checked"),
+            date_shift_days: shift,
+            overrides,
+            generalize: raw.generalize,
+            digest: hex::encode(Sha256::digest(text.as_bytes())),
+        })
+    }
+
+    /// Is this option on?
+    pub fn has(&self, option: ProfileOption) -> bool {
+        self.options.contains(&option)
+    }
+
+    /// The enabled options as Table E.1-1 column names (for the independent verifier).
+    pub fn enabled_option_columns(&self) -> Vec<&'static str> {
+        self.options.iter().filter_map(|o| o.table_column()).collect()
+    }
+
+    /// Standard tags an override keeps (K or C), for the verifier.
+    pub fn kept_tags(&self) -> Vec<dicom_core::Tag> {
+        self.overrides
+            .iter()
+            .filter(|o| o.action.retains())
+            .filter_map(|o| match o.target {
+                OverrideTarget::Tag(t) => Some(dicom_core::Tag((t >> 16) as u16, t as u16)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Private attributes an override keeps, for the verifier.
+    pub fn kept_private(&self) -> Vec<(u16, String, u8)> {
+        self.overrides
+            .iter()
+            .filter(|o| o.action.retains())
+            .filter_map(|o| match &o.target {
+                OverrideTarget::Private {
+                    group,
+                    creator,
+                    element_low,
+                } => Some((*group, creator.clone(), *element_low)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Are dates shifted (Retain Longitudinal Temporal Information with Modified Dates)?
+    pub fn shifts_dates(&self) -> bool {
+        self.has(ProfileOption::RetainLongitudinalModifiedDates)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_has_the_ai_options() {
+        let p = Policy::default_policy();
+        assert_eq!(p.options.len(), 3);
+        assert!(p.shifts_dates());
+        assert!(p.has(ProfileOption::CleanDescriptors));
+        assert!(p.has(ProfileOption::RetainPatientCharacteristics));
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let text = "[profile]\noptions = [\"clean_descriptors\", \"retain_everything\"]\n\n[[override]]\nkeyword = \"StudyDescriptio\"\naction = \"K\"\n\n[[override]]\ntag = \"(0008,1030)\"\naction = \"Q\"\n";
+        let err = Policy::from_toml_str(text, "t.toml").unwrap_err();
+        let PolicyError::Invalid { issues, .. } = err else { panic!() };
+        assert_eq!(issues.len(), 3, "{issues:?}");
+        assert_eq!(issues[0].field, "profile.options[1]");
+        assert_eq!(issues[0].line, Some(2));
+        assert_eq!(issues[1].field, "override[0].keyword");
+        assert_eq!(issues[1].line, Some(5));
+        assert_eq!(issues[2].field, "override[1].action");
+        assert_eq!(issues[2].line, Some(10));
+    }
+
+    #[test]
+    fn syntax_errors_have_a_line() {
+        let err = Policy::from_toml_str("[profile\noptions = 1", "t.toml").unwrap_err();
+        let PolicyError::Invalid { issues, .. } = err else { panic!() };
+        assert_eq!(issues[0].line, Some(1));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(Policy::from_toml_str("[dates]\nshift_days = 3\n", "t").is_err());
+    }
+
+    #[test]
+    fn weak_pseudonyms_and_zero_shift_are_refused() {
+        assert!(Policy::from_toml_str("[pseudonyms]\npatient_id = \"P{dec:4}\"\n", "t").is_err());
+        assert!(Policy::from_toml_str("[dates]\nshift_min_days = -10\nshift_max_days = 10\n", "t").is_err());
+        assert!(Policy::from_toml_str("[pseudonyms]\npatient_id = \"P {hex:12}\"\n", "t").is_err());
+    }
+
+    #[test]
+    fn private_overrides_use_creator() {
+        let p = Policy::from_toml_str(
+            "[[override]]\ncreator = \"ACME 1.0\"\ngroup = \"0009\"\nelement = \"xx10\"\naction = \"K\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(p.kept_private(), vec![(0x0009, "ACME 1.0".to_string(), 0x10)]);
+        assert!(Policy::from_toml_str("[[override]]\ntag = \"(0009,1010)\"\naction = \"K\"\n", "t").is_err());
+    }
+
+    #[test]
+    fn full_and_modified_dates_conflict() {
+        let e = Policy::from_toml_str(
+            "[profile]\noptions = [\"retain_longitudinal_full_dates\", \"retain_longitudinal_modified_dates\"]\n",
+            "t",
+        );
+        assert!(e.is_err());
+    }
+}
