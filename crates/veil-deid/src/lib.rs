@@ -1,2 +1,912 @@
-//! placeholder
+//! The de-identification engine: applies a policy's effective rules ([`veil_profile::Rules`]) to
+//! one DICOM dataset, with keyed pseudonyms, UIDs and date offsets from a [`veil_keys::Key`].
+//!
+//! It owns: actions D, Z, X, K, C, U and the compound codes resolved so the output stays a valid
+//! instance; recursion into sequences at any depth; private blocks matched by creator; text
+//! screening of descriptors and of every kept free-text value; the de-identification markers and
+//! the file meta rewrite. It does no I/O: reading, classifying, verifying and writing are the
+//! pipeline's stages.
+
 pub mod generalize;
+pub mod patient;
+pub mod screen;
+pub mod values;
+
+use std::collections::{HashMap, HashSet};
+
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+use dicom_core::header::Header;
+use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
+use dicom_core::{DataElement, Length, Tag, VR};
+use dicom_dictionary_std::{tags, StandardDataDictionary};
+use dicom_object::mem::InMemElement;
+use dicom_object::{FileDicomObject, InMemDicomObject};
+use serde::Serialize;
+use veil_keys::Key;
+use veil_profile::{Action, Policy, PrivateDecision, ProfileOption, Rule, Rules};
+
+pub use patient::{PatientMap, PatientPseudonyms};
+use screen::{Identifiers, Screen};
+
+/// Veil's Implementation Class UID (file meta), a fixed `2.25` UID of this implementation.
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.178130449622113585301931962153932416393";
+/// Veil's Implementation Version Name (at most 16 characters).
+pub const IMPLEMENTATION_VERSION_NAME: &str = concat!("VEIL_", env!("CARGO_PKG_VERSION"));
+
+/// A deliberate defect, for tests that prove the independent verifier catches each family of
+/// leak (enabled only through the `fault-injection` feature's constructor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Attributes the rules remove are kept.
+    KeepRemovedAttributes,
+    /// Sequences are copied without cleaning their items.
+    SkipNestedSequences,
+    /// Private attributes are all kept.
+    KeepPrivate,
+    /// Descriptor text is not cleaned.
+    SkipDescriptorCleaning,
+    /// UIDs inside sequences keep their original values.
+    SkipUidReferences,
+    /// Dates are not shifted.
+    SkipDateShift,
+}
+
+/// Why a dataset cannot be de-identified. Messages name attributes, never values.
+#[derive(Debug, thiserror::Error)]
+pub enum DeidError {
+    #[error("no SOP Instance UID (0008,0018): the instance cannot be identified consistently")]
+    MissingSopInstanceUid,
+    #[error("no SOP Class UID (0008,0016)")]
+    MissingSopClassUid,
+    #[error("attribute {0}: value cannot be read as text")]
+    Unreadable(String),
+}
+
+/// How many values each kind of action touched in one dataset (or a whole run, when added up).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ActionCounts {
+    pub removed: u64,
+    pub emptied: u64,
+    pub dummied: u64,
+    pub pseudonymised: u64,
+    pub uids_replaced: u64,
+    pub dates_shifted: u64,
+    pub text_cleaned: u64,
+    pub kept: u64,
+    pub private_removed: u64,
+    pub private_kept: u64,
+    pub unknown_removed: u64,
+    pub group_lengths_removed: u64,
+    pub unparseable_values_emptied: u64,
+}
+
+impl ActionCounts {
+    /// Adds another set of counts.
+    pub fn add(&mut self, o: &ActionCounts) {
+        self.removed += o.removed;
+        self.emptied += o.emptied;
+        self.dummied += o.dummied;
+        self.pseudonymised += o.pseudonymised;
+        self.uids_replaced += o.uids_replaced;
+        self.dates_shifted += o.dates_shifted;
+        self.text_cleaned += o.text_cleaned;
+        self.kept += o.kept;
+        self.private_removed += o.private_removed;
+        self.private_kept += o.private_kept;
+        self.unknown_removed += o.unknown_removed;
+        self.group_lengths_removed += o.group_lengths_removed;
+        self.unparseable_values_emptied += o.unparseable_values_emptied;
+    }
+}
+
+/// Study, series and instance UIDs of one instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct InstanceUids {
+    pub study: String,
+    pub series: String,
+    pub sop_instance: String,
+}
+
+/// What de-identifying one dataset did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The patient pseudonym written to Patient ID.
+    pub patient_pseudonym: String,
+    /// Original UIDs (identifying: never log them).
+    pub original: InstanceUids,
+    /// UIDs in the output.
+    pub released: InstanceUids,
+    pub counts: ActionCounts,
+    /// The record must not be released (generalisation suppresses its class).
+    pub suppressed: bool,
+}
+
+/// Context modes while walking sequences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Attributes follow their own rules; unlisted text is screened.
+    Normal,
+    /// Inside a sequence whose action is D (e.g. Content Sequence without Clean Structured
+    /// Content): unlisted free text is replaced by dummies, codes are kept.
+    Dummy,
+}
+
+/// Coded-entry attributes: terminology, not free text. Inside a D sequence they are kept so the
+/// structure stays a valid SR / code sequence (their text is still screened).
+const CODE_ATTRIBUTES: [Tag; 13] = [
+    tags::CODE_VALUE,
+    tags::CODING_SCHEME_DESIGNATOR,
+    tags::CODING_SCHEME_VERSION,
+    tags::CODE_MEANING,
+    tags::LONG_CODE_VALUE,
+    tags::URN_CODE_VALUE,
+    tags::MAPPING_RESOURCE,
+    tags::CONTEXT_IDENTIFIER,
+    tags::TEMPLATE_IDENTIFIER,
+    tags::VALUE_TYPE,
+    tags::RELATIONSHIP_TYPE,
+    tags::CONTINUITY_OF_CONTENT,
+    tags::CONTEXT_GROUP_EXTENSION_FLAG,
+];
+
+/// The engine, built once per run and shared by all workers.
+#[derive(Debug)]
+pub struct Deidentifier {
+    policy: Policy,
+    rules: Rules,
+    key: Key,
+    patient_map: Option<PatientMap>,
+    method_values: Vec<String>,
+    method_codes: Vec<(&'static str, &'static str)>,
+    fault: Option<Fault>,
+}
+
+fn tag_u32(t: Tag) -> u32 {
+    ((t.group() as u32) << 16) | t.element() as u32
+}
+
+fn keyword(t: Tag) -> String {
+    StandardDataDictionary
+        .by_tag(t)
+        .map(|e| e.alias().to_string())
+        .unwrap_or_else(|| format!("({:04X},{:04X})", t.group(), t.element()))
+}
+
+fn strings(elem: &InMemElement) -> Option<Vec<String>> {
+    match elem.value() {
+        Value::Primitive(PrimitiveValue::Empty) => Some(Vec::new()),
+        Value::Primitive(p) => Some(p.to_multi_str().iter().map(|s| s.to_string()).collect()),
+        _ => None,
+    }
+}
+
+fn text_of(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    obj.get(tag)
+        .and_then(|e| e.value().to_str().ok())
+        .map(|s| {
+            s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                .to_string()
+        })
+        .filter(|s| !s.is_empty())
+}
+
+fn with_strings(tag: Tag, vr: VR, values: Vec<String>) -> InMemElement {
+    if values.is_empty() {
+        return DataElement::new(tag, vr, PrimitiveValue::Empty);
+    }
+    DataElement::new(tag, vr, PrimitiveValue::Strs(values.into_iter().collect()))
+}
+
+fn empty_like(elem: &InMemElement) -> InMemElement {
+    if elem.vr() == VR::SQ {
+        DataElement::new(
+            elem.tag(),
+            VR::SQ,
+            Value::Sequence(DataSetSequence::empty()),
+        )
+    } else {
+        DataElement::new(elem.tag(), elem.vr(), PrimitiveValue::Empty)
+    }
+}
+
+fn is_empty_value(elem: &InMemElement) -> bool {
+    match elem.value() {
+        Value::Primitive(PrimitiveValue::Empty) => true,
+        Value::Primitive(p) => p.to_str().trim_matches(['\0', ' ']).is_empty(),
+        Value::Sequence(s) => s.items().is_empty(),
+        Value::PixelSequence(_) => false,
+    }
+}
+
+/// UIDs that name classes, syntaxes or coding schemes rather than instances: they identify no
+/// one and must stay as they are for the file to mean anything.
+fn is_class_like_uid(tag: Tag, value: &str) -> bool {
+    if value.starts_with("1.2.840.10008.") {
+        return true;
+    }
+    let kw = keyword(tag);
+    kw.ends_with("ClassUID") || kw.ends_with("SyntaxUID") || kw.contains("CodingScheme")
+}
+
+impl Deidentifier {
+    /// Builds the engine for a policy and key.
+    pub fn new(policy: Policy, key: Key, patient_map: Option<PatientMap>) -> Deidentifier {
+        let rules = Rules::new(&policy);
+        let applied: Vec<ProfileOption> = policy
+            .options
+            .iter()
+            .copied()
+            .filter(|o| o.table_column().is_some())
+            .collect();
+        let mut method_codes = vec![veil_profile::BASIC_PROFILE_CODE];
+        method_codes.extend(applied.iter().map(|o| o.cid7050()));
+        let mut method_values = vec![
+            format!("Veil {}", env!("CARGO_PKG_VERSION")),
+            format!("policy sha256:{}", &policy.digest[..16]),
+            veil_profile::BASIC_PROFILE_CODE.1.to_string(),
+        ];
+        method_values.extend(applied.iter().map(|o| o.cid7050().1.to_string()));
+        Deidentifier {
+            policy,
+            rules,
+            key,
+            patient_map,
+            method_values,
+            method_codes,
+            fault: None,
+        }
+    }
+
+    /// The same engine with a deliberate defect, for verifier mutation tests only.
+    #[cfg(feature = "fault-injection")]
+    pub fn with_fault(mut self, fault: Fault) -> Deidentifier {
+        self.fault = Some(fault);
+        self
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The effective rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The key in use (the pipeline derives keyed file references from it).
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    fn faulty(&self, f: Fault) -> bool {
+        self.fault == Some(f)
+    }
+
+    /// The pseudonyms of the patient a dataset belongs to.
+    pub fn patient_of(&self, obj: &InMemDicomObject) -> PatientPseudonyms {
+        patient::pseudonyms(&self.key, &self.policy, self.patient_map.as_ref(), obj)
+    }
+
+    /// De-identifies one file. The input object is consumed; the output carries a new file meta.
+    pub fn deidentify(
+        &self,
+        file: FileDicomObject<InMemDicomObject>,
+    ) -> Result<(FileDicomObject<InMemDicomObject>, Outcome), DeidError> {
+        let original = InstanceUids {
+            study: text_of(&file, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
+            series: text_of(&file, tags::SERIES_INSTANCE_UID).unwrap_or_default(),
+            sop_instance: text_of(&file, tags::SOP_INSTANCE_UID)
+                .ok_or(DeidError::MissingSopInstanceUid)?,
+        };
+        let sop_class = text_of(&file, tags::SOP_CLASS_UID)
+            .or_else(|| {
+                let m = file.meta().media_storage_sop_class_uid();
+                (!m.is_empty()).then(|| m.to_string())
+            })
+            .ok_or(DeidError::MissingSopClassUid)?;
+        let patient = self.patient_of(&file);
+
+        let mut ids = Identifiers::default();
+        self.collect_identifiers(&file, &mut ids);
+        let mut walk = Walk {
+            engine: self,
+            patient: &patient,
+            screen: ids.build(),
+            counts: ActionCounts::default(),
+        };
+        let mut meta = file.meta().clone();
+        let obj = file.into_inner();
+        let birth_date = text_of(&obj, tags::PATIENT_BIRTH_DATE);
+        let age_on = text_of(&obj, tags::STUDY_DATE)
+            .or_else(|| text_of(&obj, tags::ACQUISITION_DATE))
+            .or_else(|| text_of(&obj, tags::CONTENT_DATE));
+        let had_age = obj
+            .get(tags::PATIENT_AGE)
+            .is_some_and(|e| !is_empty_value(e));
+        let mut out = walk.dataset(obj, Mode::Normal, true);
+        let mut counts = walk.counts;
+
+        // Patient Age derived from the birth date (which is removed) when characteristics are kept.
+        if self.policy.has(ProfileOption::RetainPatientCharacteristics) && !had_age {
+            if let (Some(b), Some(on)) = (birth_date, age_on) {
+                if let Some(age) = values::age_between(&b, &on) {
+                    out.put(DataElement::new(
+                        tags::PATIENT_AGE,
+                        VR::AS,
+                        PrimitiveValue::from(age),
+                    ));
+                }
+            }
+        }
+        self.add_markers(&mut out);
+
+        let mut suppressed = false;
+        if let Some(spec) = &self.policy.generalize {
+            let g = generalize::apply(&mut out, spec);
+            suppressed = g.suppressed;
+        }
+
+        let released = InstanceUids {
+            study: text_of(&out, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
+            series: text_of(&out, tags::SERIES_INSTANCE_UID).unwrap_or_default(),
+            sop_instance: text_of(&out, tags::SOP_INSTANCE_UID).unwrap_or_default(),
+        };
+        meta.media_storage_sop_instance_uid = released.sop_instance.clone();
+        meta.media_storage_sop_class_uid = sop_class;
+        meta.implementation_class_uid = IMPLEMENTATION_CLASS_UID.to_string();
+        meta.implementation_version_name = Some(IMPLEMENTATION_VERSION_NAME.to_string());
+        meta.source_application_entity_title = None;
+        meta.sending_application_entity_title = None;
+        meta.receiving_application_entity_title = None;
+        meta.private_information_creator_uid = None;
+        meta.private_information = None;
+        counts.uids_replaced += 1; // Media Storage SOP Instance UID
+        let mut file = out.with_exact_meta(meta);
+        file.update_meta(|_| {});
+        Ok((
+            file,
+            Outcome {
+                patient_pseudonym: patient.id.clone(),
+                original,
+                released,
+                counts,
+                suppressed,
+            },
+        ))
+    }
+
+    fn add_markers(&self, out: &mut InMemDicomObject) {
+        out.put(DataElement::new(
+            tags::PATIENT_IDENTITY_REMOVED,
+            VR::CS,
+            PrimitiveValue::from("YES"),
+        ));
+        out.put(with_strings(
+            tags::DEIDENTIFICATION_METHOD,
+            VR::LO,
+            self.method_values.clone(),
+        ));
+        let items: Vec<InMemDicomObject> = self
+            .method_codes
+            .iter()
+            .map(|(code, meaning)| {
+                InMemDicomObject::from_element_iter([
+                    DataElement::new(tags::CODE_VALUE, VR::SH, PrimitiveValue::from(*code)),
+                    DataElement::new(
+                        tags::CODING_SCHEME_DESIGNATOR,
+                        VR::SH,
+                        PrimitiveValue::from("DCM"),
+                    ),
+                    DataElement::new(tags::CODE_MEANING, VR::LO, PrimitiveValue::from(*meaning)),
+                ])
+            })
+            .collect();
+        out.put(DataElement::new(
+            tags::DEIDENTIFICATION_METHOD_CODE_SEQUENCE,
+            VR::SQ,
+            Value::Sequence(DataSetSequence::new(items, Length::UNDEFINED)),
+        ));
+        let temporal = if self.policy.has(ProfileOption::RetainLongitudinalFullDates) {
+            "UNMODIFIED"
+        } else if self.policy.shifts_dates() {
+            "MODIFIED"
+        } else {
+            "REMOVED"
+        };
+        out.put(DataElement::new(
+            tags::LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED,
+            VR::CS,
+            PrimitiveValue::from(temporal),
+        ));
+    }
+
+    /// Gathers the dataset's own identifying values (at any depth) to screen text against.
+    fn collect_identifiers(&self, obj: &InMemDicomObject, ids: &mut Identifiers) {
+        for elem in obj.iter() {
+            let tag = elem.tag();
+            if let Value::Sequence(seq) = elem.value() {
+                for item in seq.items() {
+                    self.collect_identifiers(item, ids);
+                }
+                continue;
+            }
+            let vr = elem.vr();
+            if vr == VR::PN {
+                for v in strings(elem).unwrap_or_default() {
+                    ids.add_person_name(&v);
+                }
+                continue;
+            }
+            if tag.group() & 1 == 1 {
+                continue;
+            }
+            let removed = match self.rules.for_tag(tag_u32(tag)) {
+                Some(r) => !r.action.retains(),
+                None => false,
+            };
+            if !removed {
+                continue;
+            }
+            match vr {
+                VR::LO | VR::SH | VR::AE | VR::UI => {
+                    for v in strings(elem).unwrap_or_default() {
+                        ids.add_value(&v);
+                    }
+                }
+                VR::DA => {
+                    for v in strings(elem).unwrap_or_default() {
+                        ids.add_date(&v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        // Dates that are shifted rather than removed still must not appear in free text.
+        if let Some(b) = text_of(obj, tags::PATIENT_BIRTH_DATE) {
+            ids.add_date(&b);
+        }
+    }
+}
+
+/// State of one dataset's walk.
+struct Walk<'a> {
+    engine: &'a Deidentifier,
+    patient: &'a PatientPseudonyms,
+    screen: Screen,
+    counts: ActionCounts,
+}
+
+impl Walk<'_> {
+    fn rules(&self) -> &Rules {
+        &self.engine.rules
+    }
+
+    fn dataset(&mut self, obj: InMemDicomObject, mode: Mode, top: bool) -> InMemDicomObject {
+        // Private creators of this dataset level: (group, block) -> creator.
+        let creators: HashMap<(u16, u8), String> = obj
+            .iter()
+            .filter(|e| e.tag().group() & 1 == 1 && (0x10..=0xFF).contains(&e.tag().element()))
+            .filter_map(|e| {
+                let c = e.value().to_str().ok()?;
+                Some((
+                    (e.tag().group(), e.tag().element() as u8),
+                    c.trim_end_matches([' ', '\0']).to_string(),
+                ))
+            })
+            .collect();
+        let mut used_blocks: HashSet<(u16, u8)> = HashSet::new();
+        let mut creator_elems = Vec::new();
+        let mut out: Vec<InMemElement> = Vec::new();
+
+        for elem in obj {
+            let tag = elem.tag();
+            if tag.element() == 0x0000 {
+                // Group lengths are deprecated and would be wrong after any change.
+                self.counts.group_lengths_removed += 1;
+                continue;
+            }
+            if tag.group() == 0x0002 || tag.group() == 0xFFFE {
+                // File meta does not belong in a dataset; item tags are structure.
+                self.counts.unknown_removed += 1;
+                continue;
+            }
+            if tag.group() & 1 == 1 {
+                let el = tag.element();
+                if (0x10..=0xFF).contains(&el) {
+                    creator_elems.push(elem);
+                    continue;
+                }
+                if el < 0x1000 || tag.group() <= 0x0007 {
+                    // (gggg,0001-000F) and (gggg,0100-0FFF) are not valid private data elements.
+                    self.counts.private_removed += 1;
+                    continue;
+                }
+                let block = (el >> 8) as u8;
+                let keep = self.engine.faulty(Fault::KeepPrivate)
+                    || match creators.get(&(tag.group(), block)) {
+                        Some(c) => matches!(
+                            self.rules().for_private(tag.group(), c, el as u8),
+                            PrivateDecision::Keep(_)
+                        ),
+                        None => false,
+                    };
+                if keep {
+                    used_blocks.insert((tag.group(), block));
+                    self.counts.private_kept += 1;
+                    out.push(elem);
+                } else {
+                    self.counts.private_removed += 1;
+                }
+                continue;
+            }
+            if let Some(e) = self.element(elem, mode, top) {
+                out.push(e);
+            }
+        }
+        for c in creator_elems {
+            let key = (c.tag().group(), c.tag().element() as u8);
+            if used_blocks.contains(&key) || self.engine.faulty(Fault::KeepPrivate) {
+                out.push(c);
+            } else {
+                self.counts.private_removed += 1;
+            }
+        }
+        InMemDicomObject::from_element_iter(out)
+    }
+
+    fn items(&mut self, elem: InMemElement, mode: Mode) -> InMemElement {
+        if self.engine.faulty(Fault::SkipNestedSequences) {
+            return elem;
+        }
+        let (header, value) = elem.into_parts();
+        match value {
+            Value::Sequence(seq) => {
+                let items: Vec<InMemDicomObject> = seq
+                    .into_items()
+                    .into_iter()
+                    .map(|item| self.dataset(item, mode, false))
+                    .collect();
+                DataElement::new(
+                    header.tag,
+                    VR::SQ,
+                    Value::Sequence(DataSetSequence::new(items, Length::UNDEFINED)),
+                )
+            }
+            other => DataElement::new(header.tag, header.vr, other),
+        }
+    }
+
+    /// Applies the rule for one public attribute; `None` removes it.
+    fn element(&mut self, elem: InMemElement, mode: Mode, top: bool) -> Option<InMemElement> {
+        let tag = elem.tag();
+        let rule = self.rules().for_tag(tag_u32(tag));
+        let overridden = rule.is_some_and(|r| r.source == veil_profile::RuleSource::Override);
+
+        // Patient identity: pseudonyms, not blanks, so studies of one patient stay linked.
+        if !overridden && top {
+            if tag == tags::PATIENT_ID {
+                self.counts.pseudonymised += 1;
+                return Some(DataElement::new(
+                    tag,
+                    VR::LO,
+                    PrimitiveValue::from(self.patient.id.clone()),
+                ));
+            }
+            if tag == tags::PATIENT_NAME {
+                self.counts.pseudonymised += 1;
+                return Some(DataElement::new(
+                    tag,
+                    VR::PN,
+                    PrimitiveValue::from(self.patient.name.clone()),
+                ));
+            }
+        }
+
+        let Some(rule) = rule else {
+            return self.unlisted(elem, mode);
+        };
+        self.apply(elem, rule, mode, top)
+    }
+
+    fn apply(
+        &mut self,
+        elem: InMemElement,
+        rule: Rule,
+        mode: Mode,
+        top: bool,
+    ) -> Option<InMemElement> {
+        let vr = elem.vr();
+        let action = match rule.action {
+            Action::XZ => Action::Z,
+            Action::XD | Action::ZD | Action::XZD => {
+                if is_empty_value(&elem) {
+                    Action::Z
+                } else {
+                    Action::D
+                }
+            }
+            Action::XZU => Action::U,
+            a => a,
+        };
+        let action = if self.engine.faulty(Fault::KeepRemovedAttributes)
+            && matches!(action, Action::X | Action::Z)
+        {
+            Action::K
+        } else {
+            action
+        };
+        match action {
+            Action::X => {
+                self.counts.removed += 1;
+                None
+            }
+            Action::Z => {
+                self.counts.emptied += 1;
+                Some(empty_like(&elem))
+            }
+            Action::D => Some(self.dummy(elem, mode)),
+            Action::K => {
+                if vr == VR::SQ {
+                    return Some(self.items(elem, Mode::Normal));
+                }
+                self.counts.kept += 1;
+                if elem.tag() == tags::PATIENT_AGE {
+                    return Some(self.age(elem));
+                }
+                Some(elem)
+            }
+            Action::C => Some(self.clean(elem)),
+            Action::U => {
+                if vr == VR::SQ {
+                    return Some(self.items(elem, Mode::Normal));
+                }
+                if vr != VR::UI {
+                    return Some(self.dummy(elem, mode));
+                }
+                if !top && self.engine.faulty(Fault::SkipUidReferences) {
+                    return Some(elem);
+                }
+                Some(self.uid(elem))
+            }
+            _ => unreachable!("compound actions are resolved above"),
+        }
+    }
+
+    fn uid(&mut self, elem: InMemElement) -> InMemElement {
+        let tag = elem.tag();
+        let Some(vals) = strings(&elem) else {
+            self.counts.emptied += 1;
+            return empty_like(&elem);
+        };
+        self.counts.uids_replaced += vals.len() as u64;
+        let mapped = vals
+            .iter()
+            .map(|v| self.engine.key.derive_uid(v.trim_end_matches(['\0', ' '])))
+            .collect();
+        with_strings(tag, VR::UI, mapped)
+    }
+
+    fn dummy(&mut self, elem: InMemElement, mode: Mode) -> InMemElement {
+        let tag = elem.tag();
+        let vr = elem.vr();
+        match vr {
+            VR::SQ => self.items(elem, Mode::Dummy),
+            VR::UI => self.uid(elem),
+            VR::LO | VR::SH if is_identifier_keyword(tag) => {
+                let vals = strings(&elem).unwrap_or_default();
+                self.counts.pseudonymised += 1;
+                let mapped = vals
+                    .iter()
+                    .map(|v| patient::other_id(&self.engine.key, v.trim()))
+                    .collect();
+                with_strings(tag, vr, mapped)
+            }
+            _ => match values::dummy_text(vr) {
+                Some(d) => {
+                    let _ = mode;
+                    self.counts.dummied += 1;
+                    DataElement::new(tag, vr, PrimitiveValue::from(d))
+                }
+                None => {
+                    self.counts.emptied += 1;
+                    empty_like(&elem)
+                }
+            },
+        }
+    }
+
+    fn age(&mut self, elem: InMemElement) -> InMemElement {
+        let tag = elem.tag();
+        match strings(&elem).and_then(|v| v.first().cloned()) {
+            Some(v) if v.trim().is_empty() => elem,
+            Some(v) => match values::cap_age(&v) {
+                Some(a) => DataElement::new(tag, VR::AS, PrimitiveValue::from(a)),
+                None => {
+                    self.counts.unparseable_values_emptied += 1;
+                    empty_like(&elem)
+                }
+            },
+            None => elem,
+        }
+    }
+
+    fn shift_dates(&mut self, elem: InMemElement) -> InMemElement {
+        if self.engine.faulty(Fault::SkipDateShift) {
+            return elem;
+        }
+        let tag = elem.tag();
+        let vr = elem.vr();
+        let Some(vals) = strings(&elem) else {
+            self.counts.unparseable_values_emptied += 1;
+            return empty_like(&elem);
+        };
+        let days = self.patient.offset_days;
+        let mut out = Vec::with_capacity(vals.len());
+        for v in &vals {
+            let v = v.trim();
+            if v.is_empty() {
+                out.push(String::new());
+                continue;
+            }
+            let shifted = if vr == VR::DA {
+                values::shift_da(v, days)
+            } else {
+                values::shift_dt(v, days)
+            };
+            match shifted {
+                Some(s) => out.push(s),
+                None => {
+                    // A date Veil cannot read could be anything: it does not leave unshifted.
+                    self.counts.unparseable_values_emptied += 1;
+                    return empty_like(&elem);
+                }
+            }
+        }
+        self.counts.dates_shifted += out.len() as u64;
+        if out.iter().all(|s| s.is_empty()) {
+            return empty_like(&elem);
+        }
+        with_strings(tag, vr, out)
+    }
+
+    fn clean_text(&mut self, elem: InMemElement) -> InMemElement {
+        if self.engine.faulty(Fault::SkipDescriptorCleaning) {
+            return elem;
+        }
+        let tag = elem.tag();
+        let vr = elem.vr();
+        let Some(vals) = strings(&elem) else {
+            self.counts.unparseable_values_emptied += 1;
+            return empty_like(&elem);
+        };
+        let mut changed = false;
+        let out: Vec<String> = vals
+            .into_iter()
+            .map(|v| match self.screen.clean(&v) {
+                Some(c) => {
+                    changed = true;
+                    c
+                }
+                None => v,
+            })
+            .collect();
+        if changed {
+            self.counts.text_cleaned += 1;
+            with_strings(tag, vr, out)
+        } else {
+            self.counts.kept += 1;
+            elem
+        }
+    }
+
+    /// Action C: shift dates, clean text, recurse into sequences, keep the rest.
+    fn clean(&mut self, elem: InMemElement) -> InMemElement {
+        let tag = elem.tag();
+        match elem.vr() {
+            VR::SQ => self.items(elem, Mode::Normal),
+            VR::DA | VR::DT => {
+                if self
+                    .engine
+                    .policy
+                    .has(ProfileOption::RetainLongitudinalFullDates)
+                {
+                    self.counts.kept += 1;
+                    elem
+                } else {
+                    self.shift_dates(elem)
+                }
+            }
+            VR::AS => {
+                self.counts.kept += 1;
+                self.age(elem)
+            }
+            VR::PN => {
+                self.counts.dummied += 1;
+                DataElement::new(tag, VR::PN, PrimitiveValue::from("ANONYMIZED"))
+            }
+            vr if values::is_text_vr(vr) => self.clean_text(elem),
+            VR::OB | VR::OW | VR::UN => {
+                // Overlay bitmaps and curve data cannot be cleaned without the pixel stage:
+                // removing them is the safe form of "clean" until it exists.
+                self.counts.removed += 1;
+                empty_like(&elem)
+            }
+            _ => {
+                self.counts.kept += 1;
+                elem
+            }
+        }
+    }
+
+    /// Attributes the table does not list: standard ones are kept (the standard deems them
+    /// safe) with their text screened; attributes the dictionary does not know are removed.
+    fn unlisted(&mut self, elem: InMemElement, mode: Mode) -> Option<InMemElement> {
+        let tag = elem.tag();
+        if StandardDataDictionary.by_tag(tag).is_none() {
+            self.counts.unknown_removed += 1;
+            return None;
+        }
+        let vr = elem.vr();
+        Some(match vr {
+            VR::SQ => self.items(elem, mode),
+            VR::UI => {
+                let vals = strings(&elem).unwrap_or_default();
+                if vals.iter().all(|v| {
+                    v.trim_end_matches(['\0', ' ']).is_empty() || is_class_like_uid(tag, v)
+                }) {
+                    self.counts.kept += 1;
+                    elem
+                } else if self.engine.faulty(Fault::SkipUidReferences) {
+                    elem
+                } else {
+                    self.uid(elem)
+                }
+            }
+            VR::DA | VR::DT => {
+                if self
+                    .engine
+                    .policy
+                    .has(ProfileOption::RetainLongitudinalFullDates)
+                {
+                    self.counts.kept += 1;
+                    elem
+                } else if self.engine.policy.shifts_dates() {
+                    self.shift_dates(elem)
+                } else {
+                    self.counts.emptied += 1;
+                    empty_like(&elem)
+                }
+            }
+            VR::PN => {
+                self.counts.dummied += 1;
+                DataElement::new(tag, VR::PN, PrimitiveValue::from("ANONYMIZED"))
+            }
+            vr if values::is_text_vr(vr) => {
+                if mode == Mode::Dummy && !CODE_ATTRIBUTES.contains(&tag) {
+                    self.counts.dummied += 1;
+                    DataElement::new(tag, vr, PrimitiveValue::from("ANONYMIZED"))
+                } else {
+                    self.clean_text(elem)
+                }
+            }
+            _ => {
+                self.counts.kept += 1;
+                elem
+            }
+        })
+    }
+}
+
+/// Attributes whose dummy is a keyed pseudonym of the value (so the same ID stays linked across
+/// attributes and files) rather than a fixed dummy.
+fn is_identifier_keyword(tag: Tag) -> bool {
+    let kw = keyword(tag);
+    kw.ends_with("ID")
+        || kw.ends_with("IDs")
+        || kw.ends_with("Number")
+        || kw.ends_with("Identifier")
+}
+
+#[cfg(test)]
+mod tests;

@@ -35,7 +35,9 @@ pub enum KeyError {
     },
     #[error("key file {path} is readable or writable by group or others (mode {mode:04o}); run `chmod 600 {path}` and retry")]
     LoosePermissions { path: PathBuf, mode: u32 },
-    #[error("key file {path}: expected 64 hexadecimal digits (a 256-bit key written by `veil key new`)")]
+    #[error(
+        "key file {path}: expected 64 hexadecimal digits (a 256-bit key written by `veil key new`)"
+    )]
     Malformed { path: PathBuf },
     #[error("{KEY_ENV}: expected 64 hexadecimal digits (a 256-bit key)")]
     MalformedEnv,
@@ -119,7 +121,9 @@ impl Key {
     /// Reads the key from `VEIL_KEY`, if set.
     pub fn from_env() -> Result<Option<Key>, KeyError> {
         match std::env::var(KEY_ENV) {
-            Ok(text) => Key::parse_hex(&text).map(Some).ok_or(KeyError::MalformedEnv),
+            Ok(text) => Key::parse_hex(&text)
+                .map(Some)
+                .ok_or(KeyError::MalformedEnv),
             Err(_) => Ok(None),
         }
     }
@@ -211,7 +215,10 @@ impl Key {
     /// The 128 bits are shaped as an RFC 9562 version-8 UUID (vendor-specific), so the result is a
     /// valid `2.25` UID of at most 44 characters.
     pub fn derive_uid(&self, original: &str) -> String {
-        let mac = self.mac("veil/uid", original.trim_end_matches(['\0', ' ']).as_bytes());
+        let mac = self.mac(
+            "veil/uid",
+            original.trim_end_matches(['\0', ' ']).as_bytes(),
+        );
         let mut b = [0u8; 16];
         b.copy_from_slice(&mac[..16]);
         b[6] = (b[6] & 0x0f) | 0x80; // version 8
@@ -269,7 +276,8 @@ mod tests {
         let digits = &a[5..];
         assert!(digits.chars().all(|c| c.is_ascii_digit()));
         assert!(!digits.starts_with('0'));
-        let other = Key::from_bytes([8; 32]).derive_uid("1.2.840.113619.2.55.3.604688119.969.1268071029.320");
+        let other = Key::from_bytes([8; 32])
+            .derive_uid("1.2.840.113619.2.55.3.604688119.969.1268071029.320");
         assert_ne!(a, other);
     }
 
@@ -302,7 +310,10 @@ mod tests {
         let path = dir.path().join("site.key");
         let key = Key::write_new(&path).unwrap();
         assert_eq!(Key::load(&path).unwrap(), key);
-        assert!(matches!(Key::write_new(&path), Err(KeyError::Exists { .. })));
+        assert!(matches!(
+            Key::write_new(&path),
+            Err(KeyError::Exists { .. })
+        ));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

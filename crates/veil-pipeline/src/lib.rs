@@ -1,1 +1,721 @@
-//! placeholder
+//! The de-identification pipeline: sources → stages → sinks.
+//!
+//! This crate owns walking inputs, and for each file the stages read → classify → consent gate →
+//! transform (`veil-deid`) → verify (any [`OutputVerifier`], e.g. `veil-verify`) → write; the
+//! quarantine; atomic writes (temp + rename); resume through a journal of keyed input references;
+//! parallel workers with memory bounded to one file each; and the run report. The CLI, a network
+//! gateway or Python bindings drive the same [`Pipeline`]. Nothing here prints or exits.
+
+pub mod classify;
+pub mod report;
+mod store;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use dicom_dictionary_std::tags;
+use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
+use rayon::prelude::*;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use veil_deid::{Deidentifier, InstanceUids};
+
+pub use classify::Hold;
+pub use report::{FileOutcome, RunReport};
+pub use store::StateError;
+
+/// A finding of an output verifier. It names where and what, never the value.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VerifyFinding {
+    pub path: String,
+    pub category: String,
+    pub rule: String,
+}
+
+/// Checks prepared from one source dataset before it is transformed.
+pub trait PreparedCheck: Send {
+    /// Findings for the complete output file bytes; empty means clean.
+    fn verify(&self, output: &[u8]) -> Vec<VerifyFinding>;
+}
+
+/// An independent checker every output must pass before it is written.
+pub trait OutputVerifier: Send + Sync {
+    /// Gathers what the check needs from the source (e.g. its identifying values).
+    fn prepare(&self, source: &InMemDicomObject) -> Box<dyn PreparedCheck>;
+}
+
+/// What the consent gate is told about an instance's patient (identifying: never logged).
+#[derive(Debug, Clone)]
+pub struct PatientContext {
+    pub patient_id: String,
+    pub issuer_of_patient_id: String,
+    pub modality: String,
+    pub study_date: String,
+    /// The pseudonym this patient gets in this run.
+    pub patient_pseudonym: String,
+}
+
+/// The consent gate's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// Release it, under this consent record (if any).
+    Admit { consent_ref: Option<String> },
+    /// Do not release it; the reason is a category, never an identifier.
+    Exclude { reason: String },
+}
+
+/// A released instance at commit time.
+#[derive(Debug, Clone)]
+pub struct CommittedInstance {
+    pub input: PathBuf,
+    /// Final output path.
+    pub output: PathBuf,
+    /// Output path relative to the output root.
+    pub output_relative: PathBuf,
+    pub patient_pseudonym: String,
+    pub patient: PatientContext,
+    pub original: InstanceUids,
+    pub released: InstanceUids,
+    pub bytes: u64,
+    /// SHA-256 of the output bytes (de-identified data, so an unkeyed digest is fine).
+    pub sha256: String,
+    pub consent_ref: Option<String>,
+}
+
+/// Hooks for releases: a consent gate and a commit that can wrap the rename in a transaction.
+pub trait ReleaseObserver: Sync {
+    /// Called after classification, before de-identification.
+    fn admit(&self, patient: &PatientContext) -> Admission;
+    /// Called when an output is ready: must call `rename` exactly once to publish the file, and
+    /// return an error (after undoing its own records) if it cannot record the release.
+    fn commit(
+        &self,
+        instance: &CommittedInstance,
+        rename: &mut dyn FnMut() -> std::io::Result<()>,
+    ) -> Result<(), String>;
+}
+
+/// Where and how a run writes.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Output root.
+    pub out: PathBuf,
+    /// Quarantine directory (copies of held-back inputs + JSON reasons).
+    pub quarantine: PathBuf,
+    /// Worker threads (default: all cores).
+    pub threads: Option<usize>,
+    /// fsync each output before its rename (durable against power loss, slower).
+    pub fsync: bool,
+    /// A pixel-cleaning stage handles burned-in text (not yet: issue 5).
+    pub pixel_stage: bool,
+    /// Files larger than this are quarantined unread (bounds memory per worker).
+    pub max_file_bytes: u64,
+}
+
+impl Config {
+    /// Defaults for an output root: quarantine beside it as `<OUT>.quarantine`.
+    pub fn new(out: PathBuf) -> Config {
+        let mut q = out.clone().into_os_string();
+        q.push(".quarantine");
+        Config {
+            quarantine: PathBuf::from(q),
+            out,
+            threads: None,
+            fsync: false,
+            pixel_stage: false,
+            max_file_bytes: 4 << 30,
+        }
+    }
+}
+
+/// Fatal errors that stop a run before or outside per-file processing.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("input {path}: {source}")]
+    Input {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot start worker threads: {0}")]
+    Threads(String),
+}
+
+/// One pipeline: engine, optional verifier, config.
+pub struct Pipeline {
+    deid: Deidentifier,
+    verifier: Option<Box<dyn OutputVerifier>>,
+    config: Config,
+}
+
+struct NoObserver;
+impl ReleaseObserver for NoObserver {
+    fn admit(&self, _: &PatientContext) -> Admission {
+        Admission::Admit { consent_ref: None }
+    }
+    fn commit(
+        &self,
+        _: &CommittedInstance,
+        rename: &mut dyn FnMut() -> std::io::Result<()>,
+    ) -> Result<(), String> {
+        rename().map_err(|e| e.to_string())
+    }
+}
+
+/// Lists the files under the inputs, sorted, skipping the run's own output and quarantine.
+pub fn walk_inputs(inputs: &[PathBuf], exclude: &[&Path]) -> Result<Vec<PathBuf>, PipelineError> {
+    let excluded: Vec<PathBuf> = exclude
+        .iter()
+        .filter_map(|p| p.canonicalize().ok())
+        .collect();
+    let mut files = Vec::new();
+    for input in inputs {
+        let meta = std::fs::metadata(input).map_err(|source| PipelineError::Input {
+            path: input.clone(),
+            source,
+        })?;
+        if meta.is_file() {
+            files.push(input.clone());
+            continue;
+        }
+        let walker = walkdir::WalkDir::new(input)
+            .follow_links(false)
+            .sort_by_file_name();
+        let mut it = walker.into_iter();
+        while let Some(entry) = it.next() {
+            let entry = entry.map_err(|e| PipelineError::Input {
+                path: e
+                    .path()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| input.clone()),
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("directory loop")),
+            })?;
+            if entry.file_type().is_dir() {
+                if let Ok(c) = entry.path().canonicalize() {
+                    if excluded.iter().any(|x| *x == c) {
+                        it.skip_current_dir();
+                    }
+                }
+                continue;
+            }
+            if entry.file_type().is_file() {
+                files.push(entry.into_path());
+            }
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// The first input of a run that produced an output path.
+struct Claim {
+    digest: [u8; 32],
+    input: PathBuf,
+    input_ref: String,
+    conflicted: bool,
+}
+
+fn conflict_reason() -> (String, String) {
+    (
+        "conflicting_duplicate".to_string(),
+        "several inputs of this run are the same instance (same SOP Instance UID) with different content; none is released".to_string(),
+    )
+}
+
+/// What the per-file stages decided, before writing.
+enum Staged {
+    Rejected {
+        reason: &'static str,
+        detail: String,
+    },
+    Quarantine {
+        reason: String,
+        detail: String,
+        findings: Vec<VerifyFinding>,
+    },
+    Excluded {
+        reason: String,
+    },
+    Suppressed,
+    Output(Box<Produced>),
+}
+
+struct Produced {
+    bytes: Vec<u8>,
+    relative: PathBuf,
+    patient: PatientContext,
+    original: InstanceUids,
+    released: InstanceUids,
+    counts: veil_deid::ActionCounts,
+    consent_ref: Option<String>,
+}
+
+fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
+    obj.get(tag)
+        .and_then(|e| e.value().to_str().ok())
+        .map(|s| {
+            s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// Is this a DICOM Part 10 file (preamble + `DICM`)?
+fn has_dicm(bytes: &[u8]) -> bool {
+    bytes.len() >= 132 && &bytes[128..132] == b"DICM"
+}
+
+/// A path component made only of characters safe everywhere.
+fn path_safe(s: &str) -> String {
+    let cleaned: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if cleaned.is_empty() || cleaned.chars().all(|c| c == '.') {
+        "_".to_string()
+    } else {
+        cleaned
+    }
+}
+
+impl Pipeline {
+    /// Builds a pipeline.
+    pub fn new(
+        deid: Deidentifier,
+        verifier: Option<Box<dyn OutputVerifier>>,
+        config: Config,
+    ) -> Pipeline {
+        Pipeline {
+            deid,
+            verifier,
+            config,
+        }
+    }
+
+    /// The engine.
+    pub fn deidentifier(&self) -> &Deidentifier {
+        &self.deid
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Runs over inputs without a release observer (`veil deid`).
+    pub fn run(
+        &self,
+        inputs: &[PathBuf],
+        progress: &(dyn Fn(&FileOutcome) + Sync),
+    ) -> Result<RunReport, PipelineError> {
+        self.run_with(inputs, &NoObserver, progress)
+    }
+
+    /// Runs over inputs with a release observer (`veil release`).
+    pub fn run_with(
+        &self,
+        inputs: &[PathBuf],
+        observer: &dyn ReleaseObserver,
+        progress: &(dyn Fn(&FileOutcome) + Sync),
+    ) -> Result<RunReport, PipelineError> {
+        let started = Instant::now();
+        let files = walk_inputs(inputs, &[&self.config.out, &self.config.quarantine])?;
+        let state = store::State::open(&self.config, self.deid.key(), &self.deid.policy().digest)?;
+        let report = Mutex::new(RunReport::new(
+            self.deid.policy(),
+            self.deid.key(),
+            files.len(),
+        ));
+        let claimed: Mutex<HashMap<PathBuf, Claim>> = Mutex::new(HashMap::new());
+        let fatal: Mutex<Option<StateError>> = Mutex::new(None);
+        let stop = AtomicBool::new(false);
+
+        let work = || {
+            files.par_iter().for_each(|path| {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let outcome = self.process_file(path, &state, &claimed, observer);
+                let outcome = match outcome {
+                    Ok(o) => o,
+                    Err(e) => {
+                        // The output or quarantine area itself failed (disk full, permissions):
+                        // stop the run rather than lose track of inputs.
+                        stop.store(true, Ordering::Relaxed);
+                        let mut f = fatal.lock().unwrap();
+                        if f.is_none() {
+                            *f = Some(e);
+                        }
+                        return;
+                    }
+                };
+                progress(&outcome);
+                report.lock().unwrap().record(&outcome);
+            })
+        };
+        match self.config.threads {
+            Some(n) => rayon::ThreadPoolBuilder::new()
+                .num_threads(n.max(1))
+                .build()
+                .map_err(|e| PipelineError::Threads(e.to_string()))?
+                .install(work),
+            None => work(),
+        }
+        if let Some(e) = fatal.into_inner().unwrap() {
+            return Err(e.into());
+        }
+        let mut report = report.into_inner().unwrap();
+        self.retract_conflicts(claimed.into_inner().unwrap(), &state, &mut report)?;
+        report.finish(started.elapsed());
+        state.write_report(&report)?;
+        Ok(report)
+    }
+
+    fn process_file(
+        &self,
+        path: &Path,
+        state: &store::State,
+        claimed: &Mutex<HashMap<PathBuf, Claim>>,
+        observer: &dyn ReleaseObserver,
+    ) -> Result<FileOutcome, StateError> {
+        let input_ref = state.input_ref(path);
+        if let Some(done) = state.already_done(&input_ref) {
+            return Ok(FileOutcome::skipped(path, done));
+        }
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(path).and_then(|f| {
+            let len = f.metadata()?.len();
+            if len > self.config.max_file_bytes {
+                return Err(std::io::Error::other(format!(
+                    "file is {len} bytes, over the per-file limit of {} bytes",
+                    self.config.max_file_bytes
+                )));
+            }
+            bytes.reserve(len as usize);
+            f.take(self.config.max_file_bytes + 1)
+                .read_to_end(&mut bytes)
+        });
+        if let Err(e) = read {
+            let outcome = FileOutcome::rejected(
+                path,
+                &input_ref,
+                "unreadable",
+                format!("cannot read the input: {e}"),
+            );
+            state.journal(&outcome)?;
+            return Ok(outcome);
+        }
+        let in_bytes = bytes.len() as u64;
+
+        // Every stage runs under catch_unwind: a panic in a parser on hostile input must end as a
+        // quarantine, never as a crashed run or a passed-through file.
+        let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.stage(&bytes, observer)
+        }))
+        .unwrap_or_else(|_| Staged::Quarantine {
+            reason: "internal_error".into(),
+            detail: "an internal error occurred while processing this file; it was held back"
+                .into(),
+            findings: Vec::new(),
+        });
+
+        let outcome = match staged {
+            Staged::Rejected { reason, detail } => {
+                FileOutcome::rejected(path, &input_ref, reason, detail)
+            }
+            Staged::Excluded { reason } => FileOutcome::excluded(path, &input_ref, reason),
+            Staged::Suppressed => FileOutcome::suppressed(path, &input_ref),
+            Staged::Quarantine {
+                reason,
+                detail,
+                findings,
+            } => {
+                let qpath =
+                    state.quarantine(&input_ref, path, &bytes, &reason, &detail, &findings)?;
+                FileOutcome::quarantined(path, &input_ref, reason, detail, findings, qpath)
+            }
+            Staged::Output(p) => self.write_output(
+                path, &input_ref, in_bytes, *p, state, claimed, observer, &bytes,
+            )?,
+        };
+        state.journal(&outcome)?;
+        Ok(outcome)
+    }
+
+    /// read (parse) → classify → consent → transform → verify, all in memory.
+    fn stage(&self, bytes: &[u8], observer: &dyn ReleaseObserver) -> Staged {
+        if !has_dicm(bytes) {
+            return Staged::Rejected {
+                reason: "not_dicom",
+                detail: "not a DICOM Part 10 file (no 'DICM' marker after a 128-byte preamble); not copied".into(),
+            };
+        }
+        let file: FileDicomObject<InMemDicomObject> = match OpenFileOptions::new()
+            .read_preamble(dicom_object::file::ReadPreamble::Never)
+            .from_reader(&bytes[128..])
+        {
+            Ok(f) => f,
+            Err(e) => {
+                return Staged::Quarantine {
+                    reason: "unparseable".into(),
+                    detail: format!("DICOM parse error: {}", report::describe_error(&e)),
+                    findings: Vec::new(),
+                }
+            }
+        };
+        let media_class = file.meta().media_storage_sop_class_uid().to_string();
+        if let Some(hold) = classify::classify(&file, &media_class, self.config.pixel_stage) {
+            if hold == Hold::Dicomdir {
+                return Staged::Rejected {
+                    reason: "dicomdir",
+                    detail: hold.detail(),
+                };
+            }
+            return Staged::Quarantine {
+                reason: hold.code().into(),
+                detail: hold.detail(),
+                findings: Vec::new(),
+            };
+        }
+        let pseudonyms = self.deid.patient_of(&file);
+        let patient = PatientContext {
+            patient_id: text(&file, tags::PATIENT_ID),
+            issuer_of_patient_id: text(&file, tags::ISSUER_OF_PATIENT_ID),
+            modality: text(&file, tags::MODALITY),
+            study_date: text(&file, tags::STUDY_DATE),
+            patient_pseudonym: pseudonyms.id.clone(),
+        };
+        let consent_ref = match observer.admit(&patient) {
+            Admission::Admit { consent_ref } => consent_ref,
+            Admission::Exclude { reason } => return Staged::Excluded { reason },
+        };
+        let prepared = self.verifier.as_ref().map(|v| v.prepare(&file));
+        let (out, outcome) = match self.deid.deidentify(file) {
+            Ok(r) => r,
+            Err(e) => {
+                return Staged::Quarantine {
+                    reason: "cannot_deidentify".into(),
+                    detail: e.to_string(),
+                    findings: Vec::new(),
+                }
+            }
+        };
+        if outcome.suppressed {
+            return Staged::Suppressed;
+        }
+        let mut buf = Vec::with_capacity(bytes.len() + 1024);
+        if let Err(e) = out.write_all(&mut buf) {
+            return Staged::Quarantine {
+                reason: "cannot_encode".into(),
+                detail: format!(
+                    "cannot encode the de-identified instance: {}",
+                    report::describe_error(&e)
+                ),
+                findings: Vec::new(),
+            };
+        }
+        if let Some(check) = prepared {
+            let findings = check.verify(&buf);
+            if !findings.is_empty() {
+                return Staged::Quarantine {
+                    reason: "verification_failed".into(),
+                    detail: format!(
+                        "the independent verifier found {} problem(s) in the output",
+                        findings.len()
+                    ),
+                    findings,
+                };
+            }
+        }
+        let relative = PathBuf::from(path_safe(&outcome.patient_pseudonym))
+            .join(path_safe(&outcome.released.study))
+            .join(path_safe(&outcome.released.series))
+            .join(format!("{}.dcm", path_safe(&outcome.released.sop_instance)));
+        Staged::Output(Box::new(Produced {
+            bytes: buf,
+            relative,
+            patient,
+            original: outcome.original,
+            released: outcome.released,
+            counts: outcome.counts,
+            consent_ref,
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_output(
+        &self,
+        path: &Path,
+        input_ref: &str,
+        in_bytes: u64,
+        p: Produced,
+        state: &store::State,
+        claimed: &Mutex<HashMap<PathBuf, Claim>>,
+        observer: &dyn ReleaseObserver,
+        input_bytes: &[u8],
+    ) -> Result<FileOutcome, StateError> {
+        let digest: [u8; 32] = Sha256::digest(&p.bytes).into();
+        {
+            let mut claimed = claimed.lock().unwrap();
+            if let Some(prev) = claimed.get_mut(&p.relative) {
+                if prev.digest == digest {
+                    return Ok(FileOutcome::duplicate(path, input_ref, &p.relative));
+                }
+                // Which version would win depends on thread timing; releasing either would make
+                // the output tree non-deterministic. Every version is held back (the one already
+                // written is retracted when the run ends).
+                prev.conflicted = true;
+                drop(claimed);
+                let (reason, detail) = conflict_reason();
+                let q = state.quarantine(input_ref, path, input_bytes, &reason, &detail, &[])?;
+                return Ok(FileOutcome::quarantined(
+                    path,
+                    input_ref,
+                    reason,
+                    detail,
+                    Vec::new(),
+                    q,
+                ));
+            }
+            claimed.insert(
+                p.relative.clone(),
+                Claim {
+                    digest,
+                    input: path.to_path_buf(),
+                    input_ref: input_ref.to_string(),
+                    conflicted: false,
+                },
+            );
+        }
+        let final_path = self.config.out.join(&p.relative);
+        // Resume: an identical file from an earlier run is already in place.
+        if let Ok(existing) = std::fs::read(&final_path) {
+            let same: [u8; 32] = Sha256::digest(&existing).into();
+            if same == digest {
+                let instance = self.committed(path, &final_path, &p, &digest);
+                observer
+                    .commit(&instance, &mut || Ok(()))
+                    .map_err(StateError::Commit)?;
+                return Ok(FileOutcome::written(
+                    path,
+                    input_ref,
+                    &p.relative,
+                    in_bytes,
+                    p.bytes.len() as u64,
+                    p.counts,
+                    true,
+                ));
+            }
+            let reason = "output_conflict".to_string();
+            let detail = "the output path already holds a different file (another key or policy wrote to this output directory?)".to_string();
+            let q = state.quarantine(input_ref, path, input_bytes, &reason, &detail, &[])?;
+            return Ok(FileOutcome::quarantined(
+                path,
+                input_ref,
+                reason,
+                detail,
+                Vec::new(),
+                q,
+            ));
+        }
+        let temp = state.write_temp(&p.bytes, self.config.fsync)?;
+        let instance = self.committed(path, &final_path, &p, &digest);
+        let mut renamed = false;
+        let result = observer.commit(&instance, &mut || {
+            if let Some(parent) = final_path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::rename(&temp, &final_path)?;
+            renamed = true;
+            Ok(())
+        });
+        if let Err(e) = result {
+            if !renamed {
+                let _ = std::fs::remove_file(&temp);
+            }
+            return Err(StateError::Commit(e));
+        }
+        Ok(FileOutcome::written(
+            path,
+            input_ref,
+            &p.relative,
+            in_bytes,
+            p.bytes.len() as u64,
+            p.counts,
+            false,
+        ))
+    }
+
+    /// Holds back the first-written version of every instance that had conflicting versions in
+    /// this run, so the result does not depend on which worker finished first.
+    fn retract_conflicts(
+        &self,
+        claimed: HashMap<PathBuf, Claim>,
+        state: &store::State,
+        report: &mut RunReport,
+    ) -> Result<(), StateError> {
+        let mut conflicted: Vec<(PathBuf, Claim)> =
+            claimed.into_iter().filter(|(_, c)| c.conflicted).collect();
+        conflicted.sort_by(|a, b| a.0.cmp(&b.0));
+        for (relative, claim) in conflicted {
+            let bytes = std::fs::read(&claim.input).unwrap_or_default();
+            let (reason, detail) = conflict_reason();
+            let q = state.quarantine(
+                &claim.input_ref,
+                &claim.input,
+                &bytes,
+                &reason,
+                &detail,
+                &[],
+            )?;
+            let _ = std::fs::remove_file(self.config.out.join(&relative));
+            let outcome = FileOutcome::quarantined(
+                &claim.input,
+                &claim.input_ref,
+                reason,
+                detail,
+                Vec::new(),
+                q,
+            );
+            state.journal(&outcome)?;
+            report.retract_written(&outcome);
+        }
+        Ok(())
+    }
+
+    fn committed(
+        &self,
+        input: &Path,
+        final_path: &Path,
+        p: &Produced,
+        digest: &[u8; 32],
+    ) -> CommittedInstance {
+        CommittedInstance {
+            input: input.to_path_buf(),
+            output: final_path.to_path_buf(),
+            output_relative: p.relative.clone(),
+            patient_pseudonym: p.patient.patient_pseudonym.clone(),
+            patient: p.patient.clone(),
+            original: p.original.clone(),
+            released: p.released.clone(),
+            bytes: p.bytes.len() as u64,
+            sha256: hex::encode(digest),
+            consent_ref: p.consent_ref.clone(),
+        }
+    }
+}

@@ -89,7 +89,9 @@ mod tests {
 
     #[test]
     fn parses_every_code_and_round_trips() {
-        for code in ["D", "Z", "X", "K", "C", "U", "X/Z", "X/D", "Z/D", "X/Z/D", "X/Z/U*"] {
+        for code in [
+            "D", "Z", "X", "K", "C", "U", "X/Z", "X/D", "Z/D", "X/Z/D", "X/Z/U*",
+        ] {
             assert_eq!(Action::parse(code).unwrap().code(), code);
         }
         assert_eq!(Action::parse(" x / z "), Some(Action::XZ));

@@ -16,7 +16,9 @@ use std::collections::{HashMap, HashSet};
 
 pub use action::Action;
 pub use options::{ProfileOption, BASIC_PROFILE_CODE};
-pub use policy::{Override, OverrideTarget, Policy, PolicyError, PolicyIssue, Template, TemplatePart};
+pub use policy::{
+    Override, OverrideTarget, Policy, PolicyError, PolicyIssue, Template, TemplatePart,
+};
 
 /// Where an effective action came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -70,7 +72,10 @@ pub struct Rules {
 /// one; when two enabled options disagree, C (clean) wins over K (keep), because cleaning is the
 /// more protective of two actions that both retain the attribute (e.g. a calibration date under
 /// Retain Device Identity *and* Modified Dates must still be shifted).
-pub fn resolve_row(row: &table::TableRow, options: &std::collections::BTreeSet<ProfileOption>) -> Rule {
+pub fn resolve_row(
+    row: &table::TableRow,
+    options: &std::collections::BTreeSet<ProfileOption>,
+) -> Rule {
     let mut chosen: Option<Rule> = None;
     for (opt, action) in &row.option_actions {
         if !options.contains(opt) {
@@ -200,9 +205,18 @@ mod tests {
         assert_eq!(rules.for_tag(tag("PatientName")).unwrap().action, Action::Z);
         assert_eq!(rules.for_tag(tag("StudyDate")).unwrap().action, Action::C);
         assert_eq!(rules.for_tag(tag("PatientAge")).unwrap().action, Action::K);
-        assert_eq!(rules.for_tag(tag("StudyDescription")).unwrap().action, Action::C);
-        assert_eq!(rules.for_tag(tag("SOPInstanceUID")).unwrap().action, Action::U);
-        assert_eq!(rules.for_tag(tag("InstitutionName")).unwrap().action, Action::XZD);
+        assert_eq!(
+            rules.for_tag(tag("StudyDescription")).unwrap().action,
+            Action::C
+        );
+        assert_eq!(
+            rules.for_tag(tag("SOPInstanceUID")).unwrap().action,
+            Action::U
+        );
+        assert_eq!(
+            rules.for_tag(tag("InstitutionName")).unwrap().action,
+            Action::XZD
+        );
         assert!(rules.for_tag(tag("Rows")).is_none());
         assert_eq!(rules.for_tag(0x6000_3000).unwrap().action, Action::X);
     }
@@ -212,22 +226,35 @@ mod tests {
         let basic = Policy::from_toml_str("[profile]\noptions = []\n", "t").unwrap();
         let rules = Rules::new(&basic);
         assert_eq!(rules.for_tag(tag("StudyDate")).unwrap().action, Action::Z);
-        assert_eq!(rules.for_tag(tag("StudyDescription")).unwrap().action, Action::X);
+        assert_eq!(
+            rules.for_tag(tag("StudyDescription")).unwrap().action,
+            Action::X
+        );
         let p = Policy::from_toml_str(
             "[profile]\noptions = [\"retain_uids\", \"retain_device_identity\", \"retain_longitudinal_modified_dates\"]\n",
             "t",
         )
         .unwrap();
         let rules = Rules::new(&p);
-        assert_eq!(rules.for_tag(tag("SOPInstanceUID")).unwrap().action, Action::K);
+        assert_eq!(
+            rules.for_tag(tag("SOPInstanceUID")).unwrap().action,
+            Action::K
+        );
         assert_eq!(rules.for_tag(tag("StationName")).unwrap().action, Action::K);
         // Device identity says K, modified dates says C: the date is still shifted.
-        assert_eq!(rules.for_tag(tag("DateOfLastCalibration")).unwrap().action, Action::C);
+        assert_eq!(
+            rules.for_tag(tag("DateOfLastCalibration")).unwrap().action,
+            Action::C
+        );
     }
 
     #[test]
     fn overrides_win() {
-        let p = Policy::from_toml_str("[[override]]\nkeyword = \"StudyDescription\"\naction = \"X\"\n", "t").unwrap();
+        let p = Policy::from_toml_str(
+            "[[override]]\nkeyword = \"StudyDescription\"\naction = \"X\"\n",
+            "t",
+        )
+        .unwrap();
         let r = Rules::new(&p).for_tag(tag("StudyDescription")).unwrap();
         assert_eq!(r.action, Action::X);
         assert_eq!(r.source, RuleSource::Override);
@@ -236,10 +263,20 @@ mod tests {
     #[test]
     fn safe_private_needs_the_option_and_the_creator() {
         let rules = Rules::new(&Policy::default_policy());
-        assert!(matches!(rules.for_private(0x0019, "GEMS_ACQU_01", 0x27), PrivateDecision::Remove(_)));
-        let p = Policy::from_toml_str("[profile]\noptions = [\"retain_safe_private\"]\n", "t").unwrap();
+        assert!(matches!(
+            rules.for_private(0x0019, "GEMS_ACQU_01", 0x27),
+            PrivateDecision::Remove(_)
+        ));
+        let p =
+            Policy::from_toml_str("[profile]\noptions = [\"retain_safe_private\"]\n", "t").unwrap();
         let rules = Rules::new(&p);
-        assert!(matches!(rules.for_private(0x0019, "GEMS_ACQU_01 ", 0x27), PrivateDecision::Keep(_)));
-        assert!(matches!(rules.for_private(0x0019, "ACME", 0x27), PrivateDecision::Remove(_)));
+        assert!(matches!(
+            rules.for_private(0x0019, "GEMS_ACQU_01 ", 0x27),
+            PrivateDecision::Keep(_)
+        ));
+        assert!(matches!(
+            rules.for_private(0x0019, "ACME", 0x27),
+            PrivateDecision::Remove(_)
+        ));
     }
 }

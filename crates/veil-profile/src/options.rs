@@ -66,7 +66,10 @@ impl ProfileOption {
 
     /// Looks an option up by its policy name.
     pub fn from_name(name: &str) -> Option<ProfileOption> {
-        ProfileOption::ALL.iter().copied().find(|o| o.name() == name)
+        ProfileOption::ALL
+            .iter()
+            .copied()
+            .find(|o| o.name() == name)
     }
 
     /// CID 7050 code value and meaning for De-identification Method Code Sequence.
@@ -79,12 +82,14 @@ impl ProfileOption {
             ProfileOption::CleanGraphics => ("113103", "Clean Graphics Option"),
             ProfileOption::CleanStructuredContent => ("113104", "Clean Structured Content Option"),
             ProfileOption::CleanDescriptors => ("113105", "Clean Descriptors Option"),
-            ProfileOption::RetainLongitudinalFullDates => {
-                ("113106", "Retain Longitudinal Temporal Information Full Dates Option")
-            }
-            ProfileOption::RetainLongitudinalModifiedDates => {
-                ("113107", "Retain Longitudinal Temporal Information Modified Dates Option")
-            }
+            ProfileOption::RetainLongitudinalFullDates => (
+                "113106",
+                "Retain Longitudinal Temporal Information Full Dates Option",
+            ),
+            ProfileOption::RetainLongitudinalModifiedDates => (
+                "113107",
+                "Retain Longitudinal Temporal Information Modified Dates Option",
+            ),
             ProfileOption::RetainPatientCharacteristics => {
                 ("113108", "Retain Patient Characteristics Option")
             }
@@ -99,4 +104,5 @@ impl ProfileOption {
 }
 
 /// CID 7050 code of the Basic Application Level Confidentiality Profile.
-pub const BASIC_PROFILE_CODE: (&str, &str) = ("113100", "Basic Application Confidentiality Profile");
+pub const BASIC_PROFILE_CODE: (&str, &str) =
+    ("113100", "Basic Application Confidentiality Profile");

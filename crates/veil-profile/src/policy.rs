@@ -29,7 +29,9 @@ pub struct PolicyIssue {
 impl std::fmt::Display for PolicyIssue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (self.line, self.column) {
-            (Some(l), Some(c)) => write!(f, "line {l}, column {c}: {}: {}", self.field, self.message),
+            (Some(l), Some(c)) => {
+                write!(f, "line {l}, column {c}: {}: {}", self.field, self.message)
+            }
             (Some(l), None) => write!(f, "line {l}: {}: {}", self.field, self.message),
             _ => write!(f, "{}: {}", self.field, self.message),
         }
@@ -46,7 +48,10 @@ pub enum PolicyError {
         source: std::io::Error,
     },
     #[error("policy {origin}: {}", .issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("; "))]
-    Invalid { origin: String, issues: Vec<PolicyIssue> },
+    Invalid {
+        origin: String,
+        issues: Vec<PolicyIssue>,
+    },
 }
 
 /// One piece of a pseudonym template.
@@ -80,18 +85,17 @@ impl Template {
                 if start > 0 {
                     parts.push(TemplatePart::Literal(rest[..start].to_string()));
                 }
-                let end = rest[start..]
-                    .find('}')
-                    .ok_or("unclosed '{' in template")?
-                    + start;
+                let end = rest[start..].find('}').ok_or("unclosed '{' in template")? + start;
                 let inner = &rest[start + 1..end];
                 let part = match inner.split_once(':') {
                     None if inner == "id" && allow_id => TemplatePart::Id,
-                    None if inner == "id" => return Err("{id} is only allowed in patient_name".into()),
+                    None if inner == "id" => {
+                        return Err("{id} is only allowed in patient_name".into())
+                    }
                     Some((kind, n)) => {
-                        let n: usize = n
-                            .parse()
-                            .map_err(|_| format!("'{{{inner}}}': expected a number of characters"))?;
+                        let n: usize = n.parse().map_err(|_| {
+                            format!("'{{{inner}}}': expected a number of characters")
+                        })?;
                         if n == 0 || n > 32 {
                             return Err(format!("'{{{inner}}}': length must be 1 to 32"));
                         }
@@ -102,7 +106,11 @@ impl Template {
                             _ => return Err(format!("unknown placeholder '{{{inner}}}' (use hex:N, dec:N, alnum:N or id)")),
                         }
                     }
-                    None => return Err(format!("unknown placeholder '{{{inner}}}' (use hex:N, dec:N, alnum:N or id)")),
+                    None => {
+                        return Err(format!(
+                            "unknown placeholder '{{{inner}}}' (use hex:N, dec:N, alnum:N or id)"
+                        ))
+                    }
                 };
                 parts.push(part);
                 rest = &rest[end + 1..];
@@ -337,7 +345,11 @@ impl Policy {
                             format!(
                                 "unknown option {:?}; known options: {}",
                                 name.get_ref(),
-                                ProfileOption::ALL.iter().map(|o| o.name()).collect::<Vec<_>>().join(", ")
+                                ProfileOption::ALL
+                                    .iter()
+                                    .map(|o| o.name())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             ),
                         ),
                     }
@@ -361,19 +373,20 @@ impl Policy {
             );
         }
 
-        let mut template = |field: &str, value: Option<&Spanned<String>>, default: &str, allow_id: bool| {
-            let (text_value, span) = match value {
-                Some(v) => (v.get_ref().as_str(), v.span()),
-                None => (default, 0..0),
-            };
-            match Template::parse(text_value, allow_id) {
-                Ok(t) => Some(t),
-                Err(m) => {
-                    issue(span, field.to_string(), m);
-                    None
+        let mut template =
+            |field: &str, value: Option<&Spanned<String>>, default: &str, allow_id: bool| {
+                let (text_value, span) = match value {
+                    Some(v) => (v.get_ref().as_str(), v.span()),
+                    None => (default, 0..0),
+                };
+                match Template::parse(text_value, allow_id) {
+                    Ok(t) => Some(t),
+                    Err(m) => {
+                        issue(span, field.to_string(), m);
+                        None
+                    }
                 }
-            }
-        };
+            };
         let pid = template(
             "pseudonyms.patient_id",
             raw.pseudonyms.as_ref().and_then(|p| p.patient_id.as_ref()),
@@ -382,7 +395,9 @@ impl Policy {
         );
         let pname = template(
             "pseudonyms.patient_name",
-            raw.pseudonyms.as_ref().and_then(|p| p.patient_name.as_ref()),
+            raw.pseudonyms
+                .as_ref()
+                .and_then(|p| p.patient_name.as_ref()),
             DEFAULT_PATIENT_NAME,
             true,
         );
@@ -404,7 +419,11 @@ impl Policy {
                 );
             }
             if t.max_len(0) > 64 {
-                issue(span, "pseudonyms.patient_id".into(), "longer than 64 characters (LO)".into());
+                issue(
+                    span,
+                    "pseudonyms.patient_id".into(),
+                    "longer than 64 characters (LO)".into(),
+                );
             }
         }
         if let (Some(n), Some(i)) = (&pname, &pid) {
@@ -415,7 +434,11 @@ impl Policy {
                     .and_then(|p| p.patient_name.as_ref())
                     .map(|s| s.span())
                     .unwrap_or(0..0);
-                issue(span, "pseudonyms.patient_name".into(), "longer than 64 characters (PN component)".into());
+                issue(
+                    span,
+                    "pseudonyms.patient_name".into(),
+                    "longer than 64 characters (PN component)".into(),
+                );
             }
         }
 
@@ -431,7 +454,10 @@ impl Policy {
             issue(
                 shift_span.clone(),
                 "dates.shift_min_days".into(),
-                format!("is greater than dates.shift_max_days ({} > {})", shift.0, shift.1),
+                format!(
+                    "is greater than dates.shift_max_days ({} > {})",
+                    shift.0, shift.1
+                ),
             );
         } else if shift.0 <= 0 && shift.1 >= 0 {
             issue(
@@ -441,7 +467,11 @@ impl Policy {
             );
         }
         if shift.0.abs() > 36_500 || shift.1.abs() > 36_500 {
-            issue(shift_span, "dates".into(), "shifts beyond 100 years are not supported".into());
+            issue(
+                shift_span,
+                "dates".into(),
+                "shifts beyond 100 years are not supported".into(),
+            );
         }
 
         let mut overrides = Vec::new();
@@ -455,7 +485,10 @@ impl Policy {
                     issue(
                         o.action.span(),
                         field("action"),
-                        format!("unknown action {:?} (use D, Z, X, K, C, U or a compound such as X/Z)", o.action.get_ref()),
+                        format!(
+                            "unknown action {:?} (use D, Z, X, K, C, U or a compound such as X/Z)",
+                            o.action.get_ref()
+                        ),
                     );
                     None
                 }
@@ -476,7 +509,14 @@ impl Policy {
                 match tag_for_keyword(k.get_ref()) {
                     Some(t) => Some(OverrideTarget::Tag(t)),
                     None => {
-                        issue(k.span(), field("keyword"), format!("{:?} is not a keyword of the DICOM data dictionary", k.get_ref()));
+                        issue(
+                            k.span(),
+                            field("keyword"),
+                            format!(
+                                "{:?} is not a keyword of the DICOM data dictionary",
+                                k.get_ref()
+                            ),
+                        );
                         None
                     }
                 }
@@ -488,16 +528,26 @@ impl Policy {
                     }
                     Some(tag) => Some(OverrideTarget::Tag(tag)),
                     None => {
-                        issue(t.span(), field("tag"), format!("{:?} is not a tag like \"(0008,1030)\"", t.get_ref()));
+                        issue(
+                            t.span(),
+                            field("tag"),
+                            format!("{:?} is not a tag like \"(0008,1030)\"", t.get_ref()),
+                        );
                         None
                     }
                 }
             } else {
                 let creator = o.creator.as_ref().expect("counted above");
-                let group = o.group.as_ref().and_then(|g| u16::from_str_radix(g.get_ref().trim(), 16).ok());
+                let group = o
+                    .group
+                    .as_ref()
+                    .and_then(|g| u16::from_str_radix(g.get_ref().trim(), 16).ok());
                 let element = o.element.as_ref().and_then(|e| {
                     let e = e.get_ref().trim();
-                    let e = e.strip_prefix("xx").or_else(|| e.strip_prefix("XX")).unwrap_or(e);
+                    let e = e
+                        .strip_prefix("xx")
+                        .or_else(|| e.strip_prefix("XX"))
+                        .unwrap_or(e);
                     u8::from_str_radix(e, 16).ok()
                 });
                 match (group, element) {
@@ -507,7 +557,11 @@ impl Policy {
                         element_low: e,
                     }),
                     (Some(_), Some(_)) => {
-                        issue(o.group.as_ref().unwrap().span(), field("group"), "a private group is odd".into());
+                        issue(
+                            o.group.as_ref().unwrap().span(),
+                            field("group"),
+                            "a private group is odd".into(),
+                        );
                         None
                     }
                     _ => {
@@ -543,7 +597,10 @@ impl Policy {
 
     /// The enabled options as Table E.1-1 column names (for the independent verifier).
     pub fn enabled_option_columns(&self) -> Vec<&'static str> {
-        self.options.iter().filter_map(|o| o.table_column()).collect()
+        self.options
+            .iter()
+            .filter_map(|o| o.table_column())
+            .collect()
     }
 
     /// Standard tags an override keeps (K or C), for the verifier.
@@ -597,7 +654,9 @@ mod tests {
     fn errors_name_line_and_field() {
         let text = "[profile]\noptions = [\"clean_descriptors\", \"retain_everything\"]\n\n[[override]]\nkeyword = \"StudyDescriptio\"\naction = \"K\"\n\n[[override]]\ntag = \"(0008,1030)\"\naction = \"Q\"\n";
         let err = Policy::from_toml_str(text, "t.toml").unwrap_err();
-        let PolicyError::Invalid { issues, .. } = err else { panic!() };
+        let PolicyError::Invalid { issues, .. } = err else {
+            panic!()
+        };
         assert_eq!(issues.len(), 3, "{issues:?}");
         assert_eq!(issues[0].field, "profile.options[1]");
         assert_eq!(issues[0].line, Some(2));
@@ -610,7 +669,9 @@ mod tests {
     #[test]
     fn syntax_errors_have_a_line() {
         let err = Policy::from_toml_str("[profile\noptions = 1", "t.toml").unwrap_err();
-        let PolicyError::Invalid { issues, .. } = err else { panic!() };
+        let PolicyError::Invalid { issues, .. } = err else {
+            panic!()
+        };
         assert_eq!(issues[0].line, Some(1));
     }
 
@@ -622,7 +683,10 @@ mod tests {
     #[test]
     fn weak_pseudonyms_and_zero_shift_are_refused() {
         assert!(Policy::from_toml_str("[pseudonyms]\npatient_id = \"P{dec:4}\"\n", "t").is_err());
-        assert!(Policy::from_toml_str("[dates]\nshift_min_days = -10\nshift_max_days = 10\n", "t").is_err());
+        assert!(
+            Policy::from_toml_str("[dates]\nshift_min_days = -10\nshift_max_days = 10\n", "t")
+                .is_err()
+        );
         assert!(Policy::from_toml_str("[pseudonyms]\npatient_id = \"P {hex:12}\"\n", "t").is_err());
     }
 
@@ -633,8 +697,15 @@ mod tests {
             "t",
         )
         .unwrap();
-        assert_eq!(p.kept_private(), vec![(0x0009, "ACME 1.0".to_string(), 0x10)]);
-        assert!(Policy::from_toml_str("[[override]]\ntag = \"(0009,1010)\"\naction = \"K\"\n", "t").is_err());
+        assert_eq!(
+            p.kept_private(),
+            vec![(0x0009, "ACME 1.0".to_string(), 0x10)]
+        );
+        assert!(Policy::from_toml_str(
+            "[[override]]\ntag = \"(0009,1010)\"\naction = \"K\"\n",
+            "t"
+        )
+        .is_err());
     }
 
     #[test]

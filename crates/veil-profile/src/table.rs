@@ -94,7 +94,9 @@ pub fn table_e1_1() -> &'static [TableRow] {
 /// The parsed safe private attributes table.
 pub fn safe_private_table() -> &'static [SafePrivateRow] {
     static TABLE: OnceLock<Vec<SafePrivateRow>> = OnceLock::new();
-    TABLE.get_or_init(|| parse_safe_private(SAFE_PRIVATE).expect("embedded safe private table is well-formed"))
+    TABLE.get_or_init(|| {
+        parse_safe_private(SAFE_PRIVATE).expect("embedded safe private table is well-formed")
+    })
 }
 
 fn parse_table(text: &str) -> Result<Vec<TableRow>, String> {
@@ -129,8 +131,9 @@ fn parse_table(text: &str) -> Result<Vec<TableRow>, String> {
         for (opt, i) in &option_cols {
             let code = record[*i].trim();
             if !code.is_empty() {
-                let a = Action::parse(code)
-                    .ok_or_else(|| format!("Table E.1-1 row {}: bad option action {code}", line + 2))?;
+                let a = Action::parse(code).ok_or_else(|| {
+                    format!("Table E.1-1 row {}: bad option action {code}", line + 2)
+                })?;
                 option_actions.push((*opt, a));
             }
         }
@@ -193,6 +196,8 @@ mod tests {
     fn safe_private_table_parses() {
         let t = safe_private_table();
         assert_eq!(t.len(), 130);
-        assert!(t.iter().any(|r| r.creator == "GEMS_ACQU_01" && r.group == 0x0019));
+        assert!(t
+            .iter()
+            .any(|r| r.creator == "GEMS_ACQU_01" && r.group == 0x0019));
     }
 }

@@ -61,10 +61,11 @@ fn main() -> std::process::ExitCode {
 }
 
 fn init_logging(verbose: u8) {
+    // Dependencies' warnings (e.g. about odd file meta) stay quiet unless asked for.
     let level = match verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
+        0 => "error,veil=warn",
+        1 => "warn,veil=info",
+        2 => "info,veil=debug",
         _ => "trace",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("VEIL_LOG")

@@ -1,8 +1,195 @@
-//! `veil deid` (being built).
+//! `veil deid`: de-identify files and directories into an output tree.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use veil_deid::{Deidentifier, PatientMap};
+use veil_pipeline::{Config, FileOutcome, Pipeline, RunReport};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Input files and directories (walked recursively; never modified).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Key file written by `veil key new` (or set VEIL_KEY).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Output root: OUT/<patient pseudonym>/<study uid>/<series uid>/<sop uid>.dcm
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Policy file (TOML); default: Basic Profile + Retain Longitudinal Modified Dates +
+    /// Retain Patient Characteristics + Clean Descriptors.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Quarantine directory for held-back inputs (default: <OUT>.quarantine).
+    #[arg(long)]
+    pub quarantine: Option<PathBuf>,
+    /// CSV `original_patient_id,pseudonym` of assigned subject IDs (clinical trials).
+    #[arg(long)]
+    pub patient_map: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// fsync every output before it is renamed into place.
+    #[arg(long)]
+    pub fsync: bool,
+    /// Print the run report as JSON on stdout instead of the human summary.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<u8> {
-    anyhow::bail!("veil deid is not built yet")
+/// Builds the pipeline for `deid`-like commands (also used by the demo).
+pub fn build_pipeline(args: &Args) -> anyhow::Result<Pipeline> {
+    let key = super::key::load(args.key.as_deref())?;
+    let policy = super::policy::load(args.policy.as_deref())?;
+    let map = match &args.patient_map {
+        Some(p) => Some(PatientMap::load(p).map_err(|e| crate::exit::usage(e.to_string()))?),
+        None => None,
+    };
+    for input in &args.inputs {
+        if !input.exists() {
+            return Err(crate::exit::usage(format!(
+                "input {}: no such file or directory",
+                input.display()
+            )));
+        }
+    }
+    let mut config = Config::new(args.out.clone());
+    if let Some(q) = &args.quarantine {
+        config.quarantine = q.clone();
+    }
+    config.threads = args.threads;
+    config.fsync = args.fsync;
+    let verifier = super::verify_adapter::pipeline_verifier(&policy);
+    let deid = Deidentifier::new(policy, key, map);
+    Ok(Pipeline::new(deid, verifier, config))
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let pipeline = build_pipeline(&args)?;
+    let report = run_pipeline(&pipeline, &args.inputs, args.json)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report, &pipeline);
+    }
+    Ok(if report.all_released() {
+        crate::exit::OK
+    } else {
+        crate::exit::QUARANTINED
+    })
+}
+
+/// Runs with a progress bar on a terminal; lists held-back inputs on stderr as they happen.
+pub fn run_pipeline(
+    pipeline: &Pipeline,
+    inputs: &[PathBuf],
+    quiet: bool,
+) -> anyhow::Result<RunReport> {
+    let bar = if !quiet && std::io::stderr().is_terminal() {
+        let files = veil_pipeline::walk_inputs(inputs, &[])?.len() as u64;
+        let bar = indicatif::ProgressBar::new(files);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} files ({per_sec}, eta {eta})",
+            )
+            .expect("valid template"),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let progress = |o: &FileOutcome| {
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+        if !quiet {
+            if let (
+                veil_pipeline::report::Status::Quarantined
+                | veil_pipeline::report::Status::Rejected,
+                Some(reason),
+            ) = (o.status, &o.reason)
+            {
+                let line = format!("{} {}: {}", o.status.as_str(), o.input.display(), reason);
+                match &bar {
+                    Some(b) => b.println(line),
+                    None => eprintln!("{line}"),
+                }
+            }
+        }
+    };
+    let report = pipeline
+        .run(inputs, &progress)
+        .map_err(anyhow::Error::from)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    Ok(report)
+}
+
+pub fn print_summary(r: &RunReport, pipeline: &Pipeline) {
+    let out = &pipeline.config().out;
+    println!(
+        "veil deid: {} input file(s) in {:.2} s ({:.1} files/s, {:.1} MB/s)",
+        r.inputs, r.seconds, r.files_per_second, r.megabytes_per_second
+    );
+    println!(
+        "  written      {:>7}  (verified, in {})",
+        r.written,
+        out.display()
+    );
+    if r.already_in_place > 0 {
+        println!(
+            "    of which    {:>6}  were already in place from an earlier run",
+            r.already_in_place
+        );
+    }
+    if r.skipped_done_earlier > 0 {
+        println!(
+            "  skipped      {:>7}  (finished by an earlier run)",
+            r.skipped_done_earlier
+        );
+    }
+    if r.duplicates > 0 {
+        println!(
+            "  duplicates   {:>7}  (same instance as another input)",
+            r.duplicates
+        );
+    }
+    println!(
+        "  quarantined  {:>7}  (copies + JSON reasons in {})",
+        r.quarantined,
+        pipeline.config().quarantine.display()
+    );
+    println!(
+        "  rejected     {:>7}  (not DICOM, unreadable or DICOMDIR: reported, not copied)",
+        r.rejected
+    );
+    if r.excluded > 0 {
+        println!("  excluded     {:>7}  (consent)", r.excluded);
+    }
+    if r.suppressed > 0 {
+        println!(
+            "  suppressed   {:>7}  (re-identification risk)",
+            r.suppressed
+        );
+    }
+    for (reason, n) in &r.reasons {
+        println!("    {n:>6} × {reason}");
+    }
+    let a = &r.actions;
+    println!(
+        "  actions: {} removed, {} emptied, {} dummy, {} pseudonyms, {} UIDs replaced, {} dates shifted, {} texts cleaned, {} private removed, {} private kept, {} unknown removed",
+        a.removed, a.emptied, a.dummied, a.pseudonymised, a.uids_replaced, a.dates_shifted, a.text_cleaned, a.private_removed, a.private_kept, a.unknown_removed
+    );
+    println!(
+        "  policy {} (sha256 {}), key fingerprint {}",
+        r.policy,
+        &r.policy_sha256[..16],
+        r.key_fingerprint
+    );
+    println!(
+        "  run report: {}",
+        out.join(".veil/run-report.json").display()
+    );
 }

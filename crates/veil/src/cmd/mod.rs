@@ -7,3 +7,4 @@ pub mod policy;
 pub mod registry;
 pub mod risk;
 pub mod verify;
+pub mod verify_adapter;

@@ -1,0 +1,157 @@
+//! Value-level helpers: VR-correct dummy values, date shifting, age handling.
+
+use chrono::{Datelike, Duration, NaiveDate};
+use dicom_core::VR;
+
+/// A dummy text value consistent with the VR (PS3.15 action D), or `None` where the VR has no
+/// meaningful dummy (binary data), in which case the value is emptied instead.
+pub fn dummy_text(vr: VR) -> Option<&'static str> {
+    Some(match vr {
+        VR::AE | VR::CS | VR::LO | VR::LT | VR::SH | VR::ST | VR::UT | VR::UC | VR::PN => {
+            "ANONYMIZED"
+        }
+        VR::DA => "19000101",
+        VR::TM => "000000",
+        VR::DT => "19000101000000",
+        VR::AS => "000D",
+        VR::DS | VR::IS => "0",
+        VR::UR => "urn:veil:anonymized",
+        _ => return None,
+    })
+}
+
+/// Is the VR a text VR whose values people write free text or names into?
+pub fn is_text_vr(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::LO | VR::SH | VR::ST | VR::LT | VR::UT | VR::UC | VR::PN | VR::AE
+    )
+}
+
+/// Shifts a DA value (`YYYYMMDD`, also the legacy `YYYY.MM.DD`) by `days`. Partial dates
+/// (`YYYY`, `YYYYMM`) are shifted through their first day and truncated back to their precision,
+/// so a shifted value never claims more precision than the original. `None` if unparseable.
+pub fn shift_da(value: &str, days: i64) -> Option<String> {
+    let v: String = value.trim().chars().filter(|c| *c != '.').collect();
+    let (y, m, d, precision) = match v.len() {
+        8 => (&v[0..4], &v[4..6], &v[6..8], 3),
+        6 => (&v[0..4], &v[4..6], "01", 2),
+        4 => (&v[0..4], "01", "01", 1),
+        _ => return None,
+    };
+    let date = NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, d.parse().ok()?)?;
+    let shifted = date.checked_add_signed(Duration::days(days))?;
+    if !(0..=9999).contains(&shifted.year()) {
+        return None;
+    }
+    Some(match precision {
+        3 => format!(
+            "{:04}{:02}{:02}",
+            shifted.year(),
+            shifted.month(),
+            shifted.day()
+        ),
+        2 => format!("{:04}{:02}", shifted.year(), shifted.month()),
+        _ => format!("{:04}", shifted.year()),
+    })
+}
+
+/// Shifts the date part of a DT value (`YYYYMMDDHHMMSS.FFFFFF&ZZXX`), keeping time and offset.
+pub fn shift_dt(value: &str, days: i64) -> Option<String> {
+    let v = value.trim();
+    let date_len = v
+        .char_indices()
+        .take_while(|(i, c)| *i < 8 && c.is_ascii_digit())
+        .count();
+    if date_len < 4 {
+        return None;
+    }
+    let date_len = match date_len {
+        8 => 8,
+        6 | 7 => 6,
+        _ => 4,
+    };
+    let shifted = shift_da(&v[..date_len], days)?;
+    Some(format!("{shifted}{}", &v[date_len..]))
+}
+
+/// Caps an AS value at 90 years: ages over 89 are reported as `090Y` (PS3.15 and HIPAA Safe
+/// Harbor both treat ages above 89 as identifying). `None` if unparseable.
+pub fn cap_age(value: &str) -> Option<String> {
+    let v = value.trim();
+    if v.len() != 4 {
+        return None;
+    }
+    let n: u32 = v[..3].parse().ok()?;
+    let years = match &v[3..] {
+        "Y" => n as f64,
+        "M" => n as f64 / 12.0,
+        "W" => n as f64 / 52.18,
+        "D" => n as f64 / 365.25,
+        _ => return None,
+    };
+    Some(if years > 89.0 {
+        "090Y".to_string()
+    } else {
+        v.to_string()
+    })
+}
+
+/// Age in whole years at `on` for someone born on `birth` (both `YYYYMMDD`), as an AS value
+/// capped at `090Y`.
+pub fn age_between(birth: &str, on: &str) -> Option<String> {
+    let parse = |s: &str| {
+        let s = s.trim();
+        if s.len() < 8 {
+            return None;
+        }
+        NaiveDate::parse_from_str(&s[..8], "%Y%m%d").ok()
+    };
+    let (b, o) = (parse(birth)?, parse(on)?);
+    if o < b {
+        return None;
+    }
+    let mut years = o.year() - b.year();
+    if (o.month(), o.day()) < (b.month(), b.day()) {
+        years -= 1;
+    }
+    Some(if years > 89 {
+        "090Y".to_string()
+    } else {
+        format!("{years:03}Y")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifts_dates_preserving_precision() {
+        assert_eq!(shift_da("20200301", -1).unwrap(), "20200229");
+        assert_eq!(shift_da("2020.03.01", -1).unwrap(), "20200229");
+        assert_eq!(shift_da("202003", -40).unwrap(), "202001");
+        assert_eq!(shift_da("2020", -400).unwrap(), "2018");
+        assert_eq!(shift_da("garbage", 3), None);
+        assert_eq!(shift_da("20201340", 3), None);
+    }
+
+    #[test]
+    fn shifts_datetimes_keeping_time_and_offset() {
+        assert_eq!(
+            shift_dt("20200301120000.5+0100", -1).unwrap(),
+            "20200229120000.5+0100"
+        );
+        assert_eq!(shift_dt("2020", 365).unwrap(), "2021");
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(cap_age("095Y").unwrap(), "090Y");
+        assert_eq!(cap_age("089Y").unwrap(), "089Y");
+        assert_eq!(cap_age("011M").unwrap(), "011M");
+        assert_eq!(age_between("19300615", "20200614").unwrap(), "089Y");
+        assert_eq!(age_between("19300615", "20200615").unwrap(), "090Y");
+        assert_eq!(age_between("19800101", "20200101").unwrap(), "040Y");
+    }
+}

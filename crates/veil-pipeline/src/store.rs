@@ -1,0 +1,266 @@
+//! Run state on disk: the journal that makes runs resumable, temp files for atomic writes, the
+//! quarantine, and the run report. Everything here is written temp + rename.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use veil_keys::Key;
+
+use crate::report::{FileOutcome, RunReport, Status};
+use crate::{Config, VerifyFinding};
+
+/// A failure of the output or quarantine area: the run stops, nothing half-written remains.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("release could not be recorded: {0}")]
+    Commit(String),
+}
+
+fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
+    move |source| StateError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What an earlier run finished for an input.
+#[derive(Debug, Clone)]
+pub struct Done {
+    pub status: Status,
+    pub relative: Option<PathBuf>,
+}
+
+pub struct State {
+    out: PathBuf,
+    quarantine: PathBuf,
+    tmp: PathBuf,
+    ref_key: Key,
+    policy_digest: String,
+    journal: Mutex<File>,
+    done: HashMap<String, Done>,
+    counter: AtomicU64,
+}
+
+/// Creates a directory readable only by its owner: quarantined inputs are identifying.
+fn private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+impl State {
+    pub fn open(config: &Config, key: &Key, policy_digest: &str) -> Result<State, StateError> {
+        let state_dir = config.out.join(".veil");
+        let tmp = state_dir.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(io("cannot create the output directory", &tmp))?;
+        // Temp files of an interrupted run are never outputs: remove them.
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for e in entries.flatten() {
+                if e.path().extension().is_some_and(|x| x == "part") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        let journal_path = state_dir.join("journal.tsv");
+        let mut done = HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(&journal_path) {
+            for line in text.lines() {
+                let mut parts = line.split('\t');
+                let (Some(r), Some(s), Some(rel)) = (parts.next(), parts.next(), parts.next())
+                else {
+                    continue; // a line cut short by a crash
+                };
+                let Some(status) = Status::parse(s) else {
+                    continue;
+                };
+                let relative = (rel != "-").then(|| PathBuf::from(rel));
+                done.insert(r.to_string(), Done { status, relative });
+            }
+        }
+        let journal = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&journal_path)
+            .map_err(io("cannot open the run journal", &journal_path))?;
+        Ok(State {
+            out: config.out.clone(),
+            quarantine: config.quarantine.clone(),
+            tmp,
+            ref_key: key.subkey("pipeline", "input-ref"),
+            policy_digest: policy_digest.to_string(),
+            journal: Mutex::new(journal),
+            done,
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    /// A keyed reference of an input (path, size, modification time, policy): stable across
+    /// reruns of the same job, meaningless without the key, and safe to show in reports.
+    pub fn input_ref(&self, path: &Path) -> String {
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        let meta = std::fs::metadata(path).ok();
+        let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+        let mtime = meta
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let material = format!(
+            "{}\u{1f}{size}\u{1f}{mtime}\u{1f}{}",
+            canonical.display(),
+            self.policy_digest
+        );
+        hex::encode(&self.ref_key.mac("veil/input-ref", material.as_bytes())[..16])
+    }
+
+    /// Was this input finished by an earlier run (and is its result still in place)?
+    pub fn already_done(&self, input_ref: &str) -> Option<Done> {
+        let d = self.done.get(input_ref)?;
+        match d.status {
+            Status::Written | Status::Duplicate => {
+                let rel = d.relative.as_ref()?;
+                self.out.join(rel).is_file().then(|| d.clone())
+            }
+            Status::Quarantined => self
+                .quarantine
+                .join(format!("{input_ref}.json"))
+                .is_file()
+                .then(|| d.clone()),
+            // Rejections, consent exclusions and suppressions are cheap to decide again, and
+            // consent may have changed since.
+            _ => None,
+        }
+    }
+
+    /// Appends the outcome to the journal (after its files are in place).
+    pub fn journal(&self, outcome: &FileOutcome) -> Result<(), StateError> {
+        if outcome.status == Status::Skipped {
+            return Ok(());
+        }
+        let rel = outcome
+            .output
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "-".into());
+        let line = format!(
+            "{}\t{}\t{}\n",
+            outcome.input_ref,
+            outcome.status.as_str(),
+            rel
+        );
+        let mut j = self.journal.lock().unwrap();
+        j.write_all(line.as_bytes())
+            .map_err(io("cannot append to the run journal", &self.out))
+    }
+
+    fn temp_path(&self, dir: &Path) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        dir.join(format!(".{}-{n}.part", std::process::id()))
+    }
+
+    /// Writes bytes to a new temp file in the output area and returns its path.
+    pub fn write_temp(&self, bytes: &[u8], fsync: bool) -> Result<PathBuf, StateError> {
+        let path = self.temp_path(&self.tmp);
+        let write = || -> std::io::Result<()> {
+            let mut f = File::create(&path)?;
+            f.write_all(bytes)?;
+            if fsync {
+                f.sync_all()?;
+            }
+            Ok(())
+        };
+        if let Err(e) = write() {
+            let _ = std::fs::remove_file(&path);
+            return Err(StateError::Io {
+                what: "cannot write an output file in",
+                path: self.tmp.clone(),
+                source: e,
+            });
+        }
+        Ok(path)
+    }
+
+    fn atomic_write(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, StateError> {
+        let tmp = self.temp_path(dir);
+        let dest = dir.join(name);
+        let result = (|| -> std::io::Result<()> {
+            let mut opts = OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let mut f = opts.open(&tmp)?;
+            f.write_all(bytes)?;
+            std::fs::rename(&tmp, &dest)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(StateError::Io {
+                what: "cannot write to the quarantine",
+                path: dir.to_path_buf(),
+                source: e,
+            });
+        }
+        Ok(dest)
+    }
+
+    /// Copies a held-back input into the quarantine with a JSON reason. The reason carries
+    /// categories and attribute paths only; the input path is there so an operator can find the
+    /// original (the quarantine, like the inputs, stays inside the hospital).
+    pub fn quarantine(
+        &self,
+        input_ref: &str,
+        input: &Path,
+        bytes: &[u8],
+        reason: &str,
+        detail: &str,
+        findings: &[VerifyFinding],
+    ) -> Result<PathBuf, StateError> {
+        private_dir(&self.quarantine).map_err(io(
+            "cannot create the quarantine directory",
+            &self.quarantine,
+        ))?;
+        let copy = self.atomic_write(&self.quarantine, &format!("{input_ref}.dcm"), bytes)?;
+        let record = serde_json::json!({
+            "input_ref": input_ref,
+            "input": input.display().to_string(),
+            "reason": reason,
+            "detail": detail,
+            "findings": findings,
+            "veil_version": env!("CARGO_PKG_VERSION"),
+        });
+        let text = serde_json::to_vec_pretty(&record).expect("JSON of plain data");
+        // The reason is written last: its presence marks the quarantine entry complete.
+        self.atomic_write(&self.quarantine, &format!("{input_ref}.json"), &text)?;
+        Ok(copy)
+    }
+
+    /// Writes the run report into `OUT/.veil/run-report.json`.
+    pub fn write_report(&self, report: &RunReport) -> Result<(), StateError> {
+        let dir = self.out.join(".veil");
+        let text = serde_json::to_vec_pretty(report).expect("JSON of plain data");
+        let tmp = self.temp_path(&dir);
+        let dest = dir.join("run-report.json");
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, &dest))
+            .map_err(io("cannot write the run report", &dest))
+    }
+}
