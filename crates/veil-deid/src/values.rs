@@ -142,7 +142,7 @@ mod tests {
             shift_dt("20200301120000.5+0100", -1).unwrap(),
             "20200229120000.5+0100"
         );
-        assert_eq!(shift_dt("2020", 365).unwrap(), "2021");
+        assert_eq!(shift_dt("2020", 366).unwrap(), "2021");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! gateway or Python bindings drive the same [`Pipeline`]. Nothing here prints or exits.
 
 pub mod classify;
+pub mod preflight;
 pub mod report;
 mod store;
 
@@ -463,6 +464,13 @@ impl Pipeline {
             return Staged::Rejected {
                 reason: "not_dicom",
                 detail: "not a DICOM Part 10 file (no 'DICM' marker after a 128-byte preamble); not copied".into(),
+            };
+        }
+        if let Err(e) = preflight::check(bytes) {
+            return Staged::Quarantine {
+                reason: "unparseable".into(),
+                detail: format!("malformed DICOM framing: {e}"),
+                findings: Vec::new(),
             };
         }
         let file: FileDicomObject<InMemDicomObject> = match OpenFileOptions::new()

@@ -1,0 +1,354 @@
+//! A structural pre-check of a whole file in memory, run before the DICOM parser sees it.
+//!
+//! The parser trusts declared lengths: it reserves and zero-fills a value's declared length before
+//! reading it, so a corrupt or hostile length (pydicom's `UN_sequence.dcm` declares 3.7 GB in a
+//! 1 KB file) costs gigabytes of memory and tens of seconds. This walk checks that every declared
+//! length fits in the bytes that remain and bounds sequence nesting, using only the element
+//! framing (tag, VR, length), never values. It reads nothing it does not need and allocates
+//! nothing.
+
+const MAX_DEPTH: usize = 64;
+
+const UNDEFINED: u32 = 0xFFFF_FFFF;
+const ITEM: (u16, u16) = (0xFFFE, 0xE000);
+const ITEM_END: (u16, u16) = (0xFFFE, 0xE00D);
+const SEQ_END: (u16, u16) = (0xFFFE, 0xE0DD);
+
+#[derive(Clone, Copy)]
+struct Syntax {
+    implicit: bool,
+    big_endian: bool,
+}
+
+struct Cursor<'a> {
+    buf: &'a [u8],
+}
+
+fn fail(at: usize, what: String) -> String {
+    format!("{what} (at byte {at})")
+}
+
+impl Cursor<'_> {
+    fn u16(&self, pos: usize, be: bool) -> Option<u16> {
+        let b = self.buf.get(pos..pos + 2)?;
+        Some(if be {
+            u16::from_be_bytes([b[0], b[1]])
+        } else {
+            u16::from_le_bytes([b[0], b[1]])
+        })
+    }
+
+    fn u32(&self, pos: usize, be: bool) -> Option<u32> {
+        let b = self.buf.get(pos..pos + 4)?;
+        let a = [b[0], b[1], b[2], b[3]];
+        Some(if be {
+            u32::from_be_bytes(a)
+        } else {
+            u32::from_le_bytes(a)
+        })
+    }
+
+    /// Reads an element header: (tag, vr, length, header size).
+    fn header(&self, pos: usize, syn: Syntax) -> Result<((u16, u16), [u8; 2], u32, usize), String> {
+        let short = || fail(pos, "element header cut short".into());
+        let be = syn.big_endian;
+        let group = self.u16(pos, be).ok_or_else(short)?;
+        let elem = self.u16(pos + 2, be).ok_or_else(short)?;
+        let tag = (group, elem);
+        if group == 0xFFFE || syn.implicit {
+            let len = self.u32(pos + 4, be).ok_or_else(short)?;
+            return Ok((tag, *b"  ", len, 8));
+        }
+        let vr = self.buf.get(pos + 4..pos + 6).ok_or_else(short)?;
+        let vr = [vr[0], vr[1]];
+        let long = matches!(
+            &vr,
+            b"OB"
+                | b"OW"
+                | b"OF"
+                | b"OD"
+                | b"OL"
+                | b"OV"
+                | b"SQ"
+                | b"UT"
+                | b"UN"
+                | b"UC"
+                | b"UR"
+                | b"SV"
+                | b"UV"
+        );
+        if long {
+            let len = self.u32(pos + 8, be).ok_or_else(short)?;
+            Ok((tag, vr, len, 12))
+        } else {
+            let len = self.u16(pos + 6, be).ok_or_else(short)? as u32;
+            Ok((tag, vr, len, 8))
+        }
+    }
+
+    /// Walks a dataset from `pos` to `end` (or to an item delimiter when `until_delim`).
+    fn dataset(
+        &self,
+        mut pos: usize,
+        end: usize,
+        syn: Syntax,
+        depth: usize,
+        until_delim: bool,
+    ) -> Result<usize, String> {
+        if depth > MAX_DEPTH {
+            return Err(fail(
+                pos,
+                format!("sequences nested deeper than {MAX_DEPTH} levels"),
+            ));
+        }
+        while pos < end {
+            let (tag, vr, len, hsize) = self.header(pos, syn)?;
+            if tag == ITEM_END || tag == SEQ_END {
+                if until_delim {
+                    return Ok(pos + 8);
+                }
+                return Err(fail(pos, "delimiter outside a sequence".into()));
+            }
+            let body = pos + hsize;
+            if len == UNDEFINED {
+                let is_pixels = tag == (0x7FE0, 0x0010) && !syn.implicit;
+                if is_pixels {
+                    pos = self.fragments(body, end, syn)?;
+                } else if &vr == b"UN" {
+                    // Valid DICOM (a sequence in implicit VR inside UN), but the parser (dicom-rs
+                    // 0.10) misreads it as a multi-gigabyte value: hold it back cheaply instead.
+                    return Err(fail(
+                        pos,
+                        format!(
+                            "({:04X},{:04X}) is a sequence encoded as UN with undefined length, which the DICOM parser cannot read",
+                            tag.0, tag.1
+                        ),
+                    ));
+                } else if &vr == b"SQ" || syn.implicit {
+                    pos = self.items(body, end, syn, depth + 1)?;
+                } else {
+                    return Err(fail(
+                        pos,
+                        format!(
+                            "({:04X},{:04X}) has an undefined length but is not a sequence",
+                            tag.0, tag.1
+                        ),
+                    ));
+                }
+                continue;
+            }
+            let len = len as usize;
+            if len > end.saturating_sub(body) {
+                return Err(fail(
+                    pos,
+                    format!(
+                        "({:04X},{:04X}) declares {len} bytes but only {} remain",
+                        tag.0,
+                        tag.1,
+                        end.saturating_sub(body)
+                    ),
+                ));
+            }
+            if &vr == b"SQ" || (syn.implicit && self.looks_like_items(body, body + len, syn)) {
+                self.items(body, body + len, syn, depth + 1)?;
+            }
+            pos = body + len;
+        }
+        if until_delim {
+            return Err(fail(pos, "item without its delimiter".into()));
+        }
+        Ok(pos)
+    }
+
+    /// In implicit VR a sequence has no VR: a defined-length value that starts with an item tag
+    /// is walked as one.
+    fn looks_like_items(&self, pos: usize, end: usize, syn: Syntax) -> bool {
+        end >= pos + 8
+            && self.u16(pos, syn.big_endian) == Some(0xFFFE)
+            && self.u16(pos + 2, syn.big_endian) == Some(0xE000)
+    }
+
+    /// Walks sequence items until `end` or a sequence delimiter.
+    fn items(
+        &self,
+        mut pos: usize,
+        end: usize,
+        syn: Syntax,
+        depth: usize,
+    ) -> Result<usize, String> {
+        while pos < end {
+            let (tag, _, len, _) = self.header(
+                pos,
+                Syntax {
+                    implicit: true,
+                    ..syn
+                },
+            )?;
+            if tag == SEQ_END {
+                return Ok(pos + 8);
+            }
+            if tag != ITEM {
+                return Err(fail(
+                    pos,
+                    format!(
+                        "expected a sequence item, found ({:04X},{:04X})",
+                        tag.0, tag.1
+                    ),
+                ));
+            }
+            let body = pos + 8;
+            if len == UNDEFINED {
+                pos = self.dataset(body, end, syn, depth, true)?;
+            } else {
+                let len = len as usize;
+                if len > end.saturating_sub(body) {
+                    return Err(fail(
+                        pos,
+                        format!(
+                            "sequence item declares {len} bytes but only {} remain",
+                            end.saturating_sub(body)
+                        ),
+                    ));
+                }
+                self.dataset(body, body + len, syn, depth, false)?;
+                pos = body + len;
+            }
+        }
+        Ok(pos)
+    }
+
+    /// Walks encapsulated pixel data fragments until the sequence delimiter.
+    fn fragments(&self, mut pos: usize, end: usize, syn: Syntax) -> Result<usize, String> {
+        while pos < end {
+            let (tag, _, len, _) = self.header(
+                pos,
+                Syntax {
+                    implicit: true,
+                    ..syn
+                },
+            )?;
+            if tag == SEQ_END {
+                return Ok(pos + 8);
+            }
+            if tag != ITEM || len == UNDEFINED {
+                return Err(fail(
+                    pos,
+                    "malformed encapsulated pixel data fragment".into(),
+                ));
+            }
+            let len = len as usize;
+            if len > end.saturating_sub(pos + 8) {
+                return Err(fail(
+                    pos,
+                    format!(
+                        "pixel data fragment declares {len} bytes but only {} remain",
+                        end.saturating_sub(pos + 8)
+                    ),
+                ));
+            }
+            pos += 8 + len;
+        }
+        Err(fail(
+            pos,
+            "encapsulated pixel data without its sequence delimiter".into(),
+        ))
+    }
+}
+
+/// Checks a Part 10 file (preamble, `DICM`, file meta, dataset). `Ok` means every declared length
+/// fits; the parser still decides whether the content is valid.
+pub fn check(bytes: &[u8]) -> Result<(), String> {
+    let c = Cursor { buf: bytes };
+    let le = Syntax {
+        implicit: false,
+        big_endian: false,
+    };
+    let mut pos = 132;
+    let mut ts = String::new();
+    // File meta: explicit VR little endian, group 0002.
+    while pos + 4 <= bytes.len() && c.u16(pos, false) == Some(0x0002) {
+        let (tag, _, len, hsize) = c.header(pos, le)?;
+        if len == UNDEFINED || len as usize > bytes.len() - (pos + hsize) {
+            return Err(fail(
+                pos,
+                format!(
+                    "file meta element (0002,{:04X}) has an impossible length",
+                    tag.1
+                ),
+            ));
+        }
+        if tag == (0x0002, 0x0010) {
+            ts = String::from_utf8_lossy(&bytes[pos + hsize..pos + hsize + len as usize])
+                .trim_end_matches(['\0', ' '])
+                .to_string();
+        }
+        pos += hsize + len as usize;
+    }
+    let syn = match ts.as_str() {
+        "1.2.840.10008.1.2" => Syntax {
+            implicit: true,
+            big_endian: false,
+        },
+        "1.2.840.10008.1.2.2" => Syntax {
+            implicit: false,
+            big_endian: true,
+        },
+        // Deflated data sets are checked by the parser's inflater; the framing is compressed.
+        "1.2.840.10008.1.2.1.99" => return Ok(()),
+        _ => le,
+    };
+    c.dataset(pos, bytes.len(), syn, 0, false).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dataset: &[u8]) -> Vec<u8> {
+        let mut v = vec![0u8; 128];
+        v.extend_from_slice(b"DICM");
+        let ts = b"1.2.840.10008.1.2.1\0";
+        v.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
+        v.extend_from_slice(&(ts.len() as u16).to_le_bytes());
+        v.extend_from_slice(ts);
+        v.extend_from_slice(dataset);
+        v
+    }
+
+    #[test]
+    fn accepts_a_well_formed_dataset() {
+        let mut d = vec![0x10, 0x00, 0x10, 0x00, b'P', b'N', 4, 0];
+        d.extend_from_slice(b"Doe^");
+        // An undefined-length sequence with one undefined-length item.
+        d.extend_from_slice(&[
+            0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+        ]);
+        d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        d.extend_from_slice(&[0x08, 0x00, 0x50, 0x11, b'U', b'I', 2, 0, b'1', 0]);
+        d.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        d.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        assert_eq!(check(&file(&d)), Ok(()));
+    }
+
+    #[test]
+    fn refuses_a_length_beyond_the_file() {
+        let d = [
+            0x08, 0x00, 0x08, 0x00, b'U', b'T', 0, 0, 0x44, 0x4F, 0x52, 0x49, b'x',
+        ];
+        let e = check(&file(&d)).unwrap_err();
+        assert!(e.contains("(0008,0008) declares"), "{e}");
+    }
+
+    #[test]
+    fn refuses_deep_nesting() {
+        let mut d = Vec::new();
+        for _ in 0..100 {
+            d.extend_from_slice(&[
+                0x08, 0x00, 0x15, 0x11, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
+            ]);
+            d.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        let e = check(&file(&d)).unwrap_err();
+        assert!(e.contains("nested deeper"), "{e}");
+    }
+}
