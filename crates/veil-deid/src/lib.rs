@@ -293,6 +293,17 @@ impl Deidentifier {
         &self,
         file: FileDicomObject<InMemDicomObject>,
     ) -> Result<(FileDicomObject<InMemDicomObject>, Outcome), DeidError> {
+        self.deidentify_with(file, false)
+    }
+
+    /// As [`Deidentifier::deidentify`], for a file whose pixel data a pixel stage has already
+    /// cleaned: the markers then also list Clean Pixel Data (113101) and Burned In Annotation
+    /// becomes NO.
+    pub fn deidentify_with(
+        &self,
+        file: FileDicomObject<InMemDicomObject>,
+        pixels_cleaned: bool,
+    ) -> Result<(FileDicomObject<InMemDicomObject>, Outcome), DeidError> {
         let original = InstanceUids {
             study: text_of(&file, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
             series: text_of(&file, tags::SERIES_INSTANCE_UID).unwrap_or_default(),
@@ -339,7 +350,7 @@ impl Deidentifier {
                 }
             }
         }
-        self.add_markers(&mut out);
+        self.add_markers(&mut out, pixels_cleaned);
 
         let mut suppressed = false;
         if let Some(spec) = &self.policy.generalize {
@@ -376,19 +387,30 @@ impl Deidentifier {
         ))
     }
 
-    fn add_markers(&self, out: &mut InMemDicomObject) {
+    fn add_markers(&self, out: &mut InMemDicomObject, pixels_cleaned: bool) {
         out.put(DataElement::new(
             tags::PATIENT_IDENTITY_REMOVED,
             VR::CS,
             PrimitiveValue::from("YES"),
         ));
+        let mut method_values = self.method_values.clone();
+        let mut method_codes = self.method_codes.clone();
+        if pixels_cleaned {
+            let code = ProfileOption::CleanPixelData.cid7050();
+            method_values.push(code.1.to_string());
+            method_codes.push(code);
+            out.put(DataElement::new(
+                tags::BURNED_IN_ANNOTATION,
+                VR::CS,
+                PrimitiveValue::from("NO"),
+            ));
+        }
         out.put(with_strings(
             tags::DEIDENTIFICATION_METHOD,
             VR::LO,
-            self.method_values.clone(),
+            method_values,
         ));
-        let items: Vec<InMemDicomObject> = self
-            .method_codes
+        let items: Vec<InMemDicomObject> = method_codes
             .iter()
             .map(|(code, meaning)| {
                 InMemDicomObject::from_element_iter([

@@ -76,9 +76,8 @@ fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
         .unwrap_or_default()
 }
 
-/// Classifies one instance. `pixel_stage` says whether a pixel-cleaning stage will handle images
-/// with burned-in text risk.
-pub fn classify(obj: &InMemDicomObject, media_sop_class: &str, pixel_stage: bool) -> Option<Hold> {
+/// Classifies one instance.
+pub fn classify(obj: &InMemDicomObject, media_sop_class: &str) -> Option<Hold> {
     let sop_class = {
         let s = text(obj, tags::SOP_CLASS_UID);
         if s.is_empty() {
@@ -95,9 +94,6 @@ pub fn classify(obj: &InMemDicomObject, media_sop_class: &str, pixel_stage: bool
         return Some(Hold::EncapsulatedDocument(
             "encapsulated document SOP class".into(),
         ));
-    }
-    if pixel_stage {
-        return None;
     }
     let has_pixels = obj.get(tags::PIXEL_DATA).is_some()
         || obj.get(tags::FLOAT_PIXEL_DATA).is_some()

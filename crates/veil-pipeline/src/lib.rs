@@ -49,6 +49,30 @@ pub trait OutputVerifier: Send + Sync {
     fn prepare(&self, source: &InMemDicomObject) -> Box<dyn PreparedCheck>;
 }
 
+/// What a pixel stage did to one instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PixelOutcome {
+    /// Frames looked at.
+    pub frames_scanned: u64,
+    /// Text regions filled.
+    pub regions_redacted: u64,
+    /// Pixel data was changed (and re-encoded); false leaves PixelData byte-identical.
+    pub modified: bool,
+}
+
+/// Removes identifying text burned into pixel data (issue 5). Runs on the source instance before
+/// header de-identification, so it can compare text it finds with the file's own identifiers.
+pub trait PixelStage: Send + Sync {
+    /// `risk` is why the classify stage flagged the instance (None: not flagged). `Err(reason)`
+    /// holds the instance back (e.g. an encoding it cannot decode); never pass pixels through
+    /// unchecked when the instance was flagged.
+    fn clean(
+        &self,
+        file: &mut FileDicomObject<InMemDicomObject>,
+        risk: Option<&str>,
+    ) -> Result<PixelOutcome, String>;
+}
+
 /// What the consent gate is told about an instance's patient (identifying: never logged).
 #[derive(Debug, Clone)]
 pub struct PatientContext {
@@ -111,8 +135,8 @@ pub struct Config {
     pub threads: Option<usize>,
     /// fsync each output before its rename (durable against power loss, slower).
     pub fsync: bool,
-    /// A pixel-cleaning stage handles burned-in text (not yet: issue 5).
-    pub pixel_stage: bool,
+    /// Hold back instances with burned-in text risk even when a pixel stage is present.
+    pub hold_burned_in: bool,
     /// Files larger than this are quarantined unread (bounds memory per worker).
     pub max_file_bytes: u64,
 }
@@ -127,7 +151,7 @@ impl Config {
             out,
             threads: None,
             fsync: false,
-            pixel_stage: false,
+            hold_burned_in: true,
             max_file_bytes: 4 << 30,
         }
     }
@@ -152,6 +176,7 @@ pub enum PipelineError {
 pub struct Pipeline {
     deid: Deidentifier,
     verifier: Option<Box<dyn OutputVerifier>>,
+    pixels: Option<Box<dyn PixelStage>>,
     config: Config,
 }
 
@@ -304,8 +329,17 @@ impl Pipeline {
         Pipeline {
             deid,
             verifier,
+            pixels: None,
             config,
         }
+    }
+
+    /// Adds a pixel stage: instances with burned-in text risk then flow through it instead of
+    /// the quarantine.
+    pub fn with_pixel_stage(mut self, stage: Box<dyn PixelStage>) -> Pipeline {
+        self.pixels = Some(stage);
+        self.config.hold_burned_in = false;
+        self
     }
 
     /// The engine.
@@ -486,19 +520,28 @@ impl Pipeline {
                 }
             }
         };
+        let mut file = file;
         let media_class = file.meta().media_storage_sop_class_uid().to_string();
-        if let Some(hold) = classify::classify(&file, &media_class, self.config.pixel_stage) {
-            if hold == Hold::Dicomdir {
-                return Staged::Rejected {
-                    reason: "dicomdir",
-                    detail: hold.detail(),
-                };
+        let mut risk = None;
+        if let Some(hold) = classify::classify(&file, &media_class) {
+            match hold {
+                Hold::Dicomdir => {
+                    return Staged::Rejected {
+                        reason: "dicomdir",
+                        detail: hold.detail(),
+                    }
+                }
+                Hold::BurnedInRisk(why) if self.pixels.is_some() && !self.config.hold_burned_in => {
+                    risk = Some(why)
+                }
+                _ => {
+                    return Staged::Quarantine {
+                        reason: hold.code().into(),
+                        detail: hold.detail(),
+                        findings: Vec::new(),
+                    }
+                }
             }
-            return Staged::Quarantine {
-                reason: hold.code().into(),
-                detail: hold.detail(),
-                findings: Vec::new(),
-            };
         }
         let pseudonyms = self.deid.patient_of(&file);
         let patient = PatientContext {
@@ -513,7 +556,20 @@ impl Pipeline {
             Admission::Exclude { reason } => return Staged::Excluded { reason },
         };
         let prepared = self.verifier.as_ref().map(|v| v.prepare(&file));
-        let (out, outcome) = match self.deid.deidentify(file) {
+        let mut pixels_cleaned = false;
+        if let Some(stage) = &self.pixels {
+            match stage.clean(&mut file, risk.as_deref()) {
+                Ok(p) => pixels_cleaned = p.modified,
+                Err(reason) => {
+                    return Staged::Quarantine {
+                        reason: "pixel_stage".into(),
+                        detail: reason,
+                        findings: Vec::new(),
+                    }
+                }
+            }
+        }
+        let (out, outcome) = match self.deid.deidentify_with(file, pixels_cleaned) {
             Ok(r) => r,
             Err(e) => {
                 return Staged::Quarantine {
