@@ -39,6 +39,9 @@ enum Command {
     Policy(cmd::policy::PolicyCommand),
     /// Scan de-identified files for leaks (independent of the de-identifier).
     Verify(cmd::verify::Args),
+    /// Find and remove text burned into pixel data.
+    #[command(subcommand)]
+    Pixels(cmd::pixels::PixelsCommand),
     /// Measure and reduce re-identification risk.
     Risk(cmd::risk::Args),
     #[command(flatten)]
@@ -54,6 +57,7 @@ fn main() -> std::process::ExitCode {
         Command::Key(c) => cmd::key::run(c),
         Command::Policy(c) => cmd::policy::run(c),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Pixels(c) => cmd::pixels::run(c),
         Command::Risk(args) => cmd::risk::run(args),
         Command::Registry(c) => cmd::registry::run(c),
     };

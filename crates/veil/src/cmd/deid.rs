@@ -61,8 +61,13 @@ pub fn build_pipeline(args: &Args) -> anyhow::Result<Pipeline> {
     config.threads = args.threads;
     config.fsync = args.fsync;
     let verifier = super::verify_adapter::pipeline_verifier(&policy);
+    let pixel_stage = super::pixels::pipeline_pixel_stage(&policy);
     let deid = Deidentifier::new(policy, key, map);
-    Ok(Pipeline::new(deid, verifier, config))
+    let pipeline = Pipeline::new(deid, verifier, config);
+    Ok(match pixel_stage {
+        Some(stage) => pipeline.with_pixel_stage(stage),
+        None => pipeline,
+    })
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {

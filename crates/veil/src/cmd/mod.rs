@@ -3,6 +3,7 @@
 pub mod deid;
 pub mod demo;
 pub mod key;
+pub mod pixels;
 pub mod policy;
 pub mod registry;
 pub mod risk;
