@@ -8,6 +8,7 @@
 //! pipeline's stages.
 
 pub mod generalize;
+pub mod normalize;
 pub mod patient;
 pub mod screen;
 pub mod values;
@@ -304,6 +305,10 @@ impl Deidentifier {
         file: FileDicomObject<InMemDicomObject>,
         pixels_cleaned: bool,
     ) -> Result<(FileDicomObject<InMemDicomObject>, Outcome), DeidError> {
+        let file = {
+            let meta = file.meta().clone();
+            normalize::normalize_un(file.into_inner()).with_exact_meta(meta)
+        };
         let original = InstanceUids {
             study: text_of(&file, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
             series: text_of(&file, tags::SERIES_INSTANCE_UID).unwrap_or_default(),
@@ -521,8 +526,19 @@ impl Walk<'_> {
         let mut creator_elems = Vec::new();
         let mut out: Vec<InMemElement> = Vec::new();
 
+        // Overlays are removed as whole groups: leaving (60xx,0010) Rows etc. without Overlay
+        // Data would make an invalid Overlay Plane module. Kept only when the rules keep the data.
+        let drop_overlays = !self.engine.faulty(Fault::KeepRemovedAttributes)
+            && self
+                .rules()
+                .for_tag(0x6000_3000)
+                .is_none_or(|r| r.action != Action::K);
         for elem in obj {
             let tag = elem.tag();
+            if drop_overlays && (0x6000..=0x601E).contains(&tag.group()) && tag.group() % 2 == 0 {
+                self.counts.removed += 1;
+                continue;
+            }
             if tag.element() == 0x0000 {
                 // Group lengths are deprecated and would be wrong after any change.
                 self.counts.group_lengths_removed += 1;
@@ -903,6 +919,12 @@ impl Walk<'_> {
             VR::PN => {
                 self.counts.dummied += 1;
                 DataElement::new(tag, VR::PN, PrimitiveValue::from("ANONYMIZED"))
+            }
+            // Code values, scheme designators and SR structure are terminology: screening them
+            // for digit runs would break codes such as 121071. Code Meaning is still screened.
+            _ if CODE_ATTRIBUTES.contains(&tag) && tag != tags::CODE_MEANING => {
+                self.counts.kept += 1;
+                elem
             }
             vr if values::is_text_vr(vr) => {
                 if mode == Mode::Dummy && !CODE_ATTRIBUTES.contains(&tag) {

@@ -520,7 +520,12 @@ impl Pipeline {
                 }
             }
         };
-        let mut file = file;
+        // Standard attributes stored as UN are re-read with their dictionary VR before anyone
+        // looks at them (classification, consent and the engine all need real values).
+        let mut file = {
+            let meta = file.meta().clone();
+            veil_deid::normalize::normalize_un(file.into_inner()).with_exact_meta(meta)
+        };
         let media_class = file.meta().media_storage_sop_class_uid().to_string();
         let mut risk = None;
         if let Some(hold) = classify::classify(&file, &media_class) {

@@ -104,6 +104,9 @@ pub fn run_pipeline(
     } else {
         None
     };
+    // Name the first held-back inputs as they happen; the report has the full list.
+    const NAMED: usize = 20;
+    let named = std::sync::atomic::AtomicUsize::new(0);
     let progress = |o: &FileOutcome| {
         if let Some(b) = &bar {
             b.inc(1);
@@ -115,7 +118,16 @@ pub fn run_pipeline(
                 Some(reason),
             ) = (o.status, &o.reason)
             {
-                let line = format!("{} {}: {}", o.status.as_str(), o.input.display(), reason);
+                let n = named.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n > NAMED {
+                    return;
+                }
+                let line = if n == NAMED {
+                    "… more held-back inputs are listed in the run report and the quarantine"
+                        .to_string()
+                } else {
+                    format!("{} {}: {}", o.status.as_str(), o.input.display(), reason)
+                };
                 match &bar {
                     Some(b) => b.println(line),
                     None => eprintln!("{line}"),
