@@ -547,3 +547,49 @@ fn policy_show_lists_every_table_row() {
     );
     assert_eq!(row("PatientName")["effective"], "Z");
 }
+
+#[test]
+fn patient_map_assigns_trial_ids_and_keys_everyone_else() {
+    let Some(src) = pydicom_files() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let inputs = build_linked_fixture(&src, &work.path().join("in"));
+    let key = new_key(work.path(), "k");
+    let map = work.path().join("map.csv");
+    std::fs::write(
+        &map,
+        "original_patient_id,pseudonym\nLINK-4471,TRIAL-0007\n",
+    )
+    .unwrap();
+    let other = src.join("MR_small.dcm");
+    let all = [inputs[0].as_path(), inputs[1].as_path(), other.as_path()];
+    let (code, _) = deid(
+        &key,
+        &work.path().join("out"),
+        &all,
+        &["--patient-map", map.to_str().unwrap()],
+    );
+    assert_eq!(code, 0);
+    let out = work.path().join("out");
+    let ids: BTreeSet<String> = tree(&out)
+        .keys()
+        .map(|p| text(&open_file(out.join(p)).unwrap(), tags::PATIENT_ID))
+        .collect();
+    assert!(ids.contains("TRIAL-0007"), "{ids:?}");
+    assert_eq!(ids.len(), 2);
+    assert!(ids.iter().any(|i| i.starts_with("VEIL-")), "{ids:?}");
+    assert!(out.join("TRIAL-0007").is_dir());
+    // A bad map is a usage error naming the line.
+    std::fs::write(&map, "original_patient_id,pseudonym\nA,X 1\n").unwrap();
+    let o = veil()
+        .args(["deid", "--key"])
+        .arg(&key)
+        .arg("--out")
+        .arg(work.path().join("o2"))
+        .arg("--patient-map")
+        .arg(&map)
+        .arg(&inputs[0])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("line 2"));
+}
