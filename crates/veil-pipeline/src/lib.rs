@@ -242,12 +242,26 @@ pub fn walk_inputs(inputs: &[PathBuf], exclude: &[&Path]) -> Result<Vec<PathBuf>
     Ok(files)
 }
 
-/// The first input of a run that produced an output path.
+/// The first input of a run that produced an output path. Kept small (36 bytes, keyed by a
+/// 16-byte digest of the output path) so a run over millions of files stays lean.
 struct Claim {
-    digest: [u8; 32],
-    input: PathBuf,
-    input_ref: String,
-    conflicted: bool,
+    digest: [u8; 16],
+    /// Index of the input in the run's sorted file list.
+    input: u32,
+}
+
+/// Outputs claimed in this run, and the output paths that had conflicting versions.
+#[derive(Default)]
+struct Claims {
+    by_output: HashMap<[u8; 16], Claim>,
+    conflicted: Vec<(PathBuf, u32)>,
+}
+
+fn short_digest(bytes: &[u8]) -> [u8; 16] {
+    let d = Sha256::digest(bytes);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
 }
 
 fn conflict_reason() -> (String, String) {
@@ -376,16 +390,16 @@ impl Pipeline {
             self.deid.key(),
             files.len(),
         ));
-        let claimed: Mutex<HashMap<PathBuf, Claim>> = Mutex::new(HashMap::new());
+        let claimed: Mutex<Claims> = Mutex::new(Claims::default());
         let fatal: Mutex<Option<StateError>> = Mutex::new(None);
         let stop = AtomicBool::new(false);
 
         let work = || {
-            files.par_iter().for_each(|path| {
+            files.par_iter().enumerate().for_each(|(index, path)| {
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
-                let outcome = self.process_file(path, &state, &claimed, observer);
+                let outcome = self.process_file(index as u32, path, &state, &claimed, observer);
                 let outcome = match outcome {
                     Ok(o) => o,
                     Err(e) => {
@@ -415,7 +429,7 @@ impl Pipeline {
             return Err(e.into());
         }
         let mut report = report.into_inner().unwrap();
-        self.retract_conflicts(claimed.into_inner().unwrap(), &state, &mut report)?;
+        self.retract_conflicts(claimed.into_inner().unwrap(), &files, &state, &mut report)?;
         report.finish(started.elapsed());
         state.write_report(&report)?;
         Ok(report)
@@ -423,9 +437,10 @@ impl Pipeline {
 
     fn process_file(
         &self,
+        index: u32,
         path: &Path,
         state: &store::State,
-        claimed: &Mutex<HashMap<PathBuf, Claim>>,
+        claimed: &Mutex<Claims>,
         observer: &dyn ReleaseObserver,
     ) -> Result<FileOutcome, StateError> {
         let input_ref = state.input_ref(path);
@@ -485,7 +500,7 @@ impl Pipeline {
                 FileOutcome::quarantined(path, &input_ref, reason, detail, findings, qpath)
             }
             Staged::Output(p) => self.write_output(
-                path, &input_ref, in_bytes, *p, state, claimed, observer, &bytes,
+                index, path, &input_ref, in_bytes, *p, state, claimed, observer, &bytes,
             )?,
         };
         state.journal(&outcome)?;
@@ -629,27 +644,37 @@ impl Pipeline {
     #[allow(clippy::too_many_arguments)]
     fn write_output(
         &self,
+        index: u32,
         path: &Path,
         input_ref: &str,
         in_bytes: u64,
         p: Produced,
         state: &store::State,
-        claimed: &Mutex<HashMap<PathBuf, Claim>>,
+        claimed: &Mutex<Claims>,
         observer: &dyn ReleaseObserver,
         input_bytes: &[u8],
     ) -> Result<FileOutcome, StateError> {
         let digest: [u8; 32] = Sha256::digest(&p.bytes).into();
+        let mut short = [0u8; 16];
+        short.copy_from_slice(&digest[..16]);
+        let output_key = short_digest(p.relative.as_os_str().as_encoded_bytes());
         {
-            let mut claimed = claimed.lock().unwrap();
-            if let Some(prev) = claimed.get_mut(&p.relative) {
-                if prev.digest == digest {
+            let mut claims = claimed.lock().unwrap();
+            let Claims {
+                by_output,
+                conflicted,
+            } = &mut *claims;
+            if let Some(prev) = by_output.get(&output_key) {
+                if prev.digest == short {
                     return Ok(FileOutcome::duplicate(path, input_ref, &p.relative));
                 }
                 // Which version would win depends on thread timing; releasing either would make
                 // the output tree non-deterministic. Every version is held back (the one already
                 // written is retracted when the run ends).
-                prev.conflicted = true;
-                drop(claimed);
+                if !conflicted.iter().any(|(r, _)| *r == p.relative) {
+                    conflicted.push((p.relative.clone(), prev.input));
+                }
+                drop(claims);
                 let (reason, detail) = conflict_reason();
                 let q = state.quarantine(input_ref, path, input_bytes, &reason, &detail, &[])?;
                 return Ok(FileOutcome::quarantined(
@@ -661,13 +686,11 @@ impl Pipeline {
                     q,
                 ));
             }
-            claimed.insert(
-                p.relative.clone(),
+            by_output.insert(
+                output_key,
                 Claim {
-                    digest,
-                    input: path.to_path_buf(),
-                    input_ref: input_ref.to_string(),
-                    conflicted: false,
+                    digest: short,
+                    input: index,
                 },
             );
         }
@@ -734,33 +757,22 @@ impl Pipeline {
     /// this run, so the result does not depend on which worker finished first.
     fn retract_conflicts(
         &self,
-        claimed: HashMap<PathBuf, Claim>,
+        claims: Claims,
+        files: &[PathBuf],
         state: &store::State,
         report: &mut RunReport,
     ) -> Result<(), StateError> {
-        let mut conflicted: Vec<(PathBuf, Claim)> =
-            claimed.into_iter().filter(|(_, c)| c.conflicted).collect();
-        conflicted.sort_by(|a, b| a.0.cmp(&b.0));
-        for (relative, claim) in conflicted {
-            let bytes = std::fs::read(&claim.input).unwrap_or_default();
+        let mut conflicted = claims.conflicted;
+        conflicted.sort();
+        for (relative, first) in conflicted {
+            let input = &files[first as usize];
+            let input_ref = state.input_ref(input);
+            let bytes = std::fs::read(input).unwrap_or_default();
             let (reason, detail) = conflict_reason();
-            let q = state.quarantine(
-                &claim.input_ref,
-                &claim.input,
-                &bytes,
-                &reason,
-                &detail,
-                &[],
-            )?;
+            let q = state.quarantine(&input_ref, input, &bytes, &reason, &detail, &[])?;
             let _ = std::fs::remove_file(self.config.out.join(&relative));
-            let outcome = FileOutcome::quarantined(
-                &claim.input,
-                &claim.input_ref,
-                reason,
-                detail,
-                Vec::new(),
-                q,
-            );
+            let outcome =
+                FileOutcome::quarantined(input, &input_ref, reason, detail, Vec::new(), q);
             state.journal(&outcome)?;
             report.retract_written(&outcome);
         }
