@@ -12,7 +12,7 @@ mkdir -p "$dl"
 PYDICOM_VERSION=3.0.2
 DEID_DATA_VERSION=0.0.20
 
-if [ ! -f "$dest/pydicom/.complete" ]; then
+if [ ! -f "$dest/.pydicom.complete" ]; then
   pip download --quiet --no-deps -d "$dl" "pydicom==$PYDICOM_VERSION"
   rm -rf "$dest/pydicom" "$dl/pydicom-unpacked"
   python3 - "$dl/pydicom-$PYDICOM_VERSION-py3-none-any.whl" "$dl/pydicom-unpacked" <<'PY'
@@ -23,17 +23,17 @@ with zipfile.ZipFile(sys.argv[1]) as z:
             z.extract(n, sys.argv[2])
 PY
   mv "$dl/pydicom-unpacked/pydicom/data/test_files" "$dest/pydicom"
-  touch "$dest/pydicom/.complete"
+  touch "$dest/.pydicom.complete"
 fi
 
-if [ ! -f "$dest/deid-data/.complete" ]; then
+if [ ! -f "$dest/.deid-data.complete" ]; then
   pip download --quiet --no-deps --no-build-isolation -d "$dl" "deid-data==$DEID_DATA_VERSION" 2>/dev/null \
     || pip download --quiet --no-deps -d "$dl" "deid-data==$DEID_DATA_VERSION"
   rm -rf "$dest/deid-data" "$dl/deid-unpacked"
   mkdir -p "$dl/deid-unpacked"
   tar xzf "$dl/deid-data-$DEID_DATA_VERSION.tar.gz" -C "$dl/deid-unpacked"
   mv "$dl/deid-unpacked/deid-data-$DEID_DATA_VERSION/deid_data/data" "$dest/deid-data"
-  touch "$dest/deid-data/.complete"
+  touch "$dest/.deid-data.complete"
 fi
 
 echo "test data: $(find "$dest/pydicom" -type f | wc -l) pydicom files, $(find "$dest/deid-data" -name '*.dcm' | wc -l) deid-data DICOM files in $dest"

@@ -314,6 +314,24 @@ fn has_dicm(bytes: &[u8]) -> bool {
     bytes.len() >= 132 && &bytes[128..132] == b"DICM"
 }
 
+/// Does the file start like a bare data set (a group 0002 or 0008 element, in either byte
+/// order, with a plausible VR or length)? Used only to tell DICOM content from other files.
+fn looks_like_raw_dataset(bytes: &[u8]) -> bool {
+    if bytes.len() < 8 {
+        return false;
+    }
+    let le = u16::from_le_bytes([bytes[0], bytes[1]]);
+    let be = u16::from_be_bytes([bytes[0], bytes[1]]);
+    let group_ok = |g: u16| g == 0x0002 || g == 0x0008;
+    if !(group_ok(le) || group_ok(be)) {
+        return false;
+    }
+    let vr = &bytes[4..6];
+    let explicit = vr.iter().all(|b| b.is_ascii_uppercase());
+    let implicit_len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    explicit || implicit_len < (1 << 16)
+}
+
 /// A path component made only of characters safe everywhere.
 fn path_safe(s: &str) -> String {
     let cleaned: String = s
@@ -509,6 +527,15 @@ impl Pipeline {
 
     /// read (parse) → classify → consent → transform → verify, all in memory.
     fn stage(&self, bytes: &[u8], observer: &dyn ReleaseObserver) -> Staged {
+        if !has_dicm(bytes) && looks_like_raw_dataset(bytes) {
+            // DICOM content (with whatever identifiers it holds) but no Part 10 header to say
+            // how it is encoded: held back for an operator, never guessed at.
+            return Staged::Quarantine {
+                reason: "no_file_meta".into(),
+                detail: "a DICOM data set without the Part 10 preamble and file meta header (transfer syntax unknown); convert it to a Part 10 file (e.g. dcmconv) and rerun".into(),
+                findings: Vec::new(),
+            };
+        }
         if !has_dicm(bytes) {
             return Staged::Rejected {
                 reason: "not_dicom",
