@@ -593,3 +593,34 @@ fn patient_map_assigns_trial_ids_and_keys_everyone_else() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("line 2"));
 }
+
+#[test]
+fn demo_runs_offline_and_leaks_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("demo");
+    for _ in 0..2 {
+        // Twice: the demo recreates its own directory.
+        let o = veil().arg("demo").arg("--dir").arg(&dir).output().unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(stdout.contains(": 0 found"), "{stdout}");
+        assert!(stdout.contains("written           48"), "{stdout}");
+    }
+    // It refuses to wipe a directory it did not make.
+    let other = work.path().join("precious");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("data.txt"), "keep me").unwrap();
+    let o = veil()
+        .arg("demo")
+        .arg("--dir")
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(other.join("data.txt").exists());
+}

@@ -1,8 +1,466 @@
-//! `veil demo` (being built).
+//! `veil demo`: generates a small synthetic hospital export full of planted identifiers, runs
+//! the real pipeline on it with a fresh key, checks every output byte for every planted value,
+//! and shows what happened. Needs no network and no test data.
+
+use std::path::{Path, PathBuf};
+
+use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
+use dicom_core::{DataElement, Length, Tag, VR};
+use dicom_dictionary_std::{tags, uids};
+use dicom_object::mem::InMemElement;
+use dicom_object::meta::FileMetaTableBuilder;
+use dicom_object::InMemDicomObject;
+use veil_deid::Deidentifier;
+use veil_keys::Key;
+use veil_pipeline::{Config, Pipeline};
+use veil_profile::Policy;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Directory for the demo's input, key, output and quarantine (recreated on each run).
+    #[arg(long, default_value = "veil-demo")]
+    pub dir: PathBuf,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<u8> {
-    anyhow::bail!("veil demo is not built yet")
+const MARKER: &str = ".veil-demo";
+
+/// A synthetic patient with identifiers that must not survive.
+struct Patient {
+    name: &'static str,
+    id: &'static str,
+    birth: &'static str,
+    phone: &'static str,
+    address: &'static str,
+    email: &'static str,
+}
+
+const PATIENTS: [Patient; 3] = [
+    Patient {
+        name: "Quixley^Bernadette^M",
+        id: "MRN-40071233",
+        birth: "19470312",
+        phone: "617-555-0142",
+        address: "12 Larkspur Lane, Fallowfield",
+        email: "b.quixley@example.org",
+    },
+    Patient {
+        name: "Okonkwo-Hale^Tobias",
+        id: "MRN-40089911",
+        birth: "19830927",
+        phone: "617-555-0187",
+        address: "4 Juniper Row, Eastmere",
+        email: "tobias.oh@example.net",
+    },
+    Patient {
+        name: "Vandersloot^Imogen^R",
+        id: "MRN-40102276",
+        birth: "19591104",
+        phone: "617-555-0119",
+        address: "88 Quarry Hill, Westbrook",
+        email: "imogen.v@example.com",
+    },
+];
+
+const STAFF: [&str; 3] = [
+    "Abernathy^Clement^Dr",
+    "Featherstonehaugh^Priya",
+    "Lindqvist^Osric",
+];
+const INSTITUTION: &str = "Saint Ottoline Memorial Hospital";
+
+fn el(tag: Tag, vr: VR, v: impl Into<String>) -> InMemElement {
+    DataElement::new(tag, vr, PrimitiveValue::from(v.into()))
+}
+
+fn seq(tag: Tag, items: Vec<InMemDicomObject>) -> InMemElement {
+    DataElement::new(
+        tag,
+        VR::SQ,
+        Value::Sequence(DataSetSequence::new(items, Length::UNDEFINED)),
+    )
+}
+
+/// A CT-like slice: an ellipse of soft tissue with a brighter disc, 128 × 128, 16-bit.
+fn phantom(slice: u32) -> Vec<u16> {
+    let n = 128i32;
+    let mut px = vec![0u16; (n * n) as usize];
+    for y in 0..n {
+        for x in 0..n {
+            let (dx, dy) = ((x - 64) as f32 / 52.0, (y - 64) as f32 / 40.0);
+            let body = dx * dx + dy * dy <= 1.0;
+            let (ox, oy) = ((x - 50 - slice as i32) as f32, (y - 60) as f32);
+            let organ = ox * ox + oy * oy <= 144.0;
+            px[(y * n + x) as usize] = match (body, organ) {
+                (_, true) => 1100,
+                (true, _) => 1040 + ((x * 7 + y * 13) % 11) as u16,
+                _ => 24,
+            };
+        }
+    }
+    px
+}
+
+/// Writes the demo input; returns every planted value to look for afterwards.
+fn generate(input: &Path) -> anyhow::Result<Vec<String>> {
+    let mut planted: Vec<String> = Vec::new();
+    let uid = |parts: &[u32]| {
+        let mut s = String::from("1.2.826.0.1.3680043.10.1137");
+        for p in parts {
+            s.push_str(&format!(".{p}"));
+        }
+        s
+    };
+    for (pi, p) in PATIENTS.iter().enumerate() {
+        let pi = pi as u32 + 1;
+        for part in p.name.split('^').filter(|s| s.len() > 1) {
+            planted.push(part.to_string());
+        }
+        planted.extend([p.id, p.birth, p.phone, p.address, p.email].map(String::from));
+        for study in 1..=2u32 {
+            let study_uid = uid(&[pi, study]);
+            let accession = format!("ACC{pi}{study}7730591");
+            let study_date = format!("2023{:02}{:02}", 2 + study * 3, 10 + pi);
+            planted.extend([study_uid.clone(), accession.clone()]);
+            let surname = p.name.split('^').next().unwrap_or_default();
+            for series in 1..=2u32 {
+                let series_uid = uid(&[pi, study, series]);
+                planted.push(series_uid.clone());
+                for inst in 1..=4u32 {
+                    let sop = uid(&[pi, study, series, inst]);
+                    planted.push(sop.clone());
+                    let staff = STAFF[((pi + study) % 3) as usize];
+                    // Three levels deep: Request Attributes > Referenced Study > a name.
+                    let deepest = InMemDicomObject::from_element_iter([
+                        el(
+                            tags::REFERENCED_SOP_CLASS_UID,
+                            VR::UI,
+                            uids::CT_IMAGE_STORAGE,
+                        ),
+                        el(
+                            tags::REFERENCED_SOP_INSTANCE_UID,
+                            VR::UI,
+                            uid(&[pi, study, 9, 9]),
+                        ),
+                        el(tags::PATIENT_NAME, VR::PN, p.name),
+                    ]);
+                    let request = InMemDicomObject::from_element_iter([
+                        el(
+                            tags::REQUESTED_PROCEDURE_ID,
+                            VR::SH,
+                            format!("RP{pi}{study}88412"),
+                        ),
+                        el(
+                            tags::SCHEDULED_PROCEDURE_STEP_ID,
+                            VR::SH,
+                            format!("SPS{pi}{study}3319"),
+                        ),
+                        seq(tags::REFERENCED_STUDY_SEQUENCE, vec![deepest]),
+                    ]);
+                    planted.extend([format!("RP{pi}{study}88412"), format!("SPS{pi}{study}3319")]);
+                    let mut elements = vec![
+                        el(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100"),
+                        el(tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\AXIAL"),
+                        el(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
+                        el(tags::SOP_INSTANCE_UID, VR::UI, sop.clone()),
+                        el(tags::STUDY_DATE, VR::DA, study_date.clone()),
+                        el(tags::STUDY_TIME, VR::TM, "101500"),
+                        el(tags::ACCESSION_NUMBER, VR::SH, accession.clone()),
+                        el(tags::MODALITY, VR::CS, "CT"),
+                        el(tags::MANUFACTURER, VR::LO, "Veil Demo Scanners"),
+                        el(tags::INSTITUTION_NAME, VR::LO, INSTITUTION),
+                        el(tags::REFERRING_PHYSICIAN_NAME, VR::PN, staff),
+                        el(tags::STATION_NAME, VR::SH, "OTTOLINE-CT2"),
+                        el(
+                            tags::STUDY_DESCRIPTION,
+                            VR::LO,
+                            format!("CT CHEST {surname} follow-up"),
+                        ),
+                        el(
+                            tags::SERIES_DESCRIPTION,
+                            VR::LO,
+                            format!("AX 1.25mm lung {}", &study_date),
+                        ),
+                        el(tags::OPERATORS_NAME, VR::PN, STAFF[(pi % 3) as usize]),
+                        el(tags::PATIENT_NAME, VR::PN, p.name),
+                        el(tags::PATIENT_ID, VR::LO, p.id),
+                        el(tags::PATIENT_BIRTH_DATE, VR::DA, p.birth),
+                        el(tags::PATIENT_SEX, VR::CS, if pi == 2 { "M" } else { "F" }),
+                        el(tags::PATIENT_ADDRESS, VR::LO, p.address),
+                        el(tags::PATIENT_TELEPHONE_NUMBERS, VR::SH, p.phone),
+                        // Other Patient IDs (0010,1000), retired but still exported by many PACS.
+                        el(Tag(0x0010, 0x1000), VR::LO, format!("NHS{pi}4420917")),
+                        el(
+                            tags::ADDITIONAL_PATIENT_HISTORY,
+                            VR::LT,
+                            format!(
+                                "Contact {} or {}; seen by {}",
+                                p.phone,
+                                p.email,
+                                staff.replace('^', " ")
+                            ),
+                        ),
+                        el(tags::DEVICE_SERIAL_NUMBER, VR::LO, "SN-77120034"),
+                        el(tags::STUDY_INSTANCE_UID, VR::UI, study_uid.clone()),
+                        el(tags::SERIES_INSTANCE_UID, VR::UI, series_uid.clone()),
+                        el(tags::STUDY_ID, VR::SH, format!("S{pi}{study}")),
+                        el(tags::SERIES_NUMBER, VR::IS, series.to_string()),
+                        el(tags::INSTANCE_NUMBER, VR::IS, inst.to_string()),
+                        el(
+                            tags::FRAME_OF_REFERENCE_UID,
+                            VR::UI,
+                            uid(&[pi, study, series, 0]),
+                        ),
+                        el(
+                            tags::IMAGE_COMMENTS,
+                            VR::LT,
+                            format!("{} {} DOB {}", p.name.replace('^', " "), p.id, p.birth),
+                        ),
+                        seq(tags::REQUEST_ATTRIBUTES_SEQUENCE, vec![request]),
+                        // A private block of a creator nobody knows, one value hidden as UN.
+                        el(Tag(0x0011, 0x0010), VR::LO, "OTTOLINE PACS 2.1"),
+                        el(Tag(0x0011, 0x1001), VR::LO, format!("{} {}", p.id, p.email)),
+                        DataElement::new(
+                            Tag(0x0011, 0x1002),
+                            VR::UN,
+                            PrimitiveValue::from(p.address.as_bytes().to_vec()),
+                        ),
+                        el(tags::SAMPLES_PER_PIXEL, VR::US, "1"),
+                        el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+                        DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(128u16)),
+                        DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(128u16)),
+                        DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
+                        DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16)),
+                        DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16)),
+                        DataElement::new(
+                            tags::PIXEL_REPRESENTATION,
+                            VR::US,
+                            PrimitiveValue::from(0u16),
+                        ),
+                        el(tags::RESCALE_INTERCEPT, VR::DS, "-1024"),
+                        el(tags::RESCALE_SLOPE, VR::DS, "1"),
+                        DataElement::new(
+                            tags::PIXEL_DATA,
+                            VR::OW,
+                            PrimitiveValue::U16(phantom(inst).into()),
+                        ),
+                    ];
+                    if inst > 1 {
+                        // Each image points back at the first of its series.
+                        let reference = InMemDicomObject::from_element_iter([
+                            el(
+                                tags::REFERENCED_SOP_CLASS_UID,
+                                VR::UI,
+                                uids::CT_IMAGE_STORAGE,
+                            ),
+                            el(
+                                tags::REFERENCED_SOP_INSTANCE_UID,
+                                VR::UI,
+                                uid(&[pi, study, series, 1]),
+                            ),
+                        ]);
+                        elements.push(seq(tags::REFERENCED_IMAGE_SEQUENCE, vec![reference]));
+                    }
+                    planted.extend([format!("NHS{pi}4420917"), uid(&[pi, study, series, 0])]);
+                    let obj = InMemDicomObject::from_element_iter(elements);
+                    let meta = FileMetaTableBuilder::new()
+                        .media_storage_sop_class_uid(uids::CT_IMAGE_STORAGE)
+                        .media_storage_sop_instance_uid(sop.clone())
+                        .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+                        .source_application_entity_title("OTTOLINE_PACS")
+                        .build()?;
+                    let path =
+                        input.join(format!("export/p{pi}/s{study}/se{series}/img{inst}.dcm"));
+                    std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+                    obj.with_exact_meta(meta).write_to_file(&path)?;
+                }
+            }
+        }
+    }
+    planted.extend(
+        STAFF
+            .iter()
+            .flat_map(|s| s.split('^').filter(|p| p.len() > 2).map(String::from)),
+    );
+    planted.extend([
+        INSTITUTION.to_string(),
+        "SN-77120034".into(),
+        "OTTOLINE".into(),
+    ]);
+
+    // An ultrasound with burned-in annotation (must be held back), and a stray non-DICOM file.
+    let p = &PATIENTS[0];
+    let us = InMemDicomObject::from_element_iter([
+        el(tags::SOP_CLASS_UID, VR::UI, uids::ULTRASOUND_IMAGE_STORAGE),
+        el(tags::SOP_INSTANCE_UID, VR::UI, uid(&[1, 9, 1, 1])),
+        el(tags::STUDY_INSTANCE_UID, VR::UI, uid(&[1, 9])),
+        el(tags::SERIES_INSTANCE_UID, VR::UI, uid(&[1, 9, 1])),
+        el(tags::MODALITY, VR::CS, "US"),
+        el(tags::PATIENT_NAME, VR::PN, p.name),
+        el(tags::PATIENT_ID, VR::LO, p.id),
+        el(tags::BURNED_IN_ANNOTATION, VR::CS, "YES"),
+        el(tags::SAMPLES_PER_PIXEL, VR::US, "1"),
+        el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+        DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(16u16)),
+        DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(16u16)),
+        DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(8u16)),
+        DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(8u16)),
+        DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(7u16)),
+        DataElement::new(
+            tags::PIXEL_REPRESENTATION,
+            VR::US,
+            PrimitiveValue::from(0u16),
+        ),
+        DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OB,
+            PrimitiveValue::from(vec![0u8; 256]),
+        ),
+    ]);
+    let meta = FileMetaTableBuilder::new()
+        .media_storage_sop_class_uid(uids::ULTRASOUND_IMAGE_STORAGE)
+        .media_storage_sop_instance_uid(uid(&[1, 9, 1, 1]))
+        .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+        .build()?;
+    us.with_exact_meta(meta)
+        .write_to_file(input.join("export/p1/ultrasound.dcm"))?;
+    std::fs::write(
+        input.join("export/worklist-notes.txt"),
+        format!("call {} about {}\n", p.phone, p.id),
+    )?;
+    planted.sort();
+    planted.dedup();
+    Ok(planted)
+}
+
+/// Case-insensitive search of every byte of every file under `dir` for every planted value;
+/// returns (files scanned, bytes scanned, hits).
+fn scan(dir: &Path, planted: &[String]) -> anyhow::Result<(usize, u64, Vec<String>)> {
+    let matcher = aho_corasick::AhoCorasickBuilder::new()
+        .ascii_case_insensitive(true)
+        .build(planted)?;
+    let (mut files, mut bytes, mut hits) = (0, 0u64, Vec::new());
+    for entry in walkdir::WalkDir::new(dir) {
+        let entry = entry?;
+        if !entry.file_type().is_file()
+            || entry.path().components().any(|c| c.as_os_str() == ".veil")
+        {
+            continue;
+        }
+        let data = std::fs::read(entry.path())?;
+        files += 1;
+        bytes += data.len() as u64;
+        for m in matcher.find_iter(&data) {
+            hits.push(format!(
+                "{}: planted value #{}",
+                entry.path().display(),
+                m.pattern().as_usize()
+            ));
+        }
+    }
+    Ok((files, bytes, hits))
+}
+
+pub fn run(args: Args) -> anyhow::Result<u8> {
+    let dir = &args.dir;
+    if dir.exists() {
+        if !dir.join(MARKER).exists() {
+            return Err(crate::exit::usage(format!(
+                "{} exists and was not made by `veil demo`; choose another --dir",
+                dir.display()
+            )));
+        }
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join(MARKER), "made by veil demo\n")?;
+    let input = dir.join("input");
+    let planted = generate(&input)?;
+    let key_path = dir.join("demo.key");
+    let key = Key::write_new(&key_path)?;
+    println!(
+        "veil demo: wrote a synthetic export with {} planted identifying values to {}",
+        planted.len(),
+        input.display()
+    );
+    println!("  (names, MRNs, birth dates, phones, e-mails, addresses, accession numbers, UIDs, staff and institution,");
+    println!("   in standard tags, sequences three deep, an unknown private block with a UN value, free text and file meta)");
+    println!(
+        "  key: {} (mode 0600, fingerprint {})",
+        key_path.display(),
+        key.fingerprint()
+    );
+    println!();
+
+    let out = dir.join("output");
+    let mut config = Config::new(out.clone());
+    config.quarantine = dir.join("quarantine");
+    let policy = Policy::default_policy();
+    let verifier = super::verify_adapter::pipeline_verifier(&policy);
+    let demo_key = key.clone();
+    let pipeline = Pipeline::new(Deidentifier::new(policy, key, None), verifier, config);
+    let report = super::deid::run_pipeline(&pipeline, &[input.clone()], true)?;
+    super::deid::print_summary(&report, &pipeline);
+
+    let (files, bytes, hits) = scan(&out, &planted)?;
+    println!();
+    println!(
+        "check: searched every byte of {files} output files ({:.1} MB) for all {} planted values, case-insensitive: {} found",
+        bytes as f64 / 1e6,
+        planted.len(),
+        hits.len()
+    );
+    for h in hits.iter().take(10) {
+        println!("  LEAK {h}");
+    }
+    // The same instance before and after: its output is named by its keyed new SOP Instance UID.
+    let before = dicom_object::open_file(input.join("export/p1/s1/se1/img1.dcm"))?;
+    let before_sop = before
+        .element(tags::SOP_INSTANCE_UID)?
+        .to_str()?
+        .trim_end_matches('\0')
+        .to_string();
+    let wanted = format!("{}.dcm", demo_key.derive_uid(&before_sop));
+    let sample = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy() == wanted);
+    if let Some(sample) = sample {
+        // The demo's data is synthetic, so showing values here reveals no one.
+        let after = dicom_object::open_file(sample.path())?;
+        let show = |o: &InMemDicomObject, t: Tag| {
+            o.get(t)
+                .and_then(|e| e.to_str().ok().map(|s| s.to_string()))
+                .unwrap_or_else(|| "(absent)".into())
+        };
+        println!();
+        println!("  one instance, before → after:");
+        for (label, t) in [
+            ("Patient's Name", tags::PATIENT_NAME),
+            ("Patient ID", tags::PATIENT_ID),
+            ("Birth Date", tags::PATIENT_BIRTH_DATE),
+            ("Patient's Age", tags::PATIENT_AGE),
+            ("Study Date", tags::STUDY_DATE),
+            ("Study Description", tags::STUDY_DESCRIPTION),
+            ("Accession Number", tags::ACCESSION_NUMBER),
+            ("Institution Name", tags::INSTITUTION_NAME),
+            ("SOP Instance UID", tags::SOP_INSTANCE_UID),
+        ] {
+            println!(
+                "    {label:<18} {:<42} → {}",
+                show(&before, t),
+                show(&after, t)
+            );
+        }
+        println!("  look at it: dcmdump {}", sample.path().display());
+    }
+    println!(
+        "  held back: {} (see {}/*.json for the reasons)",
+        report.quarantined + report.rejected,
+        dir.join("quarantine").display()
+    );
+    Ok(if hits.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::FINDINGS
+    })
 }
