@@ -181,7 +181,9 @@ fn strings(elem: &InMemElement) -> Option<Vec<String>> {
     }
 }
 
-fn text_of(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+/// The trimmed text of an attribute, `None` when absent or empty. Identifying: for decisions and
+/// derivations only, never for logs.
+pub fn text_of(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     obj.get(tag)
         .and_then(|e| e.value().to_str().ok())
         .map(|s| {

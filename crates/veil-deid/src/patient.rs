@@ -110,13 +110,7 @@ impl PatientMap {
 }
 
 fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
-    obj.get(tag)
-        .and_then(|e| e.value().to_str().ok())
-        .map(|s| {
-            s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
-                .to_string()
-        })
-        .unwrap_or_default()
+    crate::text_of(obj, tag).unwrap_or_default()
 }
 
 /// The identity pseudonyms are keyed on: issuer + patient ID. A dataset with no patient ID is

@@ -67,13 +67,9 @@ const DOCUMENT_SOP_PREFIX: &str = "1.2.840.10008.5.1.4.1.1.104";
 const DICOMDIR_SOP: &str = "1.2.840.10008.1.3.10";
 
 fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
-    obj.get(tag)
-        .and_then(|e| e.value().to_str().ok())
-        .map(|s| {
-            s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
-                .to_ascii_uppercase()
-        })
+    veil_deid::text_of(obj, tag)
         .unwrap_or_default()
+        .to_ascii_uppercase()
 }
 
 /// Classifies one instance.

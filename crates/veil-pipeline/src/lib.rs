@@ -264,6 +264,26 @@ fn short_digest(bytes: &[u8]) -> [u8; 16] {
     out
 }
 
+/// Quarantines an input that reached the write stage but must not be released.
+fn hold_back(
+    state: &store::State,
+    input_ref: &str,
+    path: &Path,
+    input_bytes: &[u8],
+    reason: String,
+    detail: String,
+) -> Result<FileOutcome, StateError> {
+    let q = state.quarantine(input_ref, path, input_bytes, &reason, &detail, &[])?;
+    Ok(FileOutcome::quarantined(
+        path,
+        input_ref,
+        reason,
+        detail,
+        Vec::new(),
+        q,
+    ))
+}
+
 fn conflict_reason() -> (String, String) {
     (
         "conflicting_duplicate".to_string(),
@@ -300,13 +320,7 @@ struct Produced {
 }
 
 fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
-    obj.get(tag)
-        .and_then(|e| e.value().to_str().ok())
-        .map(|s| {
-            s.trim_matches(|c: char| c == '\0' || c.is_whitespace())
-                .to_string()
-        })
-        .unwrap_or_default()
+    veil_deid::text_of(obj, tag).unwrap_or_default()
 }
 
 /// Is this a DICOM Part 10 file (preamble + `DICM`)?
@@ -703,15 +717,7 @@ impl Pipeline {
                 }
                 drop(claims);
                 let (reason, detail) = conflict_reason();
-                let q = state.quarantine(input_ref, path, input_bytes, &reason, &detail, &[])?;
-                return Ok(FileOutcome::quarantined(
-                    path,
-                    input_ref,
-                    reason,
-                    detail,
-                    Vec::new(),
-                    q,
-                ));
+                return hold_back(state, input_ref, path, input_bytes, reason, detail);
             }
             by_output.insert(
                 output_key,
@@ -740,17 +746,15 @@ impl Pipeline {
                     true,
                 ));
             }
-            let reason = "output_conflict".to_string();
-            let detail = "the output path already holds a different file (another key or policy wrote to this output directory?)".to_string();
-            let q = state.quarantine(input_ref, path, input_bytes, &reason, &detail, &[])?;
-            return Ok(FileOutcome::quarantined(
-                path,
+            let detail = "the output path already holds a different file (another key or policy wrote to this output directory?)";
+            return hold_back(
+                state,
                 input_ref,
-                reason,
-                detail,
-                Vec::new(),
-                q,
-            ));
+                path,
+                input_bytes,
+                "output_conflict".into(),
+                detail.into(),
+            );
         }
         let temp = state.write_temp(&p.bytes, self.config.fsync)?;
         let instance = self.committed(path, &final_path, &p, &digest);
