@@ -575,6 +575,13 @@ impl Policy {
             }
         }
 
+        if let Some(spec) = &raw.generalize {
+            // A fragment that does not resolve would make every file suppressed: say so now.
+            if let Err(m) = spec.resolve() {
+                let at = text.find("[generalize").unwrap_or(0);
+                issue(at..at, "generalize".into(), m);
+            }
+        }
         if !issues.is_empty() {
             return Err(invalid(issues));
         }
@@ -706,6 +713,16 @@ mod tests {
             "t"
         )
         .is_err());
+    }
+
+    #[test]
+    fn bad_generalize_fragment_fails_at_load() {
+        let e = Policy::from_toml_str(
+            "[generalize]\nquasi = [\"PatientAge\"]\n[generalize.field.StudyDate]\nlevel = \"year\"\n",
+            "t",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("generalize"), "{e}");
     }
 
     #[test]

@@ -8,8 +8,10 @@ use anyhow::Context;
 use veil_risk::report;
 
 #[derive(clap::Args)]
-#[command(after_help = "Exit codes: 0 measured; 2 usage error, or the target cannot be met; \
-                        3 measured, but some input files were not readable DICOM (listed).")]
+#[command(
+    after_help = "Exit codes: 0 measured; 2 usage error, or the target cannot be met; \
+                        3 measured, but some input files were not readable DICOM (listed)."
+)]
 pub struct Args {
     /// A directory of DICOM files (headers are read up to Pixel Data), one DICOM file, a .csv or a .parquet table.
     pub input: PathBuf,
@@ -36,6 +38,10 @@ pub struct Args {
     /// Search the least generalisation that makes every released class at least this large.
     #[arg(long, value_name = "K")]
     pub target_k: Option<u32>,
+    /// Also require distinct l-diversity of the --sensitive attribute in every released class
+    /// (needs --target-k and --sensitive).
+    #[arg(long, value_name = "L")]
+    pub target_l: Option<u32>,
     /// Largest share of records the search may suppress: a fraction (0.05) or a percentage (5%).
     #[arg(long, value_name = "S", default_value = "5%")]
     pub max_suppression: String,
@@ -72,20 +78,34 @@ fn run_inner(args: Args) -> anyhow::Result<u8> {
     if args.write_policy.is_some() && args.target_k.is_none() {
         return Err(crate::exit::usage("--write-policy needs --target-k K"));
     }
+    if args.target_l.is_some() && (args.target_k.is_none() || args.sensitive.is_none()) {
+        return Err(crate::exit::usage(
+            "--target-l needs --target-k K and --sensitive FIELD",
+        ));
+    }
     if args.target_k == Some(0) {
         return Err(crate::exit::usage("--target-k must be at least 1"));
     }
     let opts = veil_risk::LoadOptions {
         quasi: args.quasi.clone(),
         sensitive: args.sensitive.clone(),
-        subject: args.subject.as_deref().map(|s| if s == "none" { String::new() } else { s.to_string() }),
+        subject: args.subject.as_deref().map(|s| {
+            if s == "none" {
+                String::new()
+            } else {
+                s.to_string()
+            }
+        }),
     };
     let mut table = veil_risk::load(&args.input, &opts)?;
     for (path, reason) in table.rejected.iter().take(5) {
         eprintln!("veil: rejected {path}: {reason}");
     }
     if table.rejected.len() > 5 {
-        eprintln!("veil: ... and {} more rejected files", table.rejected.len() - 5);
+        eprintln!(
+            "veil: ... and {} more rejected files",
+            table.rejected.len() - 5
+        );
     }
     table.dedupe();
     let mopts = veil_risk::MeasureOptions {
@@ -97,11 +117,20 @@ fn run_inner(args: Args) -> anyhow::Result<u8> {
 
     let mut found = None;
     if let Some(k) = args.target_k {
-        let mut search = veil_risk::Search::new(&table, veil_risk::SearchOptions { k, max_suppression });
+        let mut search = veil_risk::Search::new(
+            &table,
+            veil_risk::SearchOptions {
+                k,
+                l: args.target_l,
+                max_suppression,
+            },
+        );
         let f = search.run().map_err(crate::exit::usage)?;
         found = Some(f);
     }
-    let after = found.as_ref().map(|f| veil_risk::measure(&f.released, &mopts));
+    let after = found
+        .as_ref()
+        .map(|f| veil_risk::measure(&f.released, &mopts));
 
     if let (Some(path), Some(f)) = (&args.write_policy, &found) {
         let text = report::fragment(&f.spec, &f.result, &risk.source)?;
@@ -110,13 +139,21 @@ fn run_inner(args: Args) -> anyhow::Result<u8> {
     }
     if let Some(path) = &args.html {
         let page = report::html(&risk, found.as_ref().map(|f| &f.result), after.as_ref());
-        veil_risk::write_atomic(path, page.as_bytes()).with_context(|| format!("--html {}", path.display()))?;
+        veil_risk::write_atomic(path, page.as_bytes())
+            .with_context(|| format!("--html {}", path.display()))?;
     }
     if args.json {
-        let run = report::RunReport { risk: &risk, search: found.as_ref().map(|f| &f.result), after: after.as_ref() };
+        let run = report::RunReport {
+            risk: &risk,
+            search: found.as_ref().map(|f| &f.result),
+            after: after.as_ref(),
+        };
         println!("{}", serde_json::to_string_pretty(&run)?);
     } else {
-        print!("{}", report::text(&risk, found.as_ref().map(|f| &f.result), after.as_ref()));
+        print!(
+            "{}",
+            report::text(&risk, found.as_ref().map(|f| &f.result), after.as_ref())
+        );
         if let Some(p) = &args.write_policy {
             println!("  policy fragment written to {}", p.display());
         }
@@ -124,5 +161,9 @@ fn run_inner(args: Args) -> anyhow::Result<u8> {
             println!("  HTML report written to {}", p.display());
         }
     }
-    Ok(if table.rejected.is_empty() { crate::exit::OK } else { crate::exit::QUARANTINED })
+    Ok(if table.rejected.is_empty() {
+        crate::exit::OK
+    } else {
+        crate::exit::QUARANTINED
+    })
 }
