@@ -174,12 +174,18 @@ fn pydicom_corpus_every_file_is_released_or_held_back() {
     let check: serde_json::Value = serde_json::from_slice(&py.stdout).unwrap();
     eprintln!("pydicom check: {check}");
     assert_eq!(check["read_by_pydicom"], check["outputs"], "{check}");
+    // Pixel data is byte-identical unless the pixel stage redacted burned-in text (the output
+    // then says so with code 113101).
+    let unchanged =
+        check["with_pixels"].as_u64().unwrap() - check["pixels_cleaned"].as_u64().unwrap();
     assert_eq!(
-        check["pixels_match_a_source"], check["with_pixels"],
+        check["pixels_match_a_source"].as_u64().unwrap(),
+        unchanged,
         "{check}"
     );
     assert_eq!(
-        check["same_transfer_syntax"], check["with_pixels"],
+        check["same_transfer_syntax"].as_u64().unwrap(),
+        unchanged,
         "{check}"
     );
     assert!(check["with_pixels"].as_u64().unwrap() >= 30);
