@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# De-identification benchmark: `veil deid` beside `cp -r`, the dicom-anonymization crate's `dcmanon`,
+# dicognito and Kitware's dicom-anonymizer, on the same corpus of >= 2,000 files (>= 500 MB) made
+# from real images (bench/make_corpus.py), all in one run. Prints a table (files/s, MB/s, peak RSS,
+# files written, files still holding a planted identifier) and writes it to bench/results-deid.md.
+#
+#   ./scripts/bench.sh [N_FILES]        (default 2000)
+#
+# The page cache is warmed by reading the corpus once before the first tool, so every tool reads
+# from memory; outputs go to the same disk. A peer that fails is reported in the table, not fatal.
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+n=${1:-2000}
+work="$root/bench/work"
+corpus="$work/corpus"
+mkdir -p "$work"
+
+command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+./scripts/fetch-testdata.sh >/dev/null
+python3 -c 'import pydicom, numpy' 2>/dev/null || pip install --quiet "pydicom==3.0.2" numpy
+python3 -c 'import dicognito' 2>/dev/null || pip install --quiet "dicognito==0.19.0"
+command -v dicom-anonymizer >/dev/null || pip install --quiet "dicom-anonymizer==2.1.0"
+if [ ! -x "$work/cargo-bin/bin/dcmanon" ]; then
+  cargo install --quiet --locked dicom-anonymization@0.3.1 --root "$work/cargo-bin" \
+    || cargo install --quiet dicom-anonymization@0.3.1 --root "$work/cargo-bin"
+fi
+cargo build --release --quiet -p veil
+veil="$root/target/release/veil"
+
+if [ ! -f "$work/corpus.$n.complete" ]; then
+  rm -rf "$corpus"
+  python3 bench/make_corpus.py "$corpus" "$n"
+  touch "$work/corpus.$n.complete"
+fi
+files=$(find "$corpus" -type f | wc -l)
+bytes=$(du -sb "$corpus" | cut -f1)
+mb=$(python3 -c "print(f'{$bytes/1e6:.0f}')")
+cat $(find "$corpus" -type f) > /dev/null   # warm the page cache
+[ -f "$work/bench.key" ] || "$veil" key new "$work/bench.key" >/dev/null
+
+results=()
+run() { # name, output dir, command...
+  local name=$1 out=$2; shift 2
+  rm -rf "$out" "$out.quarantine"
+  local status timefile="$work/time.$RANDOM"
+  /usr/bin/time -f "%e %M" -o "$timefile" "$@" >"$work/$name.log" 2>&1
+  status=$?
+  # /usr/bin/time prefixes "Command exited with non-zero status N" when the tool fails.
+  read -r secs rss_kb < <(tail -n 1 "$timefile"); rm -f "$timefile"
+  local written leaks
+  written=$(find "$out" -type f -not -path '*/.veil/*' 2>/dev/null | wc -l)
+  leaks=$(grep -rliaF -f "$work/planted.txt" --exclude-dir=.veil "$out" 2>/dev/null | wc -l)
+  local fps mbps
+  fps=$(python3 -c "print(f'{$files/max($secs,1e-9):.0f}')")
+  mbps=$(python3 -c "print(f'{$bytes/1e6/max($secs,1e-9):.0f}')")
+  local note=""
+  [ "$status" -ne 0 ] && note="exit $status"
+  results+=("| $name | $secs | $fps | $mbps | $((rss_kb / 1024)) | $written | $leaks | $note |")
+  echo "  $name: ${secs}s, $fps files/s, $mbps MB/s, peak RSS $((rss_kb / 1024)) MB, $written written, $leaks with a planted value $note"
+}
+
+echo "corpus: $files files, $mb MB in $corpus (2 cores: $(nproc))"
+run "cp -r" "$work/out-cp" cp -r "$corpus" "$work/out-cp"
+run "veil deid" "$work/out-veil" "$veil" deid --key "$work/bench.key" --out "$work/out-veil" --json "$corpus"
+run "dcmanon (dicom-anonymization 0.3.1)" "$work/out-dcmanon" "$work/cargo-bin/bin/dcmanon" anonymize -r --continue -i "$corpus" -o "$work/out-dcmanon"
+run "dicognito 0.19.0" "$work/out-dicognito" python3 -m dicognito --quiet --output-directory "$work/out-dicognito" "$corpus"
+run "dicom-anonymizer 2.1.0 (Kitware)" "$work/out-kitware" dicom-anonymizer "$corpus" "$work/out-kitware"
+
+{
+  echo "# De-identification benchmark"
+  echo
+  echo "Corpus: $files files, $mb MB, made from real CT and MR images by \`bench/make_corpus.py\` (40 patients × 5 studies × 2 series, planted identifiers in every file)."
+  echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; page cache warm; command: \`./scripts/bench.sh $n\`; $(date -u +%Y-%m-%d)."
+  echo
+  echo "| tool | seconds | files/s | MB/s | peak RSS (MB) | files written | files with a planted value | note |"
+  echo "|---|---|---|---|---|---|---|---|"
+  printf '%s\n' "${results[@]}"
+  echo
+  echo "\"Files with a planted value\": output files in which \`grep -F -i\` finds any of the $(wc -l < "$work/planted.txt") planted identifying values (names, MRN, phone, accession, institution, staff, original UIDs). cp copies them all by design."
+} > bench/results-deid.md
+echo
+cat bench/results-deid.md
