@@ -1,7 +1,8 @@
 //! Burned-in text on real images: the deid-data ultrasounds (single-frame grey and RGB, a
 //! 30-frame RGB cine, and the two cines shipped as zips). Tesseract reads them before; after
 //! `veil deid` it must find none of the identifier tokens it found before (reported per image),
-//! the outputs say Burned In Annotation NO, and pydicom and dcmdump read them.
+//! the outputs say Burned In Annotation NO, pydicom and dcmdump read them, and dciodvfy reports
+//! no more errors than for the source.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -123,6 +124,18 @@ fn deid_removes_every_identifier_tesseract_reads_in_the_ultrasounds() {
 
     let outputs: Vec<PathBuf> = walk(&out);
     assert_eq!(outputs.len(), names.len(), "one output per input");
+    // Pair outputs with their sources by image geometry (unique among these five).
+    let sources: Vec<Source> = names
+        .iter()
+        .map(|p| {
+            let f = OpenFileOptions::new().open_file(p).unwrap();
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                geometry(&f),
+                veil_pixels::Identifiers::of(&f),
+            )
+        })
+        .collect();
     // Every identifier token read in any input, searched for in every output.
     let all_tokens: Vec<&String> = before.iter().flat_map(|(_, t)| t).collect();
     let mut lines = Vec::new();
@@ -138,6 +151,27 @@ fn deid_removes_every_identifier_tesseract_reads_in_the_ultrasounds() {
             Some("NO"),
             "Burned In Annotation must be NO after cleaning"
         );
+        let g = geometry(&file);
+        let (name, _, ids) = sources
+            .iter()
+            .find(|(_, sg, _)| *sg == g)
+            .expect("output pairs with a source");
+        let surviving = veil_pixels::surviving_identifiers(ids, &file).expect("OCR output");
+        assert!(
+            surviving.is_empty(),
+            "{name}: identifiers of the source survive: {surviving:?}"
+        );
+        // No new dciodvfy errors (dicom3tools) compared with the source.
+        if let (Some(before), Some(after)) =
+            (dciodvfy_errors(&input.join(name)), dciodvfy_errors(o))
+        {
+            assert!(
+                after <= before,
+                "{name}: dciodvfy errors rose from {before} to {after}"
+            );
+        } else {
+            assert!(!ci(), "dciodvfy (dicom3tools) is not installed");
+        }
         let (_, frames, words) = tokens_read(&cleaner, o);
         let found: Vec<&&String> = all_tokens
             .iter()
@@ -148,7 +182,7 @@ fn deid_removes_every_identifier_tesseract_reads_in_the_ultrasounds() {
             })
             .collect();
         leaks += found.len();
-        lines.push((frames, words.len(), found.len()));
+        lines.push((name.clone(), frames, words.len(), found.len()));
         // Readable by dcmdump and pydicom.
         let d = Command::new("dcmdump").arg("-q").arg(o).output();
         match d {
@@ -175,14 +209,39 @@ fn deid_removes_every_identifier_tesseract_reads_in_the_ultrasounds() {
     for (name, toks) in &before {
         println!("{name}: {} identifier token(s) read before", toks.len());
     }
-    for (i, (frames, words, found)) in lines.iter().enumerate() {
-        println!("output {i}: {frames} frame(s) OCR'd, {words} word(s) read, {found} identifier token(s) surviving");
+    for (name, frames, words, found) in &lines {
+        println!("{name} after deid: {frames} frame(s) OCR'd, {words} word(s) read, {found} identifier token(s) surviving");
     }
     assert!(
         before.iter().map(|(_, t)| t.len()).sum::<usize>() >= 5,
         "Tesseract should read identifiers in these images"
     );
     assert_eq!(leaks, 0, "identifier tokens survived the pixel stage");
+}
+
+/// A source image: file name, geometry, its identifiers.
+type Source = (String, (u32, u32, u32, u32), veil_pixels::Identifiers);
+
+fn dciodvfy_errors(path: &Path) -> Option<usize> {
+    let o = Command::new("dciodvfy").arg(path).output().ok()?;
+    let all = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    Some(all.lines().filter(|l| l.starts_with("Error")).count())
+}
+
+fn geometry(f: &dicom_object::DefaultDicomObject) -> (u32, u32, u32, u32) {
+    use dicom_dictionary_std::tags;
+    let n = |t| {
+        f.element(t)
+            .ok()
+            .and_then(|e| e.to_int::<u32>().ok())
+            .unwrap_or(1)
+    };
+    (
+        n(tags::ROWS),
+        n(tags::COLUMNS),
+        n(tags::NUMBER_OF_FRAMES),
+        n(tags::SAMPLES_PER_PIXEL),
+    )
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

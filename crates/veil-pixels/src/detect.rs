@@ -1,0 +1,202 @@
+//! Finding text in frames: a cheap pre-filter (text-like edge density in blocks) decides which
+//! frames (and, for unflagged images, which margin bands) go to Tesseract.
+
+use crate::image::Rect;
+use crate::ocr;
+
+/// Block size of the pre-filter grid.
+pub const BLOCK: u32 = 16;
+
+/// Text-like blocks of a grey frame: blocks with many strong, short horizontal transitions
+/// (strokes of glyphs), the signature of rendered text against smooth or speckled anatomy.
+pub fn text_blocks(grey: &[u8], cols: u32, rows: u32) -> Vec<u32> {
+    let bx = cols.div_ceil(BLOCK);
+    let by = rows.div_ceil(BLOCK);
+    let mut counts = vec![0u32; (bx * by) as usize];
+    for y in 0..rows {
+        let row = &grey[(y * cols) as usize..((y + 1) * cols) as usize];
+        for x in 0..cols.saturating_sub(1) {
+            let d = (row[x as usize] as i32 - row[x as usize + 1] as i32).abs();
+            if d >= 48 {
+                counts[((y / BLOCK) * bx + x / BLOCK) as usize] += 1;
+            }
+        }
+    }
+    let area = BLOCK * BLOCK;
+    counts
+        .iter()
+        .enumerate()
+        .filter(|(_, &c)| c * 100 >= area * 6 && c * 100 <= area * 60)
+        .map(|(i, _)| i as u32)
+        .collect()
+}
+
+/// Bilinear upscale of a grey image by an integer factor (small text reads better for OCR).
+pub fn upscale(grey: &[u8], cols: u32, rows: u32, k: u32) -> Vec<u8> {
+    if k <= 1 {
+        return grey.to_vec();
+    }
+    let (w, h) = (cols * k, rows * k);
+    let mut out = vec![0u8; (w * h) as usize];
+    for y in 0..h {
+        let fy = ((y as f32 + 0.5) / k as f32 - 0.5).max(0.0);
+        let y0 = (fy as u32).min(rows - 1);
+        let y1 = (y0 + 1).min(rows - 1);
+        let wy = fy - y0 as f32;
+        for x in 0..w {
+            let fx = ((x as f32 + 0.5) / k as f32 - 0.5).max(0.0);
+            let x0 = (fx as u32).min(cols - 1);
+            let x1 = (x0 + 1).min(cols - 1);
+            let wx = fx - x0 as f32;
+            let p = |xx: u32, yy: u32| grey[(yy * cols + xx) as usize] as f32;
+            let v = p(x0, y0) * (1.0 - wx) * (1.0 - wy)
+                + p(x1, y0) * wx * (1.0 - wy)
+                + p(x0, y1) * (1.0 - wx) * wy
+                + p(x1, y1) * wx * wy;
+            out[(y * w + x) as usize] = v.round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    out
+}
+
+/// A word found in a frame, in frame coordinates.
+#[derive(Debug, Clone)]
+pub struct FoundWord {
+    pub text: String,
+    pub confidence: f32,
+    pub rect: Rect,
+    /// Line key (unique within a frame).
+    pub line: u32,
+    /// Found in a second-look crop of text-like blocks (the pre-filter agrees it is text).
+    pub second_look: bool,
+}
+
+/// OCRs a region of a grey frame at `scale` (and its negative too when asked), returning words
+/// in frame coordinates.
+pub fn ocr_region(
+    grey: &[u8],
+    cols: u32,
+    rows: u32,
+    region: Rect,
+    scale: u32,
+    line_base: u32,
+    invert_too: bool,
+) -> Result<Vec<FoundWord>, String> {
+    let region = region.grown(0, cols, rows);
+    if region.w < 8 || region.h < 8 {
+        return Ok(Vec::new());
+    }
+    let mut crop = Vec::with_capacity(region.area() as usize);
+    for y in region.y..region.bottom() {
+        crop.extend_from_slice(
+            &grey[(y * cols + region.x) as usize..(y * cols + region.right()) as usize],
+        );
+    }
+    let mut img = upscale(&crop, region.w, region.h, scale);
+    let mut words = ocr::with_engine(|e| e.words(&img, region.w * scale, region.h * scale))?;
+    if invert_too {
+        // Tesseract's layout analysis can take dark text on a light banner for a picture;
+        // inverted, it reads like any other text.
+        for v in img.iter_mut() {
+            *v = 255 - *v;
+        }
+        let inverted = ocr::with_engine(|e| e.words(&img, region.w * scale, region.h * scale))?;
+        let lines_first = words.iter().map(|w| w.line + 1).max().unwrap_or(0);
+        words.extend(inverted.into_iter().map(|mut w| {
+            w.line += lines_first;
+            w
+        }));
+    }
+    Ok(words
+        .into_iter()
+        .map(|w| {
+            let l = w.left / scale;
+            let t = w.top / scale;
+            let r = w.right.div_ceil(scale).max(l + 1);
+            let b = w.bottom.div_ceil(scale).max(t + 1);
+            FoundWord {
+                text: w.text,
+                confidence: w.confidence,
+                rect: Rect {
+                    x: region.x + l,
+                    y: region.y + t,
+                    w: r - l,
+                    h: b - t,
+                }
+                .grown(0, cols, rows),
+                line: line_base + w.line,
+                second_look: invert_too,
+            }
+        })
+        .collect())
+}
+
+/// Regions made of text-like blocks that no word found so far covers: connected groups of
+/// blocks (8-neighbour), as pixel rectangles grown by half a block, largest first.
+pub fn uncovered_regions(blocks: &[u32], cols: u32, rows: u32, found: &[Rect]) -> Vec<Rect> {
+    let bx = cols.div_ceil(BLOCK);
+    let by = rows.div_ceil(BLOCK);
+    let mut live = vec![false; (bx * by) as usize];
+    for &b in blocks {
+        let r = Rect {
+            x: (b % bx) * BLOCK,
+            y: (b / bx) * BLOCK,
+            w: BLOCK,
+            h: BLOCK,
+        }
+        .grown(0, cols, rows);
+        let centre = Rect {
+            x: r.x + r.w / 4,
+            y: r.y + r.h / 4,
+            w: (r.w / 2).max(1),
+            h: (r.h / 2).max(1),
+        };
+        if !found.iter().any(|f| f.intersects(&centre)) {
+            live[b as usize] = true;
+        }
+    }
+    let mut out: Vec<(u32, Rect)> = Vec::new();
+    let mut seen = vec![false; live.len()];
+    for start in 0..live.len() {
+        if !live[start] || seen[start] {
+            continue;
+        }
+        let mut stack = vec![start];
+        seen[start] = true;
+        let (mut x0, mut y0, mut x1, mut y1, mut n) = (u32::MAX, u32::MAX, 0, 0, 0u32);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i as u32 % bx, i as u32 / bx);
+            x0 = x0.min(x);
+            y0 = y0.min(y);
+            x1 = x1.max(x);
+            y1 = y1.max(y);
+            n += 1;
+            for dy in -1i64..=1 {
+                for dx in -1i64..=1 {
+                    let (nx, ny) = (x as i64 + dx, y as i64 + dy);
+                    if nx < 0 || ny < 0 || nx >= bx as i64 || ny >= by as i64 {
+                        continue;
+                    }
+                    let j = (ny as u32 * bx + nx as u32) as usize;
+                    if live[j] && !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        let r = Rect {
+            x: x0 * BLOCK,
+            y: y0 * BLOCK,
+            w: (x1 - x0 + 1) * BLOCK,
+            h: (y1 - y0 + 1) * BLOCK,
+        };
+        out.push((n, r.grown(BLOCK / 2, cols, rows)));
+    }
+    out.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then(a.1.y.cmp(&b.1.y))
+            .then(a.1.x.cmp(&b.1.x))
+    });
+    out.into_iter().map(|(_, r)| r).collect()
+}

