@@ -211,6 +211,14 @@ pub fn walk_inputs(inputs: &[PathBuf], exclude: &[&Path]) -> Result<Vec<PathBuf>
         .collect();
     let mut files = Vec::new();
     for input in inputs {
+        // Canonical roots once, so every file path below them is stable (resume keys on it)
+        // without a canonicalisation per file.
+        let input = &input
+            .canonicalize()
+            .map_err(|source| PipelineError::Input {
+                path: input.clone(),
+                source,
+            })?;
         let meta = std::fs::metadata(input).map_err(|source| PipelineError::Input {
             path: input.clone(),
             source,

@@ -113,7 +113,8 @@ impl State {
     /// A keyed reference of an input (path, size, modification time, policy): stable across
     /// reruns of the same job, meaningless without the key, and safe to show in reports.
     pub fn input_ref(&self, path: &Path) -> String {
-        let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+        // Paths come from `walk_inputs`, under canonicalised roots: stable across reruns.
+        let canonical = path;
         let meta = std::fs::metadata(path).ok();
         let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
         let mtime = meta
