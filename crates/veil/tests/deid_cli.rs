@@ -615,7 +615,7 @@ fn demo_runs_offline_and_leaks_nothing() {
             String::from_utf8_lossy(&o.stderr)
         );
         assert!(stdout.contains(": 0 found"), "{stdout}");
-        assert!(stdout.contains("written           48"), "{stdout}");
+        assert!(stdout.contains("written           51"), "{stdout}");
     }
     // It refuses to wipe a directory it did not make.
     let other = work.path().join("precious");
@@ -629,4 +629,47 @@ fn demo_runs_offline_and_leaks_nothing() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(other.join("data.txt").exists());
+}
+
+#[test]
+fn planted_fixture_on_real_pixels_leaks_nothing_and_keeps_pixels() {
+    let Some(src) = pydicom_files() else { return };
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("demo");
+    let real = src.join("CT_small.dcm");
+    let o = veil()
+        .arg("demo")
+        .arg("--dir")
+        .arg(&dir)
+        .arg("--pixels-from")
+        .arg(&real)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{stdout}");
+    // 3 patients x 2 studies x 2 series x 4 images on real CT pixels, plus 3 SR reports.
+    assert!(stdout.contains("written           51"), "{stdout}");
+    assert!(stdout.contains(": 0 found"), "{stdout}");
+    let want = open_file(&real)
+        .unwrap()
+        .element(tags::PIXEL_DATA)
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+        .into_owned();
+    let out = dir.join("output");
+    let mut images = 0;
+    for p in tree(&out).keys() {
+        let obj = open_file(out.join(p)).unwrap();
+        if let Some(px) = obj.get(tags::PIXEL_DATA) {
+            assert_eq!(
+                px.to_bytes().unwrap().as_ref(),
+                &want[..],
+                "pixel data changed in {}",
+                p.display()
+            );
+            images += 1;
+        }
+    }
+    assert_eq!(images, 48);
 }

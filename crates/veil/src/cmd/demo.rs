@@ -20,6 +20,110 @@ pub struct Args {
     /// Directory for the demo's input, key, output and quarantine (recreated on each run).
     #[arg(long, default_value = "veil-demo")]
     pub dir: PathBuf,
+    /// Take the images' pixel module from this real DICOM file (uncompressed) instead of the
+    /// synthetic phantom, e.g. pydicom's CT_small.dcm.
+    #[arg(long)]
+    pub pixels_from: Option<PathBuf>,
+}
+
+/// The pixel module of a real image, copied into every generated CT instance.
+fn pixel_module(path: &Path) -> anyhow::Result<Vec<InMemElement>> {
+    let file = dicom_object::open_file(path)?;
+    let ts = file
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    if ts != uids::EXPLICIT_VR_LITTLE_ENDIAN && ts != uids::IMPLICIT_VR_LITTLE_ENDIAN {
+        return Err(crate::exit::usage(format!(
+            "--pixels-from {}: pixel data must be uncompressed little endian (transfer syntax {ts})",
+            path.display()
+        )));
+    }
+    let module = [
+        tags::SAMPLES_PER_PIXEL,
+        tags::PHOTOMETRIC_INTERPRETATION,
+        tags::ROWS,
+        tags::COLUMNS,
+        tags::BITS_ALLOCATED,
+        tags::BITS_STORED,
+        tags::HIGH_BIT,
+        tags::PIXEL_REPRESENTATION,
+        tags::PIXEL_DATA,
+    ];
+    module
+        .iter()
+        .map(|t| {
+            file.element(*t).cloned().map_err(|_| {
+                crate::exit::usage(format!(
+                    "--pixels-from {}: no {t} in the file",
+                    path.display()
+                ))
+            })
+        })
+        .collect()
+}
+
+/// A Basic Text SR for the patient, with identifiers in TEXT, PNAME and DATE content items.
+fn sr_document(p: &Patient, sop: &str, study: &str, series: &str) -> InMemDicomObject {
+    let concept = |code: &str, meaning: &str| {
+        seq(
+            tags::CONCEPT_NAME_CODE_SEQUENCE,
+            vec![InMemDicomObject::from_element_iter([
+                el(tags::CODE_VALUE, VR::SH, code),
+                el(tags::CODING_SCHEME_DESIGNATOR, VR::SH, "DCM"),
+                el(tags::CODE_MEANING, VR::LO, meaning),
+            ])],
+        )
+    };
+    let item = |value_type: &str, code: &str, meaning: &str, value: InMemElement| {
+        InMemDicomObject::from_element_iter([
+            el(tags::RELATIONSHIP_TYPE, VR::CS, "CONTAINS"),
+            el(tags::VALUE_TYPE, VR::CS, value_type),
+            concept(code, meaning),
+            value,
+        ])
+    };
+    let name = p.name.replace('^', " ");
+    let text = format!("{name} ({}) reports chest pain; call {}", p.id, p.phone);
+    InMemDicomObject::from_element_iter([
+        el(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100"),
+        el(tags::SOP_CLASS_UID, VR::UI, uids::BASIC_TEXT_SR_STORAGE),
+        el(tags::SOP_INSTANCE_UID, VR::UI, sop),
+        el(tags::STUDY_INSTANCE_UID, VR::UI, study),
+        el(tags::SERIES_INSTANCE_UID, VR::UI, series),
+        el(tags::MODALITY, VR::CS, "SR"),
+        el(tags::PATIENT_NAME, VR::PN, p.name),
+        el(tags::PATIENT_ID, VR::LO, p.id),
+        el(tags::PATIENT_BIRTH_DATE, VR::DA, p.birth),
+        el(tags::CONTENT_DATE, VR::DA, "20230601"),
+        el(tags::VALUE_TYPE, VR::CS, "CONTAINER"),
+        el(tags::CONTINUITY_OF_CONTENT, VR::CS, "SEPARATE"),
+        concept("121070", "Findings"),
+        seq(
+            tags::CONTENT_SEQUENCE,
+            vec![
+                item(
+                    "TEXT",
+                    "121071",
+                    "Finding",
+                    el(tags::TEXT_VALUE, VR::UT, text),
+                ),
+                item(
+                    "PNAME",
+                    "121008",
+                    "Person Observer Name",
+                    el(tags::PERSON_NAME, VR::PN, p.name),
+                ),
+                item(
+                    "DATE",
+                    "121058",
+                    "Procedure reported",
+                    el(tags::DATE, VR::DA, p.birth),
+                ),
+            ],
+        ),
+    ])
 }
 
 const MARKER: &str = ".veil-demo";
@@ -101,7 +205,7 @@ fn phantom(slice: u32) -> Vec<u16> {
 }
 
 /// Writes the demo input; returns every planted value to look for afterwards.
-fn generate(input: &Path) -> anyhow::Result<Vec<String>> {
+fn generate(input: &Path, pixels: Option<&[InMemElement]>) -> anyhow::Result<Vec<String>> {
     let mut planted: Vec<String> = Vec::new();
     let uid = |parts: &[u32]| {
         let mut s = String::from("1.2.826.0.1.3680043.10.1137");
@@ -261,7 +365,12 @@ fn generate(input: &Path) -> anyhow::Result<Vec<String>> {
                         elements.push(seq(tags::REFERENCED_IMAGE_SEQUENCE, vec![reference]));
                     }
                     planted.extend([format!("NHS{pi}4420917"), uid(&[pi, study, series, 0])]);
-                    let obj = InMemDicomObject::from_element_iter(elements);
+                    let mut obj = InMemDicomObject::from_element_iter(elements);
+                    if let Some(module) = pixels {
+                        for e in module {
+                            obj.put(e.clone());
+                        }
+                    }
                     let meta = FileMetaTableBuilder::new()
                         .media_storage_sop_class_uid(uids::CT_IMAGE_STORAGE)
                         .media_storage_sop_instance_uid(sop.clone())
@@ -275,6 +384,21 @@ fn generate(input: &Path) -> anyhow::Result<Vec<String>> {
                 }
             }
         }
+    }
+    // One structured report per patient, with identifiers in its content items.
+    for (pi, p) in PATIENTS.iter().enumerate() {
+        let pi = pi as u32 + 1;
+        let (study, series, sop) = (uid(&[pi, 1]), uid(&[pi, 1, 7]), uid(&[pi, 1, 7, 1]));
+        let meta = FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid(uids::BASIC_TEXT_SR_STORAGE)
+            .media_storage_sop_instance_uid(sop.clone())
+            .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+            .build()?;
+        let path = input.join(format!("export/p{pi}/report.dcm"));
+        sr_document(p, &sop, &study, &series)
+            .with_exact_meta(meta)
+            .write_to_file(&path)?;
+        planted.extend([series, sop]);
     }
     planted.extend(
         STAFF
@@ -374,7 +498,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     std::fs::create_dir_all(dir)?;
     std::fs::write(dir.join(MARKER), "made by veil demo\n")?;
     let input = dir.join("input");
-    let planted = generate(&input)?;
+    let pixels = args.pixels_from.as_deref().map(pixel_module).transpose()?;
+    let planted = generate(&input, pixels.as_deref())?;
     let key_path = dir.join("demo.key");
     let key = Key::write_new(&key_path)?;
     println!(
