@@ -61,21 +61,32 @@ impl Cursor<'_> {
         }
         let vr = self.buf.get(pos + 4..pos + 6).ok_or_else(short)?;
         let vr = [vr[0], vr[1]];
-        let long = matches!(
+        // The parser reads a 2-byte length only for these VRs; any other VR, including an
+        // unknown or corrupt one (which it treats as UN), has 2 reserved bytes and a 4-byte
+        // length. Mirror that, or a corrupt VR hides a huge length from this check.
+        let long = !matches!(
             &vr,
-            b"OB"
-                | b"OW"
-                | b"OF"
-                | b"OD"
-                | b"OL"
-                | b"OV"
-                | b"SQ"
-                | b"UT"
-                | b"UN"
-                | b"UC"
-                | b"UR"
-                | b"SV"
-                | b"UV"
+            b"AE"
+                | b"AS"
+                | b"AT"
+                | b"CS"
+                | b"DA"
+                | b"DS"
+                | b"DT"
+                | b"FL"
+                | b"FD"
+                | b"IS"
+                | b"LO"
+                | b"LT"
+                | b"PN"
+                | b"SH"
+                | b"SL"
+                | b"SS"
+                | b"ST"
+                | b"TM"
+                | b"UI"
+                | b"UL"
+                | b"US"
         );
         if long {
             let len = self.u32(pos + 8, be).ok_or_else(short)?;
@@ -337,6 +348,16 @@ mod tests {
         ];
         let e = check(&file(&d)).unwrap_err();
         assert!(e.contains("(0008,0008) declares"), "{e}");
+    }
+
+    #[test]
+    fn reads_an_unknown_vr_with_a_long_length_as_the_parser_does() {
+        // Found by veil-fuzz: VR bytes "\0\0" made the parser read a 4-byte length of ~3.7 GB
+        // while this check read a short one, costing 1.9 GB of memory and 14 s per file.
+        let mut d = vec![0x09, 0x00, 0x04, 0x10, 0, 0, 4, 0];
+        d.extend_from_slice(&[0xF0, 0xFF, 0xFF, 0xDD]);
+        let e = check(&file(&d)).unwrap_err();
+        assert!(e.contains("(0009,1004)"), "{e}");
     }
 
     #[test]

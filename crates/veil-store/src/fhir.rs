@@ -1,0 +1,399 @@
+//! Import of FHIR R4 `Consent` resources (JSON: one resource or a `Bundle` of them).
+//!
+//! Mapping: `status` active → the provision's `type` (permit = granted, deny = refused),
+//! inactive → withdrawn, rejected → refused (draft, proposed and entered-in-error are not in
+//! force and are reported). `patient.identifier.value` (or the id in `patient.reference`) is the
+//! patient ID, recorded without issuer (it applies to that ID under any issuer). `dateTime` is when
+//! it took effect. Purposes come from `provision.purpose[].code`: Veil's purpose names, or the
+//! HL7 v3 ActReason codes TREAT (clinical care), HQUALIMP (quality improvement), HRESCH
+//! (internal research). `provision.code[].coding[].code` restricts to modalities,
+//! `provision.dataPeriod` to study dates. Nested `provision.provision[]` are exceptions: each
+//! gives its own records (type and purposes default to the parent's).
+//! Each bad resource is reported with its index and the field at fault; good ones are imported.
+
+use serde_json::Value;
+
+use crate::config::Settings;
+use crate::consent::{ConsentInput, ConsentState, Scope};
+
+/// A resource that could not be imported: where and why (never its identifying values).
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct BadResource {
+    /// Position: the Bundle entry index, or 0 for a single resource.
+    pub index: usize,
+    /// JSON path of the field at fault.
+    pub field: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for BadResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "resource {} ({}): {}",
+            self.index, self.field, self.message
+        )
+    }
+}
+
+/// Parses a FHIR JSON document into consent statements plus the resources refused.
+pub fn parse(
+    text: &str,
+    origin: &str,
+    settings: &Settings,
+) -> Result<(Vec<ConsentInput>, Vec<BadResource>), String> {
+    let doc: Value = serde_json::from_str(text).map_err(|e| format!("{origin}: not JSON: {e}"))?;
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    match doc.get("resourceType").and_then(Value::as_str) {
+        Some("Bundle") => {
+            let entries = doc
+                .get("entry")
+                .and_then(Value::as_array)
+                .ok_or_else(|| format!("{origin}: Bundle without an `entry` array"))?;
+            for (i, e) in entries.iter().enumerate() {
+                let base = format!("entry[{i}].resource");
+                match e.get("resource") {
+                    Some(r) => match consent(r, &base, origin, settings) {
+                        Ok(v) => good.extend(v),
+                        Err((field, message)) => bad.push(BadResource {
+                            index: i,
+                            field,
+                            message,
+                        }),
+                    },
+                    None => bad.push(BadResource {
+                        index: i,
+                        field: base,
+                        message: "missing".into(),
+                    }),
+                }
+            }
+        }
+        Some("Consent") => match consent(&doc, "Consent", origin, settings) {
+            Ok(v) => good.extend(v),
+            Err((field, message)) => bad.push(BadResource {
+                index: 0,
+                field,
+                message,
+            }),
+        },
+        Some(other) => {
+            return Err(format!(
+                "{origin}: resourceType `{other}`: expected Consent or Bundle"
+            ))
+        }
+        None => {
+            return Err(format!(
+                "{origin}: no resourceType: expected a FHIR Consent or Bundle"
+            ))
+        }
+    }
+    Ok((good, bad))
+}
+
+type Bad = (String, String);
+
+fn consent(
+    r: &Value,
+    base: &str,
+    origin: &str,
+    settings: &Settings,
+) -> Result<Vec<ConsentInput>, Bad> {
+    let at = |f: &str| format!("{base}.{f}");
+    match r.get("resourceType").and_then(Value::as_str) {
+        Some("Consent") => {}
+        Some(t) => return Err((at("resourceType"), format!("`{t}` is not Consent"))),
+        None => return Err((at("resourceType"), "missing".into())),
+    }
+    let status = r
+        .get("status")
+        .and_then(Value::as_str)
+        .ok_or_else(|| (at("status"), "missing".into()))?;
+    let status_state = match status {
+        "active" => None,
+        "inactive" => Some(ConsentState::Withdrawn),
+        "rejected" => Some(ConsentState::Refused),
+        "draft" | "proposed" | "entered-in-error" => {
+            return Err((
+                at("status"),
+                format!("`{status}` is not in force; not imported"),
+            ))
+        }
+        other => {
+            return Err((
+                at("status"),
+                format!("`{other}` is not an R4 Consent status"),
+            ))
+        }
+    };
+    let patient = r
+        .get("patient")
+        .ok_or_else(|| (at("patient"), "missing".into()))?;
+    let patient_id = match patient
+        .get("identifier")
+        .and_then(|i| i.get("value"))
+        .and_then(Value::as_str)
+    {
+        Some(v) if !v.trim().is_empty() => v.trim().to_string(),
+        _ => match patient.get("reference").and_then(Value::as_str) {
+            Some(rf) if rf.starts_with("Patient/") && rf.len() > 8 => rf[8..].to_string(),
+            _ => {
+                return Err((
+                    at("patient"),
+                    "needs identifier.value or a reference `Patient/<id>`".into(),
+                ))
+            }
+        },
+    };
+    let effective_at = match r.get("dateTime") {
+        None => String::new(),
+        Some(v) => {
+            let s = v
+                .as_str()
+                .ok_or_else(|| (at("dateTime"), "not a string".into()))?;
+            crate::time::normalize_timestamp(s)
+                .ok_or_else(|| (at("dateTime"), "not a FHIR dateTime".into()))?
+        }
+    };
+    let id = r.get("id").and_then(Value::as_str).unwrap_or("");
+    let source = if id.is_empty() {
+        format!("fhir:{origin}")
+    } else {
+        format!("fhir:Consent/{id}")
+    };
+    let evidence = r
+        .get("sourceReference")
+        .and_then(|s| s.get("reference"))
+        .and_then(Value::as_str)
+        .or_else(|| {
+            r.get("sourceAttachment")
+                .and_then(|s| s.get("url"))
+                .and_then(Value::as_str)
+        })
+        .map(String::from)
+        .unwrap_or_else(|| {
+            if id.is_empty() {
+                String::new()
+            } else {
+                format!("Consent/{id}")
+            }
+        });
+    let provision = r.get("provision").ok_or_else(|| {
+        (
+            at("provision"),
+            "missing: Veil needs the purposes it covers".into(),
+        )
+    })?;
+    let mut out = Vec::new();
+    let template = ConsentInput {
+        patient_id,
+        issuer: String::new(),
+        purpose: String::new(),
+        state: ConsentState::Granted,
+        scope: Scope::default(),
+        effective_at,
+        source,
+        evidence,
+    };
+    walk(
+        provision,
+        &at("provision"),
+        None,
+        &[],
+        status_state,
+        &template,
+        settings,
+        &mut out,
+        0,
+    )?;
+    if out.is_empty() {
+        return Err((
+            at("provision.purpose"),
+            "no purpose: nothing to record".into(),
+        ));
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn walk(
+    p: &Value,
+    path: &str,
+    parent_type: Option<ConsentState>,
+    parent_purposes: &[String],
+    status_state: Option<ConsentState>,
+    template: &ConsentInput,
+    settings: &Settings,
+    out: &mut Vec<ConsentInput>,
+    depth: usize,
+) -> Result<(), Bad> {
+    if depth > 8 {
+        return Err((path.to_string(), "provisions nested deeper than 8".into()));
+    }
+    let ty = match p.get("type") {
+        None => parent_type,
+        Some(t) => match t.as_str() {
+            Some("permit") => Some(ConsentState::Granted),
+            Some("deny") => Some(ConsentState::Refused),
+            _ => {
+                return Err((
+                    format!("{path}.type"),
+                    "must be \"permit\" or \"deny\"".into(),
+                ))
+            }
+        },
+    };
+    let mut purposes = Vec::new();
+    if let Some(list) = p.get("purpose") {
+        let list = list
+            .as_array()
+            .ok_or_else(|| (format!("{path}.purpose"), "not an array".into()))?;
+        for (j, c) in list.iter().enumerate() {
+            let code = c
+                .get("code")
+                .and_then(Value::as_str)
+                .ok_or_else(|| (format!("{path}.purpose[{j}].code"), "missing".into()))?;
+            let name = match code {
+                "TREAT" => "clinical-care".to_string(),
+                "HQUALIMP" => "quality-improvement".to_string(),
+                "HRESCH" => "internal-research".to_string(),
+                other => other.to_string(),
+            };
+            if settings.check_purpose(&name).is_err() {
+                return Err((
+                    format!("{path}.purpose[{j}].code"),
+                    format!("`{code}` is not a known purpose"),
+                ));
+            }
+            purposes.push(name);
+        }
+    }
+    let own_purposes = !purposes.is_empty();
+    if purposes.is_empty() {
+        purposes = parent_purposes.to_vec();
+    }
+    let mut scope = Scope::default();
+    if let Some(codes) = p.get("code") {
+        let codes = codes
+            .as_array()
+            .ok_or_else(|| (format!("{path}.code"), "not an array".into()))?;
+        for (j, cc) in codes.iter().enumerate() {
+            let codings = cc
+                .get("coding")
+                .and_then(Value::as_array)
+                .ok_or_else(|| (format!("{path}.code[{j}].coding"), "missing".into()))?;
+            for (k, c) in codings.iter().enumerate() {
+                let m = c.get("code").and_then(Value::as_str).unwrap_or("");
+                if m.is_empty()
+                    || m.len() > 16
+                    || !m
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                {
+                    return Err((
+                        format!("{path}.code[{j}].coding[{k}].code"),
+                        "not a DICOM modality code".into(),
+                    ));
+                }
+                scope.modalities.push(m.to_string());
+            }
+        }
+    }
+    if let Some(dp) = p.get("dataPeriod") {
+        for (f, slot) in [("start", &mut scope.from), ("end", &mut scope.to)] {
+            if let Some(v) = dp.get(f) {
+                let s = v.as_str().unwrap_or("");
+                let d = crate::time::normalize_timestamp(s)
+                    .ok_or_else(|| (format!("{path}.dataPeriod.{f}"), "not a FHIR date".into()))?;
+                *slot = d[..10].replace('-', "");
+            }
+        }
+    }
+    if own_purposes || depth == 0 {
+        let state = match (status_state, ty) {
+            (Some(s), _) => s,
+            (None, Some(t)) => t,
+            (None, None) => {
+                return Err((format!("{path}.type"), "missing (permit or deny)".into()))
+            }
+        };
+        for purpose in &purposes {
+            out.push(ConsentInput {
+                purpose: purpose.clone(),
+                state,
+                scope: scope.clone(),
+                ..template.clone()
+            });
+        }
+    }
+    if let Some(children) = p.get("provision") {
+        let children = children
+            .as_array()
+            .ok_or_else(|| (format!("{path}.provision"), "not an array".into()))?;
+        for (j, c) in children.iter().enumerate() {
+            walk(
+                c,
+                &format!("{path}.provision[{j}]"),
+                ty,
+                &purposes,
+                status_state,
+                template,
+                settings,
+                out,
+                depth + 1,
+            )?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundle_with_exception_and_bad_entries() {
+        let doc = r#"{"resourceType":"Bundle","type":"collection","entry":[
+          {"resource":{"resourceType":"Consent","id":"c1","status":"active","patient":{"identifier":{"value":"MRN1"}},
+            "dateTime":"2024-01-02T03:04:05Z",
+            "provision":{"type":"permit","purpose":[{"code":"internal-research"},{"code":"HRESCH"}],
+              "provision":[{"type":"deny","purpose":[{"code":"commercial-ai-training"}]}]}}},
+          {"resource":{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/MRN2"},
+            "provision":{"type":"perhaps","purpose":[{"code":"internal-research"}]}}},
+          {"resource":{"resourceType":"Consent","status":"draft","patient":{"reference":"Patient/MRN3"},"provision":{}}},
+          {"resource":{"resourceType":"Consent","status":"inactive","patient":{"reference":"Patient/MRN4"},
+            "provision":{"purpose":[{"code":"marketing"}]}}},
+          {"resource":{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/MRN5"},
+            "provision":{"type":"permit","purpose":[{"code":"commercial-ai-training"}],
+              "code":[{"coding":[{"code":"CT"}]}],"dataPeriod":{"start":"2020-01-01","end":"2022-12-31"}}}}
+        ]}"#;
+        let (good, bad) = parse(doc, "t.json", &Settings::default()).unwrap();
+        assert_eq!(good.len(), 4, "{good:?}");
+        assert_eq!(good[0].patient_id, "MRN1");
+        assert_eq!(good[0].state, ConsentState::Granted);
+        assert_eq!(good[2].purpose, "commercial-ai-training");
+        assert_eq!(good[2].state, ConsentState::Refused);
+        assert_eq!(good[0].effective_at, "2024-01-02T03:04:05.000000Z");
+        assert_eq!(
+            good[3].scope,
+            Scope {
+                modalities: vec!["CT".into()],
+                from: "20200101".into(),
+                to: "20221231".into()
+            }
+        );
+        let shown: Vec<(usize, String)> = bad.iter().map(|b| (b.index, b.field.clone())).collect();
+        assert_eq!(
+            shown,
+            vec![
+                (1, "entry[1].resource.provision.type".to_string()),
+                (2, "entry[2].resource.status".to_string()),
+                (3, "entry[3].resource.provision.purpose[0].code".to_string()),
+            ]
+        );
+        for b in &bad {
+            assert!(!b.message.contains("MRN"), "no identifier in reports: {b}");
+        }
+    }
+}

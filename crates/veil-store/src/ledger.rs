@@ -1,0 +1,692 @@
+//! The disclosure ledger: one entry per released instance, append-only and hash-chained.
+//!
+//! Entry `n` stores `prev_hash` (entry `n-1`'s hash; 64 zeros for entry 1) and `entry_hash` =
+//! SHA-256 over a canonical encoding: a version label, the sequence number (8 bytes big-endian),
+//! every field as 8-byte big-endian length + UTF-8 bytes in a fixed order, and the previous hash.
+//! Changing, removing, inserting or reordering a row breaks either the recomputed hash or the
+//! link to the previous entry, and verification names the first entry where that happens.
+//! A plain hash chain can be rebuilt by whoever can write the database, so checkpoints sign the
+//! tip (sequence number + hash) with an Ed25519 key derived from Veil's key
+//! (`key.subkey("ledger", "ed25519")`): a rewritten history no longer matches the signed hashes,
+//! and truncation below a checkpoint is detected.
+
+use std::io::{BufRead, Write};
+
+use ed25519_dalek::{Signature, Signer, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::{Result, Store, StoreError};
+
+/// Hash of "no previous entry".
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// A checkpoint is signed at least every this many entries (and at the end of every release).
+pub const CHECKPOINT_EVERY: i64 = 1000;
+const LABEL: &[u8] = b"veil-ledger-entry-v1";
+const CHECKPOINT_LABEL: &[u8] = b"veil-ledger-checkpoint-v1";
+
+/// Study/Series/SOP Instance UIDs of one instance.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Uids {
+    pub study: String,
+    pub series: String,
+    pub sop: String,
+}
+
+/// What a release asks the ledger to record (originals in clear; the store seals them).
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub release_id: String,
+    pub recipient: String,
+    pub purpose: String,
+    pub consent_ref: String,
+    pub patient_ref: String,
+    /// The original patient ID and issuer (sealed into the patient table, never into the ledger).
+    pub patient_id: String,
+    pub issuer: String,
+    pub patient_pseudonym: String,
+    pub original: Uids,
+    pub released: Uids,
+    pub output_path: String,
+    pub output_sha256: String,
+    pub policy_hash: String,
+    pub veil_version: String,
+}
+
+/// A stored entry, as in the database (originals sealed).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub seq: i64,
+    pub release_id: String,
+    pub recipient: String,
+    pub purpose: String,
+    pub consent_ref: String,
+    pub patient_ref: String,
+    pub patient_pseudonym: String,
+    pub original_study_enc: String,
+    pub original_series_enc: String,
+    pub original_sop_enc: String,
+    pub released_study: String,
+    pub released_series: String,
+    pub released_sop: String,
+    pub output_path: String,
+    pub output_sha256: String,
+    pub recorded_at: String,
+    pub policy_hash: String,
+    pub veil_version: String,
+    pub prev_hash: String,
+    pub entry_hash: String,
+}
+
+pub(crate) const COLUMNS: &str = "seq, release_id, recipient, purpose, consent_ref, patient_ref, patient_pseudonym, original_study_enc, original_series_enc, original_sop_enc, released_study, released_series, released_sop, output_path, output_sha256, recorded_at, policy_hash, veil_version, prev_hash, entry_hash";
+
+impl LedgerEntry {
+    /// The hash this entry must carry, recomputed from its fields and `prev_hash`.
+    pub fn compute_hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(LABEL);
+        h.update(self.seq.to_be_bytes());
+        for f in [
+            &self.release_id,
+            &self.recipient,
+            &self.purpose,
+            &self.consent_ref,
+            &self.patient_ref,
+            &self.patient_pseudonym,
+            &self.original_study_enc,
+            &self.original_series_enc,
+            &self.original_sop_enc,
+            &self.released_study,
+            &self.released_series,
+            &self.released_sop,
+            &self.output_path,
+            &self.output_sha256,
+            &self.recorded_at,
+            &self.policy_hash,
+            &self.veil_version,
+            &self.prev_hash,
+        ] {
+            h.update((f.len() as u64).to_be_bytes());
+            h.update(f.as_bytes());
+        }
+        hex::encode(h.finalize())
+    }
+
+    pub(crate) fn from_row(row: &sqlx::any::AnyRow) -> Result<LedgerEntry, sqlx::Error> {
+        Ok(LedgerEntry {
+            seq: row.try_get(0)?,
+            release_id: row.try_get(1)?,
+            recipient: row.try_get(2)?,
+            purpose: row.try_get(3)?,
+            consent_ref: row.try_get(4)?,
+            patient_ref: row.try_get(5)?,
+            patient_pseudonym: row.try_get(6)?,
+            original_study_enc: row.try_get(7)?,
+            original_series_enc: row.try_get(8)?,
+            original_sop_enc: row.try_get(9)?,
+            released_study: row.try_get(10)?,
+            released_series: row.try_get(11)?,
+            released_sop: row.try_get(12)?,
+            output_path: row.try_get(13)?,
+            output_sha256: row.try_get(14)?,
+            recorded_at: row.try_get(15)?,
+            policy_hash: row.try_get(16)?,
+            veil_version: row.try_get(17)?,
+            prev_hash: row.try_get(18)?,
+            entry_hash: row.try_get(19)?,
+        })
+    }
+}
+
+/// A signed checkpoint over the ledger's tip at `seq`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub entry_hash: String,
+    pub signed_at: String,
+    pub public_key: String,
+    pub signature: String,
+}
+
+impl Checkpoint {
+    fn message(seq: i64, entry_hash: &str, signed_at: &str) -> Vec<u8> {
+        let mut m = CHECKPOINT_LABEL.to_vec();
+        m.extend_from_slice(&seq.to_be_bytes());
+        m.extend_from_slice(entry_hash.as_bytes());
+        m.extend_from_slice(signed_at.as_bytes());
+        m
+    }
+
+    /// Checks the signature against the checkpoint's own public key, and (when given) that the
+    /// key is the expected one.
+    pub fn check_signature(&self, expected_key: Option<&str>) -> Result<(), String> {
+        if let Some(k) = expected_key {
+            if k != self.public_key {
+                return Err(format!(
+                    "checkpoint at entry {} is signed by a key other than this store's ledger key",
+                    self.seq
+                ));
+            }
+        }
+        let pk: [u8; 32] = hex::decode(&self.public_key)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| format!("checkpoint at entry {}: malformed public key", self.seq))?;
+        let sig: [u8; 64] = hex::decode(&self.signature)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| format!("checkpoint at entry {}: malformed signature", self.seq))?;
+        let vk = VerifyingKey::from_bytes(&pk)
+            .map_err(|_| format!("checkpoint at entry {}: invalid public key", self.seq))?;
+        vk.verify(
+            &Self::message(self.seq, &self.entry_hash, &self.signed_at),
+            &Signature::from_bytes(&sig),
+        )
+        .map_err(|_| {
+            format!(
+                "checkpoint at entry {}: signature does not verify (checkpoint edited)",
+                self.seq
+            )
+        })
+    }
+}
+
+/// The first problem found in the chain.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct Problem {
+    /// The first bad entry's sequence number.
+    pub seq: i64,
+    pub what: String,
+}
+
+/// The outcome of `ledger verify`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifyReport {
+    pub entries: i64,
+    pub tip_seq: i64,
+    pub tip_hash: String,
+    pub checkpoints: usize,
+    /// Highest entry covered by a valid signed checkpoint (0: none).
+    pub signed_through: i64,
+    pub first_bad: Option<Problem>,
+    pub checkpoint_problems: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.first_bad.is_none() && self.checkpoint_problems.is_empty()
+    }
+}
+
+/// Walks entries in storage order and checks numbering, links and hashes.
+#[derive(Default)]
+pub struct ChainChecker {
+    expected_seq: i64,
+    prev: String,
+    count: i64,
+    first_bad: Option<Problem>,
+    /// (seq, stored hash) of entries that passed, kept only at checkpoint positions.
+    wanted: std::collections::HashMap<i64, Option<String>>,
+}
+
+impl ChainChecker {
+    /// `checkpoint_seqs`: positions whose hashes checkpoints vouch for.
+    pub fn new(checkpoint_seqs: impl IntoIterator<Item = i64>) -> ChainChecker {
+        ChainChecker {
+            expected_seq: 1,
+            prev: GENESIS.to_string(),
+            count: 0,
+            first_bad: None,
+            wanted: checkpoint_seqs.into_iter().map(|s| (s, None)).collect(),
+        }
+    }
+
+    /// Feeds the next entry; returns false once a problem was found (stop reading).
+    pub fn push(&mut self, e: &LedgerEntry) -> bool {
+        if self.first_bad.is_some() {
+            return false;
+        }
+        self.count += 1;
+        let bad = |seq: i64, what: String| Some(Problem { seq, what });
+        if e.seq != self.expected_seq {
+            self.first_bad = if e.seq > self.expected_seq {
+                bad(
+                    self.expected_seq,
+                    format!(
+                        "entry {} is missing (the next stored entry is {}): deleted",
+                        self.expected_seq, e.seq
+                    ),
+                )
+            } else {
+                bad(e.seq, format!("entry {} appears out of order", e.seq))
+            };
+            return false;
+        }
+        if e.prev_hash != self.prev {
+            self.first_bad = bad(
+                e.seq,
+                format!(
+                    "entry {} does not link to entry {} (its previous-hash differs): an entry was inserted, deleted or reordered here",
+                    e.seq,
+                    e.seq - 1
+                ),
+            );
+            return false;
+        }
+        if e.compute_hash() != e.entry_hash {
+            self.first_bad = bad(
+                e.seq,
+                format!(
+                    "entry {}: its contents do not match its hash (edited)",
+                    e.seq
+                ),
+            );
+            return false;
+        }
+        if let Some(slot) = self.wanted.get_mut(&e.seq) {
+            *slot = Some(e.entry_hash.clone());
+        }
+        self.prev = e.entry_hash.clone();
+        self.expected_seq += 1;
+        true
+    }
+
+    /// Finishes with the checkpoints: signatures, hashes at their positions, truncation.
+    pub fn finish(self, checkpoints: &[Checkpoint], expected_key: Option<&str>) -> VerifyReport {
+        let tip_seq = self.expected_seq - 1;
+        let mut problems = Vec::new();
+        let mut signed_through = 0;
+        for c in checkpoints {
+            if let Err(e) = c.check_signature(expected_key) {
+                problems.push(e);
+                continue;
+            }
+            if self.first_bad.is_some() && c.seq >= self.first_bad.as_ref().unwrap().seq {
+                continue; // already reported at the first bad entry
+            }
+            match self.wanted.get(&c.seq) {
+                Some(Some(h)) if *h == c.entry_hash => signed_through = signed_through.max(c.seq),
+                Some(Some(_)) => problems.push(format!(
+                    "entry {}: hash differs from the signed checkpoint (history before it was rewritten)",
+                    c.seq
+                )),
+                _ => problems.push(format!(
+                    "entry {} is vouched for by a signed checkpoint but is missing: the ledger was truncated after entry {tip_seq}",
+                    c.seq
+                )),
+            }
+        }
+        VerifyReport {
+            entries: self.count,
+            tip_seq,
+            tip_hash: self.prev,
+            checkpoints: checkpoints.len(),
+            signed_through,
+            first_bad: self.first_bad,
+            checkpoint_problems: problems,
+        }
+    }
+}
+
+impl Store {
+    /// The ledger's Ed25519 public key (hex), when the key is loaded.
+    pub fn ledger_public_key(&self) -> Option<String> {
+        self.keys
+            .as_ref()
+            .map(|k| hex::encode(k.signer.verifying_key().as_bytes()))
+    }
+
+    async fn load_tip(&self) -> Result<(i64, String)> {
+        let row = sqlx::query("SELECT seq, entry_hash FROM ledger ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => (r.try_get(0)?, r.try_get(1)?),
+            None => (0, GENESIS.to_string()),
+        })
+    }
+
+    fn seal_entry(&self, e: &NewEntry, seq: i64, prev: &str) -> Result<LedgerEntry> {
+        let keys = self.keys()?;
+        let mut le = LedgerEntry {
+            seq,
+            release_id: e.release_id.clone(),
+            recipient: e.recipient.clone(),
+            purpose: e.purpose.clone(),
+            consent_ref: e.consent_ref.clone(),
+            patient_ref: e.patient_ref.clone(),
+            patient_pseudonym: e.patient_pseudonym.clone(),
+            original_study_enc: keys.sealer.seal("ledger.original_study", &e.original.study),
+            original_series_enc: keys
+                .sealer
+                .seal("ledger.original_series", &e.original.series),
+            original_sop_enc: keys.sealer.seal("ledger.original_sop", &e.original.sop),
+            released_study: e.released.study.clone(),
+            released_series: e.released.series.clone(),
+            released_sop: e.released.sop.clone(),
+            output_path: e.output_path.clone(),
+            output_sha256: e.output_sha256.clone(),
+            recorded_at: crate::time::now_utc(),
+            policy_hash: e.policy_hash.clone(),
+            veil_version: e.veil_version.clone(),
+            prev_hash: prev.to_string(),
+            entry_hash: String::new(),
+        };
+        le.entry_hash = le.compute_hash();
+        Ok(le)
+    }
+
+    /// Appends one entry in its own transaction; `publish` runs inside the transaction after the
+    /// row is inserted and before commit (a release renames its output there). If `publish` fails
+    /// nothing is recorded; if the commit fails after `publish`, the caller must undo it.
+    pub fn append<F>(&self, entry: &NewEntry, publish: F) -> Result<i64>
+    where
+        F: FnOnce() -> std::io::Result<()>,
+    {
+        let mut tip = self.tip.lock().unwrap_or_else(|p| p.into_inner());
+        let mut publish = Some(publish);
+        for attempt in 0..2 {
+            if tip.is_none() || attempt > 0 {
+                *tip = Some(self.block_on(self.load_tip())?);
+            }
+            let (seq, prev) = tip.clone().unwrap();
+            let le = self.seal_entry(entry, seq + 1, &prev)?;
+            let outcome: Result<bool> = self.block_on(async {
+                let mut tx = self.pool.begin().await?;
+                self.ensure_patient_in(&mut tx, entry).await?;
+                match insert(&mut tx, &le).await {
+                    Ok(()) => {}
+                    // Another writer took this sequence number: reload the tip and retry.
+                    Err(sqlx::Error::Database(d)) if d.is_unique_violation() && attempt == 0 => {
+                        return Ok(false)
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                (publish.take().expect("publish runs once"))()?;
+                tx.commit().await?;
+                Ok(true)
+            });
+            if outcome? {
+                self.known_patients
+                    .lock()
+                    .unwrap()
+                    .insert(entry.patient_ref.clone());
+                *tip = Some((le.seq, le.entry_hash.clone()));
+                if le.seq % CHECKPOINT_EVERY == 0 {
+                    drop(tip);
+                    self.checkpoint()?;
+                }
+                return Ok(le.seq);
+            }
+        }
+        Err(StoreError::Usage(
+            "ledger: another writer keeps appending; retry".into(),
+        ))
+    }
+
+    /// Appends many entries in one transaction (bulk loads, benchmarks).
+    pub fn append_batch(&self, entries: &[NewEntry]) -> Result<i64> {
+        let mut tip = self.tip.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut seq, mut prev) = self.block_on(self.load_tip())?;
+        let mut sealed = Vec::with_capacity(entries.len());
+        for e in entries {
+            seq += 1;
+            let le = self.seal_entry(e, seq, &prev)?;
+            prev = le.entry_hash.clone();
+            sealed.push(le);
+        }
+        self.block_on(async {
+            let mut tx = self.pool.begin().await?;
+            for (le, e) in sealed.iter().zip(entries) {
+                self.ensure_patient_in(&mut tx, e).await?;
+                insert(&mut tx, le).await?;
+            }
+            tx.commit().await?;
+            Ok::<_, StoreError>(())
+        })?;
+        self.known_patients
+            .lock()
+            .unwrap()
+            .extend(entries.iter().map(|e| e.patient_ref.clone()));
+        *tip = Some((seq, prev));
+        Ok(seq)
+    }
+
+    async fn ensure_patient_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        e: &NewEntry,
+    ) -> Result<()> {
+        if self.known_patients.lock().unwrap().contains(&e.patient_ref) {
+            return Ok(());
+        }
+        let keys = self.keys()?;
+        if crate::patient_ref(&keys.master, &e.patient_id, &e.issuer) != e.patient_ref {
+            return Err(StoreError::Usage(
+                "ledger entry: patient reference does not match the patient".into(),
+            ));
+        }
+        crate::consent::ensure_patient(
+            tx,
+            keys,
+            &e.patient_ref,
+            &e.patient_id,
+            &e.issuer,
+            &crate::time::now_utc(),
+        )
+        .await?;
+        // Remembered only once the transaction commits would be exact; a rolled-back insert of
+        // a patient row is re-done harmlessly because ensure_patient checks first.
+        Ok(())
+    }
+
+    /// Signs a checkpoint over the current tip (no-op when the tip is already signed or empty).
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>> {
+        let keys = self.keys()?;
+        let (seq, hash) = self.block_on(self.load_tip())?;
+        if seq == 0 {
+            return Ok(None);
+        }
+        self.block_on(async {
+            let exists = sqlx::query("SELECT 1 FROM ledger_checkpoints WHERE seq = $1")
+                .bind(seq)
+                .fetch_optional(&self.pool)
+                .await?
+                .is_some();
+            if exists {
+                return Ok(None);
+            }
+            let signed_at = crate::time::now_utc();
+            let sig = keys.signer.sign(&Checkpoint::message(seq, &hash, &signed_at));
+            let c = Checkpoint {
+                seq,
+                entry_hash: hash,
+                signed_at,
+                public_key: hex::encode(keys.signer.verifying_key().as_bytes()),
+                signature: hex::encode(sig.to_bytes()),
+            };
+            sqlx::query("INSERT INTO ledger_checkpoints (seq, entry_hash, signed_at, public_key, signature) VALUES ($1, $2, $3, $4, $5)")
+                .bind(c.seq)
+                .bind(&c.entry_hash)
+                .bind(&c.signed_at)
+                .bind(&c.public_key)
+                .bind(&c.signature)
+                .execute(&self.pool)
+                .await?;
+            Ok(Some(c))
+        })
+    }
+
+    /// Every checkpoint, by position.
+    pub fn checkpoints(&self) -> Result<Vec<Checkpoint>> {
+        self.block_on(async {
+            let rows = sqlx::query("SELECT seq, entry_hash, signed_at, public_key, signature FROM ledger_checkpoints ORDER BY seq")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Checkpoint {
+                        seq: r.try_get(0)?,
+                        entry_hash: r.try_get(1)?,
+                        signed_at: r.try_get(2)?,
+                        public_key: r.try_get(3)?,
+                        signature: r.try_get(4)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Reads the whole ledger in order, page by page, handing each entry to `f` (stops when `f`
+    /// returns false).
+    pub fn scan_ledger(&self, mut f: impl FnMut(&LedgerEntry) -> bool) -> Result<()> {
+        const PAGE: i64 = 20_000;
+        let mut after = i64::MIN;
+        loop {
+            let rows = self.block_on(
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM ledger WHERE seq > $1 ORDER BY seq LIMIT $2"
+                ))
+                .bind(after)
+                .bind(PAGE)
+                .fetch_all(&self.pool),
+            )?;
+            let n = rows.len();
+            for r in &rows {
+                let e = LedgerEntry::from_row(r)?;
+                after = e.seq;
+                if !f(&e) {
+                    return Ok(());
+                }
+            }
+            if (n as i64) < PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Verifies the whole chain and every checkpoint.
+    pub fn verify_ledger(&self) -> Result<VerifyReport> {
+        let cps = self.checkpoints()?;
+        let mut checker = ChainChecker::new(cps.iter().map(|c| c.seq));
+        self.scan_ledger(|e| checker.push(e))?;
+        let expected = self.ledger_public_key();
+        Ok(checker.finish(&cps, expected.as_deref()))
+    }
+
+    /// Writes the chain for an external auditor as JSON Lines: a header, every entry (originals
+    /// stay sealed) and every checkpoint. [`verify_export`] checks such a file without the
+    /// database.
+    pub fn export_ledger(&self, out: &mut dyn Write) -> Result<i64> {
+        let cps = self.checkpoints()?;
+        let header = serde_json::json!({
+            "format": "veil-ledger-export-v1",
+            "hash": "sha256 over label, seq, length-prefixed fields, previous hash (see docs/consent-ledger.md)",
+            "exported_at": crate::time::now_utc(),
+            "public_key": self.ledger_public_key(),
+        });
+        writeln!(out, "{header}")?;
+        let mut n = 0;
+        let mut err = None;
+        self.scan_ledger(|e| {
+            let mut v = serde_json::to_value(e).expect("entry serialises");
+            v["type"] = "entry".into();
+            if let Err(x) = writeln!(out, "{v}") {
+                err = Some(x);
+                return false;
+            }
+            n += 1;
+            true
+        })?;
+        if let Some(e) = err {
+            return Err(e.into());
+        }
+        for c in cps {
+            let mut v = serde_json::to_value(&c).expect("checkpoint serialises");
+            v["type"] = "checkpoint".into();
+            writeln!(out, "{v}")?;
+        }
+        Ok(n)
+    }
+}
+
+/// Verifies an export written by [`Store::export_ledger`].
+pub fn verify_export(input: &mut dyn BufRead, expected_key: Option<&str>) -> Result<VerifyReport> {
+    let mut entries = Vec::new();
+    let mut cps = Vec::new();
+    for (i, line) in input.lines().enumerate() {
+        let line = line?;
+        if i == 0 || line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .map_err(|e| StoreError::Usage(format!("export line {}: {e}", i + 1)))?;
+        match v.get("type").and_then(|t| t.as_str()) {
+            Some("entry") => entries.push(
+                serde_json::from_value::<LedgerEntry>(v)
+                    .map_err(|e| StoreError::Usage(format!("export line {}: {e}", i + 1)))?,
+            ),
+            Some("checkpoint") => cps.push(
+                serde_json::from_value::<Checkpoint>(v)
+                    .map_err(|e| StoreError::Usage(format!("export line {}: {e}", i + 1)))?,
+            ),
+            _ => {
+                return Err(StoreError::Usage(format!(
+                    "export line {}: no known `type`",
+                    i + 1
+                )))
+            }
+        }
+    }
+    let mut checker = ChainChecker::new(cps.iter().map(|c| c.seq));
+    for e in &entries {
+        if !checker.push(e) {
+            break;
+        }
+    }
+    Ok(checker.finish(&cps, expected_key))
+}
+
+async fn insert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    e: &LedgerEntry,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO ledger (seq, release_id, recipient, purpose, consent_ref, patient_ref, patient_pseudonym, original_study_enc, original_series_enc, original_sop_enc, released_study, released_series, released_sop, output_path, output_sha256, recorded_at, policy_hash, veil_version, prev_hash, entry_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+    )
+    .bind(e.seq)
+    .bind(&e.release_id)
+    .bind(&e.recipient)
+    .bind(&e.purpose)
+    .bind(&e.consent_ref)
+    .bind(&e.patient_ref)
+    .bind(&e.patient_pseudonym)
+    .bind(&e.original_study_enc)
+    .bind(&e.original_series_enc)
+    .bind(&e.original_sop_enc)
+    .bind(&e.released_study)
+    .bind(&e.released_series)
+    .bind(&e.released_sop)
+    .bind(&e.output_path)
+    .bind(&e.output_sha256)
+    .bind(&e.recorded_at)
+    .bind(&e.policy_hash)
+    .bind(&e.veil_version)
+    .bind(&e.prev_hash)
+    .bind(&e.entry_hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The ledger's Ed25519 public key for a master key (what an auditor is given).
+pub fn public_key_for(master: &veil_keys::Key) -> [u8; 32] {
+    ed25519_dalek::SigningKey::from_bytes(master.subkey("ledger", "ed25519").as_bytes())
+        .verifying_key()
+        .to_bytes()
+}
+
+/// The same, as hex.
+pub fn public_key_hex_for(master: &veil_keys::Key) -> String {
+    hex::encode(public_key_for(master))
+}

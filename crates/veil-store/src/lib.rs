@@ -1,0 +1,357 @@
+//! Veil's store: the consent registry, recipients, releases and the disclosure ledger.
+//!
+//! One schema and one set of migrations (`migrations/*.sql`, portable SQL) serve two back-ends
+//! through sqlx's `Any` driver: an embedded SQLite file (the default, `./.veil/veil.db`) and
+//! PostgreSQL (`postgres://…`). The crate owns:
+//!
+//! - encryption at rest: original identifiers (patient IDs, issuers, original UIDs, consent
+//!   evidence references) are sealed with XChaCha20-Poly1305 under `key.subkey("store", "aead")`
+//!   and found again by keyed hash (`key.mac`), so nothing identifying is stored in clear;
+//! - the consent registry ([`consent`]), with FHIR R4 `Consent` ([`fhir`]) and CSV ([`csv_import`])
+//!   import, institution defaults per purpose and an append-only history;
+//! - recipients and releases;
+//! - the hash-chained, Ed25519-checkpointed ledger ([`ledger`]) and the questions it answers
+//!   (disclosures, breach, trace, withdraw: [`queries`]).
+//!
+//! The API is synchronous: a small current-thread tokio runtime inside [`Store`] drives sqlx, so
+//! callers (the `veil` binary, the pipeline's rayon workers) need no async code.
+
+pub mod config;
+pub mod consent;
+pub mod crypto;
+pub mod csv_import;
+pub mod fhir;
+pub mod ledger;
+pub mod queries;
+pub mod time;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::{Executor, Row};
+use veil_keys::Key;
+
+pub use config::Settings;
+pub use consent::{ConsentInput, ConsentRecord, ConsentState, Decision, Scope};
+pub use ledger::{LedgerEntry, NewEntry, VerifyReport};
+
+/// Environment variable naming the database (a SQLite path or a `postgres://` URL).
+pub const DB_ENV: &str = "VEIL_DB";
+/// Where the store lives when neither `--db` nor `VEIL_DB` says otherwise.
+pub const DEFAULT_DB: &str = ".veil/veil.db";
+
+/// The migrations, in order: (version, name, SQL). Embedded at build time.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Errors of the store. Messages never carry identifying values or key material.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("store {0}: it was created with a different key (fingerprints differ); use the key it was created with")]
+    WrongKey(String),
+    #[error("this operation needs the key (pass --key or set VEIL_KEY)")]
+    NeedsKey,
+    #[error("store schema: {0}")]
+    Schema(String),
+    #[error("stored value cannot be decrypted ({0}): wrong key or tampered row")]
+    Decrypt(&'static str),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Keys derived from the master key for the store.
+pub(crate) struct StoreKeys {
+    pub master: Key,
+    pub sealer: crypto::Sealer,
+    pub signer: ed25519_dalek::SigningKey,
+}
+
+/// An open store.
+pub struct Store {
+    rt: tokio::runtime::Runtime,
+    pub(crate) pool: AnyPool,
+    backend: Backend,
+    location: String,
+    pub(crate) keys: Option<StoreKeys>,
+    /// The ledger's tip (seq, entry hash), cached; appends are serialised through it.
+    pub(crate) tip: Mutex<Option<(i64, String)>>,
+    /// Patient references known to have a row in `patients` (saves a query per append).
+    pub(crate) known_patients: Mutex<std::collections::HashSet<String>>,
+}
+
+/// Turns `--db` / `VEIL_DB` / the default into a connection URL and a printable location.
+pub fn resolve_location(db: Option<&str>) -> Result<(String, String, Backend)> {
+    let raw = match db {
+        Some(d) => d.to_string(),
+        None => std::env::var(DB_ENV).unwrap_or_else(|_| DEFAULT_DB.to_string()),
+    };
+    if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+        // Printable form without credentials.
+        let shown = match (raw.find("://"), raw.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}://…@{}", &raw[..s], &raw[at + 1..]),
+            _ => raw.clone(),
+        };
+        return Ok((raw, shown, Backend::Postgres));
+    }
+    let path = raw
+        .strip_prefix("sqlite://")
+        .or_else(|| raw.strip_prefix("sqlite:"))
+        .unwrap_or(&raw);
+    if path.is_empty() {
+        return Err(StoreError::Usage("--db: empty path".into()));
+    }
+    let path = PathBuf::from(path);
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() && !parent.exists() {
+            create_private_dir(parent)?;
+        }
+    }
+    let abs = if path.is_absolute() {
+        path.clone()
+    } else {
+        std::env::current_dir()?.join(&path)
+    };
+    let url = format!("sqlite://{}?mode=rwc", abs.display());
+    Ok((url, path.display().to_string(), Backend::Sqlite))
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating and migrating when needed) the store at `db` (`None`: `VEIL_DB` or the
+    /// default). With a key, identifiers can be sealed and read back and checkpoints signed; a
+    /// store refuses a key other than the one it was created with. Without a key only the
+    /// ledger's verification and export work.
+    pub fn open(db: Option<&str>, key: Option<&Key>) -> Result<Store> {
+        let (url, location, backend) = resolve_location(db)?;
+        sqlx::any::install_default_drivers();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let pool = rt.block_on(async {
+            let mut opts = AnyPoolOptions::new();
+            if backend == Backend::Sqlite {
+                // One connection: SQLite serialises writers anyway, and the pragmas below are set
+                // on every (re)connect.
+                opts = opts.max_connections(1).after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        Ok(())
+                    })
+                });
+            } else {
+                opts = opts.max_connections(4);
+            }
+            opts.connect(&url).await
+        })?;
+        if backend == Backend::Sqlite {
+            restrict_file(&url);
+        }
+        let keys = key.map(|k| StoreKeys {
+            master: k.clone(),
+            sealer: crypto::Sealer::new(&k.subkey("store", "aead")),
+            signer: ed25519_dalek::SigningKey::from_bytes(k.subkey("ledger", "ed25519").as_bytes()),
+        });
+        let store = Store {
+            rt,
+            pool,
+            backend,
+            location,
+            keys,
+            tip: Mutex::new(None),
+            known_patients: Mutex::new(Default::default()),
+        };
+        store.migrate()?;
+        store.check_key()?;
+        Ok(store)
+    }
+
+    /// Which engine this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The store's location, printable (no password).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub(crate) fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+
+    pub(crate) fn keys(&self) -> Result<&StoreKeys> {
+        self.keys.as_ref().ok_or(StoreError::NeedsKey)
+    }
+
+    /// Applies pending migrations, each in its own transaction; a migration whose text changed
+    /// after it was applied is refused.
+    fn migrate(&self) -> Result<()> {
+        self.block_on(async {
+            // One transaction for the whole upgrade; on PostgreSQL an advisory lock keeps two
+            // processes opening a new database at once from racing.
+            let mut tx = self.pool.begin().await?;
+            if self.backend == Backend::Postgres {
+                sqlx::query("SELECT pg_advisory_xact_lock(5627301)").execute(&mut *tx).await?;
+            }
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS veil_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, sha256 TEXT NOT NULL, applied_at TEXT NOT NULL)",
+            )
+            .execute(&mut *tx)
+            .await?;
+            let rows = sqlx::query("SELECT version, sha256 FROM veil_migrations ORDER BY version")
+                .fetch_all(&mut *tx)
+                .await?;
+            let applied: Vec<(i64, String)> = rows
+                .iter()
+                .map(|r| Ok((r.try_get::<i64, _>(0)?, r.try_get::<String, _>(1)?)))
+                .collect::<Result<_, sqlx::Error>>()?;
+            if let Some((v, _)) = applied.iter().find(|(v, _)| !MIGRATIONS.iter().any(|m| m.0 == *v)) {
+                return Err(StoreError::Schema(format!(
+                    "database has migration {v}, unknown to this Veil version (upgrade Veil)"
+                )));
+            }
+            for (version, name, sql) in MIGRATIONS {
+                let digest = hex::encode(Sha256::digest(sql.as_bytes()));
+                if let Some((_, d)) = applied.iter().find(|(v, _)| v == version) {
+                    if *d != digest {
+                        return Err(StoreError::Schema(format!(
+                            "migration {version} ({name}) differs from the one applied to this database"
+                        )));
+                    }
+                    continue;
+                }
+                for statement in split_statements(sql) {
+                    sqlx::query(&statement).execute(&mut *tx).await?;
+                }
+                sqlx::query("INSERT INTO veil_migrations (version, name, sha256, applied_at) VALUES ($1, $2, $3, $4)")
+                    .bind(*version)
+                    .bind(*name)
+                    .bind(digest)
+                    .bind(time::now_utc())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    /// A store remembers a keyed check value of the key it was created with.
+    fn check_key(&self) -> Result<()> {
+        let Some(keys) = &self.keys else {
+            return Ok(());
+        };
+        let check = hex::encode(keys.master.mac("veil-store/key-check", b"veil"));
+        self.block_on(async {
+            let row = sqlx::query("SELECT value FROM store_meta WHERE name = 'key_check'")
+                .fetch_optional(&self.pool)
+                .await?;
+            match row {
+                Some(r) => {
+                    let v: String = r.try_get(0)?;
+                    if v != check {
+                        return Err(StoreError::WrongKey(self.location.clone()));
+                    }
+                }
+                None => {
+                    sqlx::query("INSERT INTO store_meta (name, value) VALUES ('key_check', $1)")
+                        .bind(check)
+                        .execute(&self.pool)
+                        .await?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The keyed reference of a patient: what the store uses instead of the patient ID.
+    /// An empty issuer means "any issuer" (consents recorded without one apply to all).
+    pub fn patient_ref(&self, patient_id: &str, issuer: &str) -> Result<String> {
+        Ok(patient_ref(&self.keys()?.master, patient_id, issuer))
+    }
+
+    /// Runs a statement on the raw database: for tamper tests and administration only.
+    pub fn execute_raw(&self, sql: &str) -> Result<u64> {
+        self.block_on(async { Ok(sqlx::query(sql).execute(&self.pool).await?.rows_affected()) })
+    }
+
+    /// Closes the pool (waits for connections to finish).
+    pub fn close(self) {
+        self.rt.block_on(self.pool.close());
+    }
+}
+
+/// The keyed reference of a patient (hex of `key.mac`).
+pub fn patient_ref(master: &Key, patient_id: &str, issuer: &str) -> String {
+    let mut v = Vec::with_capacity(patient_id.len() + issuer.len() + 1);
+    v.extend_from_slice(issuer.trim().as_bytes());
+    v.push(0);
+    v.extend_from_slice(patient_id.trim().as_bytes());
+    hex::encode(master.mac("veil-store/patient-ref", &v))
+}
+
+/// The short form of a patient reference shown in reports (`P-` + 16 hex digits).
+pub fn short_ref(patient_ref: &str) -> String {
+    format!("P-{}", &patient_ref[..16.min(patient_ref.len())])
+}
+
+fn restrict_file(url: &str) {
+    #[cfg(unix)]
+    if let Some(path) = url
+        .strip_prefix("sqlite://")
+        .and_then(|p| p.split('?').next())
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+}
+
+/// Splits a migration into statements (on `;` at line ends; comments dropped).
+fn split_statements(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for line in sql.lines() {
+        let line = line.trim_end();
+        if line.trim_start().starts_with("--") || line.trim().is_empty() {
+            continue;
+        }
+        cur.push_str(line);
+        cur.push('\n');
+        if line.ends_with(';') {
+            out.push(cur.trim().trim_end_matches(';').to_string());
+            cur.clear();
+        }
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur.trim().to_string());
+    }
+    out
+}

@@ -1,0 +1,269 @@
+//! The issue-6 scenario through the `veil` binary, on SQLite and on PostgreSQL
+//! (VEIL_TEST_POSTGRES_URL from scripts/setup.d/postgres.sh; required when CI=true).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn veil(dir: &Path, db: &str, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .current_dir(dir)
+        .env("VEIL_DB", db)
+        .env_remove("VEIL_KEY")
+        .args(args)
+        .args(["--key", "k.key"])
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn testdata() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/pydicom");
+    if d.join("CT_small.dcm").exists() {
+        Some(d)
+    } else if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("testdata missing: run scripts/fetch-testdata.sh");
+    } else {
+        None
+    }
+}
+
+fn dbs(tag: &str, dir: &Path) -> Vec<String> {
+    let mut v = vec![dir.join("v.db").display().to_string()];
+    match std::env::var("VEIL_TEST_POSTGRES_URL") {
+        Ok(admin) if !admin.is_empty() => {
+            let name = format!("veil_cli_{tag}_{}", std::process::id());
+            let st = Command::new("psql")
+                .args([
+                    &admin,
+                    "-q",
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {name}"),
+                    "-c",
+                    &format!("CREATE DATABASE {name}"),
+                ])
+                .status()
+                .unwrap();
+            assert!(st.success());
+            v.push(format!("{}/{name}", admin.rsplit_once('/').unwrap().0));
+        }
+        _ => assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true needs VEIL_TEST_POSTGRES_URL"
+        ),
+    }
+    v
+}
+
+fn uids_of(dir: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    for e in walk(dir) {
+        for c in e.components() {
+            let s = c
+                .as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".dcm")
+                .to_string();
+            if s.starts_with("2.25.") || s.starts_with("VEIL-") {
+                v.push(s);
+            }
+        }
+    }
+    v
+}
+
+fn walk(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(d) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.file_name().unwrap() == ".veil" {
+                continue;
+            }
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else if p.extension().is_some_and(|x| x == "dcm") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn consent_gated_releases_and_the_ledger_questions() {
+    let Some(td) = testdata() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, db) in dbs("scenario", tmp.path()).iter().enumerate() {
+        let dir = tmp.path().join(format!("b{i}"));
+        std::fs::create_dir_all(dir.join("in")).unwrap();
+        // Three patients: 1CT1 (CT), 4MR1 (MR), and the MR file again under another patient is not
+        // available, so two real files carry the two patients.
+        std::fs::copy(td.join("CT_small.dcm"), dir.join("in/ct.dcm")).unwrap();
+        std::fs::copy(td.join("MR_small.dcm"), dir.join("in/mr.dcm")).unwrap();
+        let st = Command::new(env!("CARGO_BIN_EXE_veil"))
+            .current_dir(&dir)
+            .args(["key", "new", "k.key"])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        // FHIR: 1CT1 allows research but refuses commercial AI; 4MR1 grants both; one bad resource.
+        let bundle = r#"{"resourceType":"Bundle","entry":[
+          {"resource":{"resourceType":"Consent","id":"a","status":"active","patient":{"reference":"Patient/1CT1"},"dateTime":"2024-01-01",
+             "provision":{"type":"permit","purpose":[{"code":"internal-research"}],"provision":[{"type":"deny","purpose":[{"code":"commercial-ai-training"}]}]}}},
+          {"resource":{"resourceType":"Consent","id":"b","status":"active","patient":{"reference":"Patient/4MR1"},"dateTime":"2024-01-01",
+             "provision":{"type":"permit","purpose":[{"code":"internal-research"},{"code":"commercial-ai-training"}]}}},
+          {"resource":{"resourceType":"Consent","id":"c","status":"active","patient":{"reference":"Patient/X"},"provision":{"type":"sometimes","purpose":[{"code":"internal-research"}]}}}
+        ]}"#;
+        std::fs::write(dir.join("c.json"), bundle).unwrap();
+        let (rc, out) = veil(&dir, db, &["consent", "import", "c.json"]);
+        assert_eq!(rc, 3, "{out}");
+        assert!(
+            out.contains("resource 2: entry[2].resource.provision.type"),
+            "{out}"
+        );
+        assert_eq!(
+            veil(
+                &dir,
+                db,
+                &["recipient", "add", "lab", "--purpose", "internal-research"]
+            )
+            .0,
+            0
+        );
+        assert_eq!(
+            veil(
+                &dir,
+                db,
+                &[
+                    "recipient",
+                    "add",
+                    "acme",
+                    "--purpose",
+                    "commercial-ai-training",
+                    "--contact",
+                    "dpo@acme.test"
+                ]
+            )
+            .0,
+            0
+        );
+        let (rc, out) = veil(
+            &dir,
+            db,
+            &[
+                "release",
+                "in",
+                "--recipient",
+                "acme",
+                "--purpose",
+                "commercial-ai-training",
+                "--out",
+                "acme",
+            ],
+        );
+        assert_eq!(rc, 0, "{out}");
+        assert!(
+            out.contains("1 instance(s) released") && out.contains("1 excluded"),
+            "{out}"
+        );
+        let (rc, out) = veil(
+            &dir,
+            db,
+            &[
+                "release",
+                "in",
+                "--recipient",
+                "lab",
+                "--purpose",
+                "internal-research",
+                "--out",
+                "lab",
+            ],
+        );
+        assert_eq!(rc, 0, "{out}");
+        assert!(out.contains("2 instance(s) released"), "{out}");
+        // Refused patient absent from the commercial release: only the MR file went out.
+        assert_eq!(walk(&dir.join("acme")).len(), 1);
+        // Recipients share no pseudonym or UID.
+        let a = uids_of(&dir.join("acme"));
+        let l = uids_of(&dir.join("lab"));
+        assert!(!a.is_empty() && !l.is_empty());
+        assert!(
+            a.iter().all(|u| !l.contains(u)),
+            "shared identifiers: {a:?} {l:?}"
+        );
+        // Disclosures of 1CT1: exactly the lab release.
+        let (rc, out) = veil(&dir, db, &["disclosures", "1CT1", "--format", "json"]);
+        assert_eq!(rc, 0, "{out}");
+        assert_eq!(out.matches("\"release_id\"").count(), 1, "{out}");
+        assert!(out.contains("\"recipient\": \"lab\""));
+        let (_, html) = veil(&dir, db, &["disclosures", "4MR1"]);
+        assert!(
+            html.contains("<ol class=\"t\">")
+                && html.contains("acme")
+                && html.contains("lab")
+                && !html.contains("4MR1")
+        );
+        // Breach of acme: exactly 4MR1.
+        let (rc, out) = veil(&dir, db, &["breach", "--recipient", "acme"]);
+        assert_eq!(rc, 0);
+        assert!(
+            out.contains("4MR1") && !out.contains("1CT1") && out.contains("1 patient(s)"),
+            "{out}"
+        );
+        // Trace a lab file.
+        let f = walk(&dir.join("lab")).into_iter().next().unwrap();
+        let (rc, out) = veil(&dir, db, &["trace", f.to_str().unwrap()]);
+        assert_eq!(rc, 0, "{out}");
+        assert!(
+            out.contains("to lab for internal-research") && out.contains("original patient"),
+            "{out}"
+        );
+        // 4MR1 withdraws from commercial AI: notice names acme; the next release excludes them.
+        let (rc, out) = veil(
+            &dir,
+            db,
+            &["withdraw", "4MR1", "--purpose", "commercial-ai-training"],
+        );
+        assert_eq!(rc, 0);
+        assert!(
+            out.contains("ask acme to delete") && !out.contains("ask lab"),
+            "{out}"
+        );
+        let (rc, out) = veil(
+            &dir,
+            db,
+            &[
+                "release",
+                "in",
+                "--recipient",
+                "acme",
+                "--purpose",
+                "commercial-ai-training",
+                "--out",
+                "acme2",
+            ],
+        );
+        assert_eq!(rc, 0, "{out}");
+        assert!(
+            out.contains("0 instance(s) released") && out.contains("withdrawn"),
+            "{out}"
+        );
+        assert_eq!(walk(&dir.join("acme2")).len(), 0);
+        // The ledger holds 3 entries and verifies; export verifies too.
+        let (rc, out) = veil(&dir, db, &["ledger", "verify"]);
+        assert_eq!(rc, 0, "{out}");
+        assert!(out.contains("3 entries"), "{out}");
+        assert_eq!(
+            veil(&dir, db, &["ledger", "export", "--out", "l.jsonl"]).0,
+            0
+        );
+        assert_eq!(
+            veil(&dir, db, &["ledger", "verify", "--export", "l.jsonl"]).0,
+            0
+        );
+    }
+}
