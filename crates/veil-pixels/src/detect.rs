@@ -82,6 +82,47 @@ pub fn ocr_region(
     line_base: u32,
     invert_too: bool,
 ) -> Result<Vec<FoundWord>, String> {
+    ocr_crop(
+        grey, cols, rows, region, scale, line_base, invert_too, false,
+    )
+}
+
+/// OCRs a text line of known polarity (from [`crate::glyphs`]) once, as dark text on light —
+/// what Tesseract reads best — instead of plain and inverted.
+pub fn ocr_line(
+    grey: &[u8],
+    cols: u32,
+    rows: u32,
+    region: Rect,
+    scale: u32,
+    line_base: u32,
+    bright_text: bool,
+) -> Result<Vec<FoundWord>, String> {
+    let mut words = ocr_crop(
+        grey,
+        cols,
+        rows,
+        region,
+        scale,
+        line_base,
+        false,
+        bright_text,
+    )?;
+    words.iter_mut().for_each(|w| w.second_look = true);
+    Ok(words)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ocr_crop(
+    grey: &[u8],
+    cols: u32,
+    rows: u32,
+    region: Rect,
+    scale: u32,
+    line_base: u32,
+    invert_too: bool,
+    invert_first: bool,
+) -> Result<Vec<FoundWord>, String> {
     let region = region.grown(0, cols, rows);
     if region.w < 8 || region.h < 8 {
         return Ok(Vec::new());
@@ -93,6 +134,9 @@ pub fn ocr_region(
         );
     }
     let mut img = upscale(&crop, region.w, region.h, scale);
+    if invert_first {
+        img.iter_mut().for_each(|v| *v = 255 - *v);
+    }
     let mut words = ocr::with_engine(|e| e.words(&img, region.w * scale, region.h * scale))?;
     if invert_too {
         // Tesseract's layout analysis can take dark text on a light banner for a picture;

@@ -3,7 +3,8 @@
 //!
 //! This crate owns: decoding frames of any supported transfer syntax into one working form
 //! ([`image::Pixels`]); detection by region templates ([`templates`]) and by Tesseract OCR
-//! ([`ocr`], loaded at run time) behind a cheap text-likeness pre-filter ([`detect`]); the
+//! ([`ocr`], loaded at run time) behind a cheap text-likeness pre-filter ([`detect`]), and text
+//! lines found from the pixels alone ([`glyphs`]) that OCR reads partly or not at all; the
 //! decision of which text to remove ([`Cleaner::analyze`]); redaction with a margin on every
 //! frame and re-encoding that keeps native native and never adds a lossy pass
 //! ([`image::Pixels::write_back`]); human-review previews ([`preview`]). [`PixelCleaner`] plugs it
@@ -14,6 +15,7 @@
 //! not touched (its Pixel Data stays byte-identical).
 
 pub mod detect;
+pub mod glyphs;
 pub mod identifiers;
 pub mod image;
 pub mod ocr;
@@ -53,6 +55,10 @@ pub struct Config {
     /// At most this many frames of one multi-frame instance go to OCR (frame 0 always; then the
     /// frames whose text-like blocks are new).
     pub max_ocr_frames: u32,
+    /// Also find text lines from the pixels alone ([`glyphs`]) on OCR'd frames: read them
+    /// closely, grow removed words to whole lines, and in flagged instances remove strong lines
+    /// OCR did not read. Off: OCR's words only (for comparison).
+    pub pixel_lines: bool,
 }
 
 impl Default for Config {
@@ -66,6 +72,7 @@ impl Default for Config {
             scan_unflagged: false,
             margin_band: 0.15,
             max_ocr_frames: 6,
+            pixel_lines: true,
         }
     }
 }
@@ -87,6 +94,18 @@ pub struct TextBox {
     pub text: Option<String>,
 }
 
+/// A text line found from the pixels alone (no OCR): glyphs of one height on one baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct LineBox {
+    pub frame: u32,
+    pub rect: Rect,
+    pub glyphs: u32,
+    /// Enough glyphs of one height, baseline and ink to be text without OCR's word.
+    pub strong: bool,
+    /// Will be (or was) removed: it holds a removed word, or it is strong in a flagged image.
+    pub redact: bool,
+}
+
 /// What was found in one instance.
 #[derive(Debug, Clone, Serialize)]
 pub struct Analysis {
@@ -100,6 +119,8 @@ pub struct Analysis {
     /// Frames that went to OCR.
     pub frames_ocr: Vec<u32>,
     pub words: Vec<TextBox>,
+    /// Text lines found from the pixels alone ([`glyphs`]) on the OCR'd frames.
+    pub glyph_lines: Vec<LineBox>,
     pub templates: Vec<String>,
     pub template_regions: Vec<Rect>,
     /// Rectangles blanked on every frame.
@@ -110,6 +131,12 @@ pub struct Analysis {
 
 /// At most this many second-look crops per OCR'd frame.
 const MAX_SECOND_LOOKS: usize = 16;
+
+/// At most this many glyph lines read on their own per OCR'd frame.
+const MAX_LINE_LOOKS: usize = 24;
+
+/// Of which at most this many weak lines (mostly texture that lines up by chance).
+const MAX_WEAK_LINE_LOOKS: usize = 8;
 
 /// Taller word boxes are not rendered annotation text (at the usual 8–40 px font sizes).
 const MAX_TEXT_HEIGHT: u32 = 64;
@@ -168,6 +195,7 @@ impl Cleaner {
         let mut seen: BTreeSet<u32> = BTreeSet::new();
         let scale = self.scale_for(cols);
         let mut line_base = 0u32;
+        let mut text_lines: Vec<(u32, glyphs::GlyphLine)> = Vec::new();
         for f in 0..px.frames {
             let grey = px.grey(f);
             let mut blocks = detect::text_blocks(&grey, cols, rows);
@@ -228,6 +256,39 @@ impl Cleaner {
                 })
                 .map(|(_, w)| w.rect.grown(2, cols, rows))
                 .collect();
+            // Text lines from the pixels alone; those no confident word covers get a closer
+            // look of their own, upscaled until glyphs are about 32 px tall.
+            let first_line = text_lines.len();
+            for region in regions.iter().filter(|_| self.config.pixel_lines) {
+                for l in glyphs::glyph_lines(&grey, cols, rows, Some(*region)) {
+                    text_lines.push((f, l));
+                }
+            }
+            let mut looks: Vec<&glyphs::GlyphLine> = text_lines[first_line..]
+                .iter()
+                .map(|(_, l)| l)
+                .filter(|l| {
+                    (l.strong || (l.glyphs >= 3 && l.rect.h <= 2 * l.height))
+                        && width_covered(&l.rect, &found) * 10 < l.rect.w * 9
+                })
+                .collect();
+            looks.sort_by_key(|l| (!l.strong, std::cmp::Reverse(l.glyphs), l.rect.y, l.rect.x));
+            let mut weak = 0;
+            looks.retain(|l| {
+                weak += !l.strong as usize;
+                l.strong || weak <= MAX_WEAK_LINE_LOOKS
+            });
+            for l in looks.into_iter().take(MAX_LINE_LOOKS) {
+                let k = 32u32.div_ceil(l.height.max(1)).clamp(2, 4);
+                let crop = l.rect.grown((l.height / 2).max(4), cols, rows);
+                for w in detect::ocr_line(&grey, cols, rows, crop, k, line_base, l.bright)? {
+                    // Only words on the line itself (not texture around it read as letters).
+                    if w.rect.intersects(&l.rect) && w.rect.h <= 2 * l.height + 4 {
+                        words.push((f, w));
+                    }
+                }
+                line_base += 10_000;
+            }
             let frame_area = cols as u64 * rows as u64;
             let mut budget = frame_area / 2;
             for region in detect::uncovered_regions(&blocks, cols, rows, &found)
@@ -246,6 +307,24 @@ impl Cleaner {
             }
         }
 
+        // Tesseract's box of a word over texture or crossed by a curve often takes in what is
+        // above and below (and then fails the glyph-height test, and margins scale with it):
+        // where a text line from the pixels runs through the word, the word is as tall as the line.
+        for (f, w) in words.iter_mut() {
+            let cx = w.rect.x + w.rect.w / 2;
+            if let Some((_, l)) = text_lines.iter().find(|(g, l)| {
+                g == f
+                    && (l.strong || (l.glyphs >= 3 && l.rect.h <= 2 * l.height))
+                    && l.rect.x <= cx
+                    && cx < l.rect.right()
+                    && l.rect.y >= w.rect.y
+                    && l.rect.bottom() <= w.rect.bottom()
+                    && 3 * l.rect.h < 2 * w.rect.h
+            }) {
+                w.rect.y = l.rect.y;
+                w.rect.h = l.rect.h;
+            }
+        }
         // Decide: identifier matches always; confident words with two or more letters/digits;
         // identifier-like patterns at half the confidence; then whole lines of removed words.
         let min = self.config.min_confidence;
@@ -266,9 +345,15 @@ impl Cleaner {
                 || words
                     .iter()
                     .any(|(g, o)| g != f && overlap(&o.rect, &w.rect) >= 0.5);
-            // Where the pre-filter also saw glyph strokes, half the confidence will do (not in
-            // cines, where moving speckle looks like strokes).
-            let min = if w.second_look && frames_ocr.len() < 2 {
+            // Where the pre-filter also saw glyph strokes, or the word lies on a text line found
+            // from the pixels, half the confidence will do (not in cines, where moving speckle
+            // looks like strokes).
+            let on_line = text_lines.iter().any(|(g, l)| {
+                g == f
+                    && (l.strong || (l.glyphs >= 3 && l.rect.h <= 2 * l.height))
+                    && overlap(&l.rect, &w.rect) >= 0.5
+            });
+            let min = if (w.second_look || on_line) && frames_ocr.len() < 2 {
                 min / 2.0
             } else {
                 min
@@ -337,10 +422,60 @@ impl Cleaner {
             }
             redaction.push(r);
         }
+        // Each removed word grown along its row over strokes of its own ink: the rest of a line
+        // OCR read only part of.
+        let mut greys: std::collections::BTreeMap<u32, Vec<u8>> = Default::default();
+        for b in boxes.iter().filter(|b| b.redact && self.config.pixel_lines) {
+            let grey = greys.entry(b.frame).or_insert_with(|| px.grey(b.frame));
+            let e = glyphs::extend_along_row(grey, cols, rows, b.rect);
+            if e.w > b.rect.w {
+                let m = self.config.margin + b.rect.h / 4;
+                redaction.push(e.grown(m, cols, rows));
+            }
+        }
         for r in line_boxes.values() {
             // A line box's height can exceed a word's; use the margin of its smallest word.
             let m = self.config.margin + r.h.min(MAX_TEXT_HEIGHT) / 6;
             redaction.push(r.grown(m, cols, rows));
+        }
+        // Whole text lines from the pixels: a line holding a removed word goes entirely (OCR
+        // often reads only part of a line over speckle or across an edge); in a flagged image a
+        // strong line goes even if OCR read nothing in it (in a cine only where it stays put).
+        let mut glyph_lines = Vec::with_capacity(text_lines.len());
+        for (f, l) in &text_lines {
+            let holds_removed = l.strong
+                && boxes.iter().any(|b| {
+                    b.redact
+                        && b.frame == *f
+                        && b.rect.intersects(&l.rect)
+                        && b.rect.h <= 3 * l.height
+                        && l.height <= 3 * b.rect.h
+                });
+            // Burned-in text stays in place from frame to frame; speckle that happens to line
+            // up does not. Same rows and one end within 2 px on another OCR'd frame (texture
+            // touching the other end changes how far a line seems to reach).
+            let steady = frames_ocr.len() < 2
+                || text_lines.iter().any(|(g, o)| {
+                    g != f
+                        && o.rect.y.abs_diff(l.rect.y) <= 2
+                        && o.rect.bottom().abs_diff(l.rect.bottom()) <= 2
+                        && (o.rect.x.abs_diff(l.rect.x) <= 2
+                            || o.rect.right().abs_diff(l.rect.right()) <= 2)
+                });
+            let redact = holds_removed || (flagged && l.strong && steady);
+            if redact {
+                let m = self.config.margin + l.height / 4;
+                let grey = greys.entry(*f).or_insert_with(|| px.grey(*f));
+                let e = glyphs::extend_along_row(grey, cols, rows, l.rect);
+                redaction.push(e.grown(m, cols, rows));
+            }
+            glyph_lines.push(LineBox {
+                frame: *f,
+                rect: l.rect,
+                glyphs: l.glyphs,
+                strong: l.strong,
+                redact,
+            });
         }
         redaction.extend(template_regions.iter().copied());
         let redaction = merge(redaction);
@@ -355,6 +490,7 @@ impl Cleaner {
             frames_with_text_like_blocks: text_like,
             frames_ocr,
             words: boxes,
+            glyph_lines,
             templates: template_names,
             template_regions,
             redaction,
@@ -446,6 +582,18 @@ fn overlap(a: &Rect, b: &Rect) -> f64 {
     ((r - x) as f64 * (bt - y) as f64) / (a.area().min(b.area()).max(1) as f64)
 }
 
+/// Columns of `r` under some rectangle of `by` that spans its vertical middle.
+fn width_covered(r: &Rect, by: &[Rect]) -> u32 {
+    let mid = r.y + r.h / 2;
+    let mut cols = vec![false; r.w as usize];
+    for b in by.iter().filter(|b| b.y <= mid && mid < b.bottom()) {
+        for x in b.x.max(r.x)..b.right().min(r.right()) {
+            cols[(x - r.x) as usize] = true;
+        }
+    }
+    cols.iter().filter(|c| **c).count() as u32
+}
+
 /// Two boxes on one text row with a gap under a glyph height (the words of one label that OCR
 /// split apart).
 fn same_row_near(a: &Rect, b: &Rect) -> bool {
@@ -465,17 +613,21 @@ fn same_row_near(a: &Rect, b: &Rect) -> bool {
     gap <= h
 }
 
-/// Merges overlapping rectangles (repeatedly) so reports list distinct regions.
+/// Merges overlapping (or same-row, nearly touching) rectangles, repeatedly, where the union
+/// is at most a quarter larger than their areas together: fewer regions in reports, little more
+/// blanked.
 fn merge(mut rects: Vec<Rect>) -> Vec<Rect> {
     rects.retain(|r| r.area() > 0);
     loop {
         let mut merged = false;
         let mut out: Vec<Rect> = Vec::with_capacity(rects.len());
         for r in rects {
-            if let Some(o) = out
-                .iter_mut()
-                .find(|o| o.intersects(&r) || same_row_near(o, &r))
-            {
+            // Merged only where the union adds little: two boxes forming an L (a label column
+            // and a line) stay apart rather than blanking the square they span.
+            if let Some(o) = out.iter_mut().find(|o| {
+                (o.intersects(&r) || same_row_near(o, &r))
+                    && o.union(&r).area() * 4 <= (o.area() + r.area()) * 5
+            }) {
                 *o = o.union(&r);
                 merged = true;
             } else {
@@ -520,5 +672,10 @@ impl PixelStage for PixelCleaner {
             .redact(file, risk.is_some())
             .map(|(o, _)| o)
             .map_err(|e| format!("pixel stage: {e}"))
+    }
+
+    fn needs_pixels(&self, file: &FileDicomObject<InMemDicomObject>, risk: Option<&str>) -> bool {
+        // `redact` looks at the pixels of exactly these instances.
+        risk.is_some() || self.cleaner.config.scan_unflagged || header_flagged(file)
     }
 }

@@ -153,3 +153,57 @@ fn scan_unflagged_looks_at_margins_only() {
         );
     }
 }
+
+#[test]
+fn glyph_lines_find_burned_in_text_and_not_anatomy() {
+    // Real images: the deid-data ultrasound's burned-in annotations are text lines found from
+    // the pixels alone (checked against what Tesseract reads confidently); real CT and MR
+    // anatomy gives no strong line.
+    let Some(us) = common::need("deid-data/ultrasounds/GREYSCALE_IMAGE.dcm") else {
+        return;
+    };
+    for p in ["pydicom/CT_small.dcm", "pydicom/MR_small.dcm"] {
+        let Some(p) = common::need(p) else { return };
+        let f = OpenFileOptions::new().open_file(&p).unwrap();
+        let px = veil_pixels::Pixels::decode(&f).unwrap();
+        for frame in 0..px.frames {
+            let lines = veil_pixels::glyphs::glyph_lines(&px.grey(frame), px.cols, px.rows, None);
+            assert!(
+                lines.iter().all(|l| !l.strong),
+                "{}: strong line in anatomy: {lines:?}",
+                p.display()
+            );
+        }
+    }
+    let f = OpenFileOptions::new().open_file(&us).unwrap();
+    let px = veil_pixels::Pixels::decode(&f).unwrap();
+    let lines = veil_pixels::glyphs::glyph_lines(&px.grey(0), px.cols, px.rows, None);
+    let strong: Vec<_> = lines.iter().filter(|l| l.strong).collect();
+    assert!(strong.len() >= 10, "{strong:?}");
+    if veil_pixels::ocr::available().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "Tesseract missing"
+        );
+        return;
+    }
+    let cleaner = Cleaner::new(Config {
+        templates: Templates::default(),
+        ..Config::default()
+    });
+    let (_, a) = cleaner.scan(&f, true, false).unwrap();
+    let confident: Vec<_> = a
+        .words
+        .iter()
+        .filter(|w| w.confidence >= 90.0 && w.rect.h >= 8)
+        .collect();
+    let on_line = confident
+        .iter()
+        .filter(|w| strong.iter().any(|l| l.rect.intersects(&w.rect)))
+        .count();
+    assert!(
+        confident.len() >= 10 && on_line * 10 >= confident.len() * 8,
+        "{on_line} of {} confidently read words on a strong line",
+        confident.len()
+    );
+}

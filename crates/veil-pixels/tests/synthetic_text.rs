@@ -1,8 +1,8 @@
 //! Synthetic burned-in text: names, MRNs and dates rendered onto real CT, MR and ultrasound
 //! pixel data (grey and colour, single and multi-frame) at varied positions, sizes (8–40 px),
 //! contrast and fonts, then encoded in each syntax Veil writes or reads lossily. Asserts that
-//! the share of rendered text boxes fully removed stays above a floor (target 99 %, see
-//! RECALL_FLOOR), and reports the area removed that held
+//! at least 99 % of the rendered text boxes are fully removed (RECALL_FLOOR, issue 5), and
+//! reports the area removed that held
 //! no rendered text (beyond what the same image without the synthetic text already loses).
 
 mod common;
@@ -26,8 +26,8 @@ const TEXTS: &[&str] = &[
     "12.08.1975",
     "NGUYEN THI",
 ];
-/// Regression floor for recall of rendered boxes (target: 0.99).
-const RECALL_FLOOR: f64 = 0.85;
+/// Recall of rendered boxes required by issue 5.
+const RECALL_FLOOR: f64 = 0.99;
 const SIZES: &[f32] = &[8.0, 10.0, 12.0, 14.0, 18.0, 24.0, 32.0, 40.0];
 const LEVELS: &[f32] = &[1.0, 0.85, 0.7];
 
@@ -126,7 +126,11 @@ fn rendered_identifiers_are_removed_in_every_encoding() {
         .iter()
         .map(|b| FontRef::try_from_slice(b).unwrap())
         .collect();
-    let cleaner = Cleaner::new(Config::default());
+    // VEIL_TEST_NO_PIXEL_LINES=1: OCR's words only, for comparison (the assertion then fails).
+    let cleaner = Cleaner::new(Config {
+        pixel_lines: std::env::var_os("VEIL_TEST_NO_PIXEL_LINES").is_none(),
+        ..Config::default()
+    });
     let (mut boxes, mut removed) = (0usize, 0usize);
     let mut lines = Vec::new();
     for case in &cases {
@@ -255,7 +259,13 @@ fn rendered_identifiers_are_removed_in_every_encoding() {
         let (_, base) = cleaner
             .scan(&base_file, true, false)
             .expect("baseline scan");
-        let mut rng = Lcg(case.seed);
+        // VEIL_TEST_SEED_OFFSET draws other placements, sizes and fonts (held-out check of the
+        // detector beyond the fixed set; the assertion below holds for the default 0).
+        let offset: u64 = std::env::var("VEIL_TEST_SEED_OFFSET")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut rng = Lcg(case.seed + offset * 1000);
         let mut gt: Vec<Rect> = Vec::new();
         let mut tries = 0;
         while gt.len() < case.items && tries < 500 {
@@ -294,6 +304,16 @@ fn rendered_identifiers_are_removed_in_every_encoding() {
         }
         px.clone().write_back(&mut file).expect("write back");
         let native = reopen(&file);
+        if let Ok(dir) = std::env::var("VEIL_TEST_DUMP") {
+            // For tuning the detectors (examples/glyph_lines.rs): the image and its text boxes.
+            let base = format!("{dir}/synthetic-{}.dcm", case.seed);
+            native.write_to_file(&base).expect("dump");
+            let gt_lines: String = gt
+                .iter()
+                .map(|b| format!("{} {} {} {}\n", b.x, b.y, b.w, b.h))
+                .collect();
+            std::fs::write(format!("{base}.gt"), gt_lines).expect("dump");
+        }
         let mut encodings: Vec<(&str, FileDicomObject<InMemDicomObject>)> =
             vec![("native", native.clone())];
         let mut jls = native.clone();
@@ -311,6 +331,19 @@ fn rendered_identifiers_are_removed_in_every_encoding() {
         for (enc, f) in encodings {
             let mut f = f;
             let ts_before = f.meta().transfer_syntax().to_string();
+            if let Ok(dir) = std::env::var("VEIL_TEST_DUMP") {
+                let name = format!(
+                    "{dir}/synthetic-{}-{}.dcm",
+                    case.seed,
+                    enc.split(' ').next().unwrap()
+                );
+                f.write_to_file(&name).expect("dump");
+                std::fs::copy(
+                    format!("{dir}/synthetic-{}.dcm.gt", case.seed),
+                    format!("{name}.gt"),
+                )
+                .expect("dump");
+            }
             let (outcome, a) = cleaner.redact(&mut f, true).expect("redact");
             let a = a.expect("analysis");
             if let Ok(dir) = std::env::var("VEIL_TEST_PREVIEWS") {
@@ -368,9 +401,9 @@ fn rendered_identifiers_are_removed_in_every_encoding() {
     }
     let recall = removed as f64 / boxes as f64;
     println!("recall {removed}/{boxes} = {:.2}%", recall * 100.0);
-    // Issue 5 targets 99 %; the detector reaches 89.3 % (100/112) on this set today (misses: 8–10 px
-    // text over speckle, text crossing strong edges). This floor guards against regressions
-    // while the gap is worked on (docs/pixels.md, "Known limits").
+    // Issue 5 requires 99 %. With the pixel-only text lines (glyphs.rs) the set reaches 112/112;
+    // OCR alone read 100/112 (8–10 px text over speckle, text crossed by curves). Held-out
+    // draws (VEIL_TEST_SEED_OFFSET=1..4) are reported in docs/pixels.md.
     assert!(
         recall >= RECALL_FLOOR,
         "recall {:.3} below {RECALL_FLOOR}\n{}",

@@ -46,6 +46,9 @@ pub struct ScanArgs {
     /// Decode, pre-filter and apply templates only (no OCR): measures the cheap path.
     #[arg(long)]
     pub no_ocr: bool,
+    /// OCR's words only: do not look for text lines in the pixels (for comparison; finds less).
+    #[arg(long)]
+    pub no_pixel_lines: bool,
 }
 
 #[derive(Serialize)]
@@ -80,7 +83,12 @@ pub fn run(cmd: PixelsCommand) -> anyhow::Result<u8> {
     }
 }
 
-fn cleaner(templates: &[PathBuf], scale: u32, ocr: bool) -> anyhow::Result<Cleaner> {
+fn cleaner(
+    templates: &[PathBuf],
+    scale: u32,
+    ocr: bool,
+    pixel_lines: bool,
+) -> anyhow::Result<Cleaner> {
     let mut t = Templates::builtin();
     for f in templates {
         t.add_file(f).map_err(exit::usage)?;
@@ -89,6 +97,7 @@ fn cleaner(templates: &[PathBuf], scale: u32, ocr: bool) -> anyhow::Result<Clean
         templates: t,
         ocr_scale: scale,
         ocr,
+        pixel_lines,
         scan_unflagged: true,
         ..Config::default()
     }))
@@ -127,7 +136,12 @@ fn open(path: &Path) -> Result<dicom_object::DefaultDicomObject, String> {
 
 fn scan(args: ScanArgs) -> anyhow::Result<u8> {
     let started = std::time::Instant::now();
-    let cleaner = cleaner(&args.templates, args.scale, !args.no_ocr)?;
+    let cleaner = cleaner(
+        &args.templates,
+        args.scale,
+        !args.no_ocr,
+        !args.no_pixel_lines,
+    )?;
     if !args.no_ocr {
         if let Err(e) = veil_pixels::ocr::available() {
             anyhow::bail!("{e}");
@@ -177,7 +191,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<u8> {
             continue;
         }
         let media = file.meta().media_storage_sop_class_uid().to_string();
-        let flagged = match veil_pipeline::classify::classify(&file, &media) {
+        let flagged = match veil_pipeline::classify::classify(&file, &media, false) {
             Some(veil_pipeline::Hold::BurnedInRisk(why)) => Some(why),
             _ => None,
         };
@@ -225,14 +239,17 @@ fn scan(args: ScanArgs) -> anyhow::Result<u8> {
             let Some(a) = &r.analysis else { continue };
             let remove = a.words.iter().filter(|w| w.redact).count();
             let matched = a.words.iter().filter(|w| w.matches.is_some()).count();
+            let lines_removed = a.glyph_lines.iter().filter(|l| l.redact).count();
             println!(
-                "{}: {} frame(s), {} OCR'd, {} word(s) found, {} to remove ({} matching the file's identifiers), {} region(s), {:.1}% of the frame{}",
+                "{}: {} frame(s), {} OCR'd, {} word(s) found, {} to remove ({} matching the file's identifiers), {} text line(s) seen in the pixels ({} removed), {} region(s), {:.1}% of the frame{}",
                 r.path,
                 a.frames,
                 a.frames_ocr.len(),
                 a.words.len(),
                 remove,
                 matched,
+                a.glyph_lines.len(),
+                lines_removed,
                 a.redaction.len(),
                 a.redacted_fraction * 100.0,
                 r.preview.as_ref().map(|p| format!(" → {p}")).unwrap_or_default()
