@@ -217,7 +217,7 @@ impl Store {
         let keys = self.keys()?;
         let now = crate::time::now_utc();
         self.block_on(async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             if self.backend() == crate::Backend::Postgres {
                 sqlx::query("LOCK TABLE consent_records IN EXCLUSIVE MODE").execute(&mut *tx).await?;
             }

@@ -11,7 +11,9 @@
 //!   import, institution defaults per purpose and an append-only history;
 //! - recipients and releases;
 //! - the hash-chained, Ed25519-checkpointed ledger ([`ledger`]) and the questions it answers
-//!   (disclosures, breach, trace, withdraw: [`queries`]).
+//!   (disclosures, breach, trace, withdraw: [`queries`]);
+//! - publishing a release's outputs so that a crash leaves neither an output without its ledger
+//!   entry nor an entry without its output ([`publish`]).
 //!
 //! The API is synchronous: a small current-thread tokio runtime inside [`Store`] drives sqlx, so
 //! callers (the `veil` binary, the pipeline's rayon workers) need no async code.
@@ -22,6 +24,7 @@ pub mod crypto;
 pub mod csv_import;
 pub mod fhir;
 pub mod ledger;
+pub mod publish;
 pub mod queries;
 pub mod time;
 
@@ -59,6 +62,8 @@ pub enum Backend {
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database {location}: cannot connect ({reason}); check that the server is running and reachable and that --db / VEIL_DB names it, then rerun (nothing was written)")]
+    Connect { location: String, reason: String },
     #[error("{0}")]
     Usage(String),
     #[error("store {0}: it was created with a different key (fingerprints differ); use the key it was created with")]
@@ -88,9 +93,11 @@ pub struct Store {
     pub(crate) pool: AnyPool,
     backend: Backend,
     location: String,
+    /// The SQLite file, for the read-only connection that streams the ledger.
+    pub(crate) sqlite_path: Option<PathBuf>,
     pub(crate) keys: Option<StoreKeys>,
-    /// The ledger's tip (seq, entry hash), cached; appends are serialised through it.
-    pub(crate) tip: Mutex<Option<(i64, String)>>,
+    /// Serialises this process's appends (other processes wait on the database's lock).
+    pub(crate) tip: Mutex<()>,
     /// Patient references known to have a row in `patients` (saves a query per append).
     pub(crate) known_patients: Mutex<std::collections::HashSet<String>>,
 }
@@ -131,6 +138,20 @@ pub fn resolve_location(db: Option<&str>) -> Result<(String, String, Backend)> {
     Ok((url, path.display().to_string(), Backend::Sqlite))
 }
 
+/// A driver's message with the connection URL's password taken out, should it quote the URL.
+fn strip_credentials(message: &str, url: &str) -> String {
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, pw)| pw)
+        .filter(|pw| !pw.is_empty());
+    match password {
+        Some(pw) => message.replace(pw, "…"),
+        None => message.to_string(),
+    }
+}
+
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     #[cfg(unix)]
@@ -163,13 +184,47 @@ impl Store {
                         conn.execute("PRAGMA synchronous = NORMAL").await?;
                         conn.execute("PRAGMA busy_timeout = 10000").await?;
                         conn.execute("PRAGMA foreign_keys = ON").await?;
+                        // Releases append in batches: statement journals in memory (no temp
+                        // file per multi-row INSERT), a page cache that holds the ledger's
+                        // index pages, and fewer WAL checkpoints (each one fsyncs).
+                        conn.execute("PRAGMA temp_store = MEMORY").await?;
+                        conn.execute("PRAGMA cache_size = -32768").await?;
+                        conn.execute("PRAGMA wal_autocheckpoint = 8192").await?;
                         Ok(())
                     })
                 });
             } else {
-                opts = opts.max_connections(4);
+                // The default waits 30 s for a server that is down; ten is plenty on a network.
+                opts = opts
+                    .max_connections(4)
+                    .acquire_timeout(std::time::Duration::from_secs(10));
             }
-            opts.connect(&url).await
+            match opts.connect(&url).await {
+                Ok(pool) => Ok(pool),
+                Err(e) => {
+                    // The pool reports only that it timed out: one direct attempt tells why
+                    // (refused, unknown host, authentication failed).
+                    let reason = match e {
+                        sqlx::Error::PoolTimedOut => {
+                            use sqlx::Connection;
+                            match tokio::time::timeout(
+                                std::time::Duration::from_secs(5),
+                                sqlx::AnyConnection::connect(&url),
+                            )
+                            .await
+                            {
+                                Ok(Err(direct)) => direct.to_string(),
+                                _ => e.to_string(),
+                            }
+                        }
+                        other => other.to_string(),
+                    };
+                    Err(StoreError::Connect {
+                        location: location.clone(),
+                        reason: strip_credentials(&reason, &url),
+                    })
+                }
+            }
         })?;
         if backend == Backend::Sqlite {
             restrict_file(&url);
@@ -183,9 +238,10 @@ impl Store {
             rt,
             pool,
             backend,
+            sqlite_path: (backend == Backend::Sqlite).then(|| sqlite_file(&url)),
             location,
             keys,
-            tip: Mutex::new(None),
+            tip: Mutex::new(()),
             known_patients: Mutex::new(Default::default()),
         };
         store.migrate()?;
@@ -207,6 +263,19 @@ impl Store {
         self.rt.block_on(f)
     }
 
+    /// Begins a transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first cannot wait for another
+    /// process's write lock when it upgrades and fails at once with "database is locked";
+    /// waiting at BEGIN is covered by the busy timeout.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     pub(crate) fn keys(&self) -> Result<&StoreKeys> {
         self.keys.as_ref().ok_or(StoreError::NeedsKey)
     }
@@ -217,7 +286,7 @@ impl Store {
         self.block_on(async {
             // One transaction for the whole upgrade; on PostgreSQL an advisory lock keeps two
             // processes opening a new database at once from racing.
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             if self.backend == Backend::Postgres {
                 sqlx::query("SELECT pg_advisory_xact_lock(5627301)").execute(&mut *tx).await?;
             }
@@ -321,6 +390,12 @@ pub fn patient_ref(master: &Key, patient_id: &str, issuer: &str) -> String {
 /// The short form of a patient reference shown in reports (`P-` + 16 hex digits).
 pub fn short_ref(patient_ref: &str) -> String {
     format!("P-{}", &patient_ref[..16.min(patient_ref.len())])
+}
+
+/// The file of a `sqlite://PATH?…` URL.
+fn sqlite_file(url: &str) -> PathBuf {
+    let p = url.strip_prefix("sqlite://").unwrap_or(url);
+    PathBuf::from(p.split('?').next().unwrap_or(p))
 }
 
 fn restrict_file(url: &str) {

@@ -149,7 +149,7 @@ impl Store {
         veil_version: &str,
     ) -> Result<String> {
         self.block_on(async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin_write().await?;
             if self.backend() == crate::Backend::Postgres {
                 sqlx::query("LOCK TABLE releases IN EXCLUSIVE MODE").execute(&mut *tx).await?;
             }

@@ -7,7 +7,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use veil_store::consent::{
@@ -163,6 +162,10 @@ pub struct ReleaseArgs {
     pub quarantine: Option<PathBuf>,
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Outputs recorded per ledger transaction. Larger is faster; an interrupted release redoes
+    /// at most this many outputs (and at most 2 seconds' worth).
+    #[arg(long, default_value_t = veil_store::publish::BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub ledger_batch: u32,
     /// Print the release report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -177,6 +180,17 @@ pub enum LedgerCommand {
         /// Verify an export file instead of the database.
         #[arg(long)]
         export: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Settle an output directory after an interrupted `veil release`: outputs whose ledger entry
+    /// never committed are removed (a rerun of the release produces them again).
+    Reconcile {
+        /// The release's output directory.
+        #[arg(long)]
+        out: PathBuf,
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -513,6 +527,7 @@ fn recipient(c: RecipientCommand) -> anyhow::Result<u8> {
 /// The consent gate and ledger writer of one release.
 struct Gate<'a> {
     store: &'a Store,
+    publisher: &'a veil_store::publish::Publisher<'a>,
     settings: &'a Settings,
     recipient: String,
     purpose: String,
@@ -521,7 +536,6 @@ struct Gate<'a> {
     records: Mutex<HashMap<(String, String), Vec<ConsentRecord>>>,
     /// Excluded patients by internal reference: (reason, instances).
     excluded: Mutex<BTreeMap<String, (String, u64)>>,
-    recorded: AtomicU64,
 }
 
 impl Gate<'_> {
@@ -617,24 +631,11 @@ impl veil_pipeline::ReleaseObserver for Gate<'_> {
             policy_hash: self.policy_hash.clone(),
             veil_version: env!("CARGO_PKG_VERSION").to_string(),
         };
-        let mut published = false;
-        match self.store.append(&entry, || {
-            rename()?;
-            published = true;
-            Ok(())
-        }) {
-            Ok(_) => {
-                self.recorded.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            }
-            Err(e) => {
-                // The row was not committed: take the published file back so no output exists
-                // without its ledger entry.
-                if published {
-                    let _ = std::fs::remove_file(&i.output);
-                }
-                Err(format!("ledger: {e}"))
-            }
+        // Intent, rename, then the entry in the next batch commit; a crash in between is
+        // undone by the reconcile at the start of the next release (veil_store::publish).
+        match self.publisher.publish(entry, &i.output, rename) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("ledger: {e}")),
         }
     }
 }
@@ -692,8 +693,24 @@ fn release(a: ReleaseArgs) -> anyhow::Result<u8> {
     let release_id = store
         .begin_release(&r.name, &a.purpose, &policy_hash, env!("CARGO_PKG_VERSION"))
         .map_err(usage_or_fail)?;
+    // Locks OUT and settles what an interrupted release left there before anything is written.
+    let (publisher, settled) =
+        veil_store::publish::Publisher::open(&store, &a.out, &release_id, a.ledger_batch as usize)
+            .map_err(usage_or_fail)?;
+    if settled.rolled_back > 0 || settled.foreign > 0 {
+        eprintln!(
+            "veil: an interrupted release left {} output(s) without a ledger entry: removed (they are produced again now){}",
+            settled.rolled_back,
+            if settled.foreign > 0 {
+                format!("; {} path(s) hold other files and were left alone", settled.foreign)
+            } else {
+                String::new()
+            }
+        );
+    }
     let gate = Gate {
         store: &store,
+        publisher: &publisher,
         settings: &settings,
         recipient: r.name.clone(),
         purpose: a.purpose.clone(),
@@ -701,13 +718,12 @@ fn release(a: ReleaseArgs) -> anyhow::Result<u8> {
         policy_hash,
         records: Mutex::new(HashMap::new()),
         excluded: Mutex::new(BTreeMap::new()),
-        recorded: AtomicU64::new(0),
     };
-    let report = pipeline
-        .run_with(&a.inputs, &gate, &|_| {})
-        .map_err(anyhow::Error::from)?;
+    let run = pipeline.run_with(&a.inputs, &gate, &|_| {});
+    // Whatever the run's outcome, what it published is recorded now (or removed if that fails).
+    let (recorded, already_recorded) = publisher.finish().map_err(usage_or_fail)?;
+    let report = run.map_err(anyhow::Error::from)?;
     let excluded = gate.excluded.into_inner().unwrap();
-    let recorded = gate.recorded.load(Ordering::Relaxed);
     let held = report.quarantined + report.rejected;
     store
         .finish_release(
@@ -726,6 +742,8 @@ fn release(a: ReleaseArgs) -> anyhow::Result<u8> {
         "recipient": r.name,
         "purpose": a.purpose,
         "recorded_in_ledger": recorded,
+        "already_recorded_by_an_interrupted_run": already_recorded,
+        "reconciled": settled,
         "excluded_instances": report.excluded,
         "excluded_patients": excluded_json,
         "run": report,
@@ -750,6 +768,11 @@ fn release(a: ReleaseArgs) -> anyhow::Result<u8> {
             excluded.len(),
             held
         );
+        if already_recorded > 0 {
+            println!(
+                "  {already_recorded} instance(s) were already published and recorded by an interrupted earlier run"
+            );
+        }
         for (p, (reason, n)) in &excluded {
             println!("  excluded {p}: {reason} ({n} instance(s))");
         }
@@ -819,6 +842,30 @@ fn ledger(c: LedgerCommand) -> anyhow::Result<u8> {
             } else {
                 exit::FINDINGS
             })
+        }
+        LedgerCommand::Reconcile { out, json, store } => {
+            if !out.is_dir() {
+                return Err(exit::usage(format!(
+                    "--out {}: no such directory",
+                    out.display()
+                )));
+            }
+            let s = open(&store, false)?;
+            let r = veil_store::publish::reconcile(&s, &out).map_err(usage_or_fail)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{}: {} pending output(s): {} recorded in the ledger, {} removed (never recorded), {} never published, {} path(s) holding other files left alone",
+                    out.display(),
+                    r.intents,
+                    r.recorded,
+                    r.rolled_back,
+                    r.not_published,
+                    r.foreign
+                );
+            }
+            Ok(exit::OK)
         }
         LedgerCommand::Export { out, store } => {
             let s = open(&store, false)?;
