@@ -45,12 +45,25 @@ mb=$(python3 -c "print(f'{$bytes/1e6:.0f}')")
 cat $(find "$corpus" -type f) > /dev/null   # warm the page cache
 [ -f "$work/bench.key" ] || "$veil" key new "$work/bench.key" >/dev/null
 
+# Outputs of earlier repetitions are moved aside, not deleted, until the end. On ext4 without a
+# journal (as here) the inode allocator skips inodes freed in the last 60-300 s, scanning inode
+# tables to do so: a tool that creates files right after thousands were deleted pays for that
+# scan (measured: half of a run's time in `recently_deleted`), and which tool pays depends on the
+# order. Nothing is deleted while tools run; leftovers of an interrupted run are cleared first.
+trash="$work/trash"
+if [ -d "$trash" ]; then
+  rm -rf "$trash"
+  sleep 65
+fi
+mkdir -p "$trash"
+discard() { for d in "$@"; do [ -e "$d" ] && mv "$d" "$trash/$(basename "$d").$RANDOM$RANDOM"; done; return 0; }
+
 results=()
 run() { # name, repetitions, output dir, command...  (best wall time of the repetitions)
   local name=$1 reps=$2 out=$3; shift 3
   local status=0 timefile="$work/time.$RANDOM" secs="" rss_kb=0 s r
   for _ in $(seq "$reps"); do
-    rm -rf "$out" "$out.quarantine"
+    discard "$out" "$out.quarantine"
     # Some tools want the output directory to exist, others create it: make it for those.
     [ "${make_out:-0}" = 1 ] && mkdir -p "$out"
     sync
@@ -85,7 +98,7 @@ make_out=1 run "dicom-anonymizer 2.1.0 (Kitware; flat dir)" 1 "$work/out-kitware
   echo "# De-identification benchmark"
   echo
   echo "Corpus: $files files, $mb MB, made from real CT and MR images by \`bench/make_corpus.py\` (40 patients × 5 studies × 2 series, planted identifiers in every file)."
-  echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; page cache warm; \`sync\` before each run; best wall time of 3 runs for cp, veil and dcmanon (one run for the Python tools); peak RSS is the largest seen; command: \`./scripts/bench.sh $n\`; $(date -u +%Y-%m-%d)."
+  echo "Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; page cache warm; \`sync\` before each run; outputs of earlier runs moved aside and deleted only at the end (ext4 without a journal slows file creation soon after mass deletion); best wall time of 3 runs for cp, veil and dcmanon (one run for the Python tools); peak RSS is the largest seen; command: \`./scripts/bench.sh $n\`; $(date -u +%Y-%m-%d)."
   echo
   echo "| tool | seconds | files/s | MB/s | peak RSS (MB) | files written | files with a planted value | note |"
   echo "|---|---|---|---|---|---|---|---|"
@@ -93,5 +106,6 @@ make_out=1 run "dicom-anonymizer 2.1.0 (Kitware; flat dir)" 1 "$work/out-kitware
   echo
   echo "\"Files with a planted value\": output files in which \`grep -F -i\` finds any of the $(wc -l < "$work/planted.txt") planted identifying values (names, MRN, phone, accession, institution, staff, original UIDs). cp copies them all by design."
 } > bench/results-deid.md
+rm -rf "$trash"
 echo
 cat bench/results-deid.md

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Longer fuzz run of the de-identification pipeline (issue 8): structured mutations of every real
-# DICOM file in testdata/ (pydicom and deid-data), plus a deflate bomb, each through the real
-# pipeline with per-file time and memory measured. Usage: scripts/fuzz.sh [SECONDS] [SEED]
-# Failing cases are kept under $VEIL_FUZZ_KEEP (default target/fuzz-failures) for regression tests.
+# DICOM file in testdata/ (pydicom and deid-data), plus a 2 GB deflate bomb, each through the real
+# pipeline with per-file time and peak memory measured. Rounds repeat the seeds with new random
+# choices until the budget is spent. Prints cases, cases/s, the slowest case and the largest peak.
+# Usage: scripts/fuzz.sh [SECONDS] [SEED]   (default 900 s, seed = the clock)
+# Failing cases (input, output, quarantine) are kept under $VEIL_FUZZ_KEEP (default
+# target/fuzz-failures) to become regression tests; exit 1 when any case broke the property.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-900}"

@@ -59,6 +59,10 @@ pub enum DeidError {
     MissingSopInstanceUid,
     #[error("no SOP Class UID (0008,0016)")]
     MissingSopClassUid,
+    #[error("SOP Class UID (0008,0016) is not a valid UID (wrong VR, or characters other than digits and dots): the instance's type is unknown")]
+    InvalidSopClassUid,
+    #[error("SOP Instance UID (0008,0018) is not one UID (VR {vr}, {values} value(s)): it cannot be replaced consistently")]
+    InvalidSopInstanceUid { vr: String, values: usize },
     #[error("attribute {0}: value cannot be read as text")]
     Unreadable(String),
 }
@@ -221,6 +225,14 @@ fn is_empty_value(elem: &InMemElement) -> bool {
     }
 }
 
+/// Is this a UID by PS3.5 9.1's syntax (digits in dot-separated components, at most 64
+/// characters)? Leading zeros, which some vendors write, are tolerated.
+fn is_valid_uid(s: &str) -> bool {
+    s.len() <= 64
+        && s.split('.')
+            .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// UIDs that name classes, syntaxes or coding schemes rather than instances: they identify no
 /// one and must stay as they are for the file to mean anything.
 fn is_class_like_uid(tag: Tag, value: &str) -> bool {
@@ -323,6 +335,25 @@ impl Deidentifier {
                 (!m.is_empty()).then(|| m.to_string())
             })
             .ok_or(DeidError::MissingSopClassUid)?;
+        // Both go into the new file meta: a wrong VR or a corrupt value would make the output
+        // unreadable (found by veil-fuzz), or leave the original instance UID in place.
+        let class_vr_ok = file
+            .get(tags::SOP_CLASS_UID)
+            .is_none_or(|e| e.vr() == VR::UI);
+        if !class_vr_ok || !is_valid_uid(&sop_class) {
+            return Err(DeidError::InvalidSopClassUid);
+        }
+        if let Some(e) = file.get(tags::SOP_INSTANCE_UID) {
+            // As the engine will read it: an undecodable byte becomes a "\\377" escape that
+            // splits the value in two (found by veil-fuzz, ISO 2022 IR 87 and a 0xFF byte).
+            let values = strings(e).map_or(0, |v| v.len());
+            if e.vr() != VR::UI || values != 1 {
+                return Err(DeidError::InvalidSopInstanceUid {
+                    vr: e.vr().to_string().to_string(),
+                    values,
+                });
+            }
+        }
         let patient = self.patient_of(&file);
 
         let mut ids = Identifiers::default();
@@ -690,11 +721,11 @@ impl Walk<'_> {
                 if vr == VR::SQ {
                     return Some(self.items(elem, Mode::Normal));
                 }
-                self.counts.kept += 1;
                 if elem.tag() == tags::PATIENT_AGE {
+                    self.counts.kept += 1;
                     return Some(self.age(elem));
                 }
-                Some(elem)
+                Some(self.keep(elem))
             }
             Action::C => Some(self.clean(elem)),
             Action::U => {
@@ -711,6 +742,22 @@ impl Walk<'_> {
             }
             _ => unreachable!("compound actions are resolved above"),
         }
+    }
+
+    /// Keeps a value the rules keep as it is (a number, a binary value), unless it hides text
+    /// ([`Screen::hides_text`]: a name in a numeric element, an identifier in a binary one):
+    /// then it is emptied. Pixel Data is the pixel stage's.
+    fn keep(&mut self, elem: InMemElement) -> InMemElement {
+        if elem.tag() != tags::PIXEL_DATA {
+            if let Value::Primitive(p) = elem.value() {
+                if self.screen.hides_text(elem.vr(), p) {
+                    self.counts.unparseable_values_emptied += 1;
+                    return empty_like(&elem);
+                }
+            }
+        }
+        self.counts.kept += 1;
+        elem
     }
 
     fn uid(&mut self, elem: InMemElement) -> InMemElement {
@@ -851,8 +898,7 @@ impl Walk<'_> {
                     .policy
                     .has(ProfileOption::RetainLongitudinalFullDates)
                 {
-                    self.counts.kept += 1;
-                    elem
+                    self.keep(elem)
                 } else {
                     self.shift_dates(elem)
                 }
@@ -872,10 +918,7 @@ impl Walk<'_> {
                 self.counts.removed += 1;
                 empty_like(&elem)
             }
-            _ => {
-                self.counts.kept += 1;
-                elem
-            }
+            _ => self.keep(elem),
         }
     }
 
@@ -909,8 +952,7 @@ impl Walk<'_> {
                     .policy
                     .has(ProfileOption::RetainLongitudinalFullDates)
                 {
-                    self.counts.kept += 1;
-                    elem
+                    self.keep(elem)
                 } else if self.engine.policy.shifts_dates() {
                     self.shift_dates(elem)
                 } else {
@@ -936,10 +978,7 @@ impl Walk<'_> {
                     self.clean_text(elem)
                 }
             }
-            _ => {
-                self.counts.kept += 1;
-                elem
-            }
+            _ => self.keep(elem),
         })
     }
 }

@@ -2,11 +2,15 @@
 //! institution and staff names, birth date in common formats, UIDs) and identifier patterns
 //! (dates, phone numbers, e-mail addresses, long digit runs). Used by Clean Descriptors, Clean
 //! Structured Content, and for every kept text value of an attribute the table does not list.
+//! Also the check of values kept without text cleaning (numbers, binary values) for text hidden
+//! in them: [`Screen::hides_text`].
 
 use std::ops::Range;
 use std::sync::OnceLock;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use dicom_core::value::PrimitiveValue;
+use dicom_core::VR;
 use regex::Regex;
 
 /// Name tokens that are titles or suffixes, not names: removing them from descriptors would strip
@@ -151,6 +155,119 @@ fn patterns() -> &'static Regex {
     })
 }
 
+/// Identifier tokens shorter than this are not looked for inside numbers and binary values: an
+/// ID such as "123" is also an ordinary instance number.
+const MIN_TOKEN_IN_NUMBERS: usize = 5;
+
+/// Is `s` a valid Integer String value (PS3.5 6.2: optional sign, digits)?
+fn is_integer_string(s: &str) -> bool {
+    let d = s.strip_prefix(['+', '-']).unwrap_or(s);
+    !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Is `s` a valid Decimal String value (PS3.5 6.2: fixed or floating point)?
+fn is_decimal_string(s: &str) -> bool {
+    let s = s.strip_prefix(['+', '-']).unwrap_or(s);
+    let (mantissa, exponent) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], Some(&s[i + 1..])),
+        None => (s, None),
+    };
+    let (int, frac) = match mantissa.split_once('.') {
+        Some((a, b)) => (a, b),
+        None => (mantissa, ""),
+    };
+    let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = !(int.is_empty() && frac.is_empty()) && digits(int) && digits(frac);
+    let exponent_ok = exponent.is_none_or(is_integer_string);
+    mantissa_ok && exponent_ok
+}
+
+/// The bytes of a binary value as the file held them, in one byte order.
+fn value_bytes(value: &PrimitiveValue, big_endian: bool) -> Vec<u8> {
+    macro_rules! bytes_of {
+        ($v:expr) => {
+            $v.iter()
+                .flat_map(|x| {
+                    if big_endian {
+                        x.to_be_bytes().to_vec()
+                    } else {
+                        x.to_le_bytes().to_vec()
+                    }
+                })
+                .collect()
+        };
+    }
+    match value {
+        PrimitiveValue::U8(v) => v.to_vec(),
+        PrimitiveValue::I16(v) => bytes_of!(v),
+        PrimitiveValue::U16(v) => bytes_of!(v),
+        PrimitiveValue::I32(v) => bytes_of!(v),
+        PrimitiveValue::U32(v) => bytes_of!(v),
+        PrimitiveValue::I64(v) => bytes_of!(v),
+        PrimitiveValue::U64(v) => bytes_of!(v),
+        PrimitiveValue::F32(v) => bytes_of!(v),
+        PrimitiveValue::F64(v) => bytes_of!(v),
+        PrimitiveValue::Tags(v) => v
+            .iter()
+            .flat_map(|t| {
+                let (g, e) = (t.group(), t.element());
+                if big_endian {
+                    [g.to_be_bytes(), e.to_be_bytes()].concat()
+                } else {
+                    [g.to_le_bytes(), e.to_le_bytes()].concat()
+                }
+            })
+            .collect(),
+        PrimitiveValue::Str(s) => s.as_bytes().to_vec(),
+        PrimitiveValue::Strs(v) => v.join("\\").into_bytes(),
+        _ => Vec::new(),
+    }
+}
+
+/// Is every character of `v` in the repertoire of a date, time or age VR (PS3.5 6.2)? Ranges
+/// (`-`) and legacy separators (`.`, `:`) are allowed; letters only where the VR has them.
+fn in_temporal_repertoire(vr: VR, v: &str) -> bool {
+    v.chars().all(|c| {
+        c.is_ascii_digit()
+            || c == ' '
+            || match vr {
+                VR::DA => matches!(c, '.' | '-'),
+                VR::TM => matches!(c, '.' | ':' | '-'),
+                VR::DT => matches!(c, '.' | '+' | '-'),
+                VR::AS => matches!(c, 'D' | 'W' | 'M' | 'Y'),
+                _ => false,
+            }
+    })
+}
+
+/// Binary VRs that hold a few numbers: a value of these that reads as words is text in disguise.
+fn is_binary_number_vr(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::US | VR::SS | VR::UL | VR::SL | VR::UV | VR::SV | VR::FL | VR::FD | VR::AT
+    )
+}
+
+/// Binary VRs of arbitrary length (bitmaps, curves, unknown values).
+fn is_binary_blob_vr(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::OB | VR::OW | VR::OF | VR::OD | VR::OL | VR::OV | VR::UN
+    )
+}
+
+/// Does a value read as text: at least 4 bytes (trailing NUL and space padding aside), every
+/// one printable ASCII, three or more of them letters?
+fn reads_as_words(bytes: &[u8]) -> bool {
+    let t = bytes
+        .iter()
+        .rposition(|&b| b != 0 && b != b' ')
+        .map_or(&bytes[..0], |i| &bytes[..=i]);
+    t.len() >= 4
+        && t.iter().all(|b| (0x20..=0x7E).contains(b))
+        && t.iter().filter(|b| b.is_ascii_alphabetic()).count() >= 3
+}
+
 /// A compiled screen for one dataset.
 #[derive(Debug, Clone)]
 pub struct Screen {
@@ -183,6 +300,94 @@ impl Screen {
         }
         ranges.extend(patterns().find_iter(text).map(|m| m.range()));
         ranges
+    }
+
+    /// Does the text hold one of the dataset's own identifying values of at least
+    /// `min_len` characters (the generic patterns aside)?
+    fn holds_own_token(&self, text: &[u8], min_len: usize) -> bool {
+        let Some(m) = &self.matcher else {
+            return false;
+        };
+        m.find_iter(text).any(|hit| {
+            if hit.len() < min_len {
+                return false;
+            }
+            if self.short[hit.pattern().as_usize()] {
+                let word = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_alphanumeric());
+                let before = hit.start().checked_sub(1).and_then(|i| text.get(i));
+                if word(before) || word(text.get(hit.end())) {
+                    return false;
+                }
+            }
+            true
+        })
+    }
+
+    /// Does a value that the rules would keep as it is — a number (IS, DS, US, FL…) or a
+    /// binary value (OB, OW, UN…) — hide text that must not leave? The engine screens text
+    /// VRs; a file can put a name in an element of any VR (a wrong VR from a faulty
+    /// converter, or on purpose), and a number is kept without a look. The rule:
+    ///
+    /// - IS and DS: a value that is not a number by PS3.5's grammar is text (a name in
+    ///   Instance Number), and a number that holds one of the dataset's own identifying values
+    ///   (a numeric patient ID, the birth date as digits) is that identifier.
+    /// - DA, TM, DT, AS: a value with a character outside the VR's repertoire is text (a wrong
+    ///   length can make a time swallow the elements after it, names included).
+    /// - CS: a value with a character outside printable ASCII, or holding an identifying value
+    ///   of the dataset.
+    /// - US, SS, UL, SL, UV, SV, FL, FD, AT: a value whose bytes, in either byte order, read as
+    ///   words (4+ printable ASCII bytes, 3+ letters) is text, whatever it says; and one holding
+    ///   an identifying value of the dataset is that value.
+    /// - OB, OW, OF, OD, OL, OV, UN: bytes holding one of the dataset's own identifying values.
+    ///   (Pixel Data is the pixel stage's: do not pass it here.)
+    ///
+    /// `true` means the value must not be kept as it is (the engine empties it). Identifying
+    /// values shorter than 5 characters are not looked for in numbers: "123" is also an
+    /// ordinary instance number.
+    pub fn hides_text(&self, vr: VR, value: &PrimitiveValue) -> bool {
+        match vr {
+            VR::IS | VR::DS => {
+                let numeric = if vr == VR::IS {
+                    is_integer_string
+                } else {
+                    is_decimal_string
+                };
+                let values = value.to_multi_str();
+                values.iter().flat_map(|v| v.split('\\')).any(|v| {
+                    let v = v.trim_matches(|c: char| c == ' ' || c == '\0');
+                    !v.is_empty()
+                        && (!numeric(v) || self.holds_own_token(v.as_bytes(), MIN_TOKEN_IN_NUMBERS))
+                })
+            }
+            VR::DA | VR::TM | VR::DT | VR::AS | VR::CS => {
+                let values = value.to_multi_str();
+                values.iter().flat_map(|v| v.split('\\')).any(|v| {
+                    let v = v.trim_matches(|c: char| c == ' ' || c == '\0');
+                    if vr == VR::CS {
+                        !v.bytes().all(|b| (0x20..=0x7E).contains(&b))
+                            || self.holds_own_token(v.as_bytes(), MIN_TOKEN_IN_NUMBERS)
+                    } else {
+                        // Not the own-values check: a study date may rightly equal the birth
+                        // date (a newborn) when the policy keeps full dates.
+                        !in_temporal_repertoire(vr, v)
+                    }
+                })
+            }
+            vr if is_binary_number_vr(vr) => [false, true].into_iter().any(|be| {
+                let bytes = value_bytes(value, be);
+                reads_as_words(&bytes) || self.holds_own_token(&bytes, MIN_TOKEN_IN_NUMBERS)
+            }),
+            vr if is_binary_blob_vr(vr) => {
+                let le = value_bytes(value, false);
+                if self.holds_own_token(&le, MIN_TOKEN_IN_NUMBERS) {
+                    return true;
+                }
+                // Words (8- and 32-bit values are the same in either order) swapped in pairs.
+                matches!(value, PrimitiveValue::U16(_) | PrimitiveValue::I16(_))
+                    && self.holds_own_token(&value_bytes(value, true), MIN_TOKEN_IN_NUMBERS)
+            }
+            _ => false,
+        }
     }
 
     /// Does the text carry anything this screen removes?
@@ -270,6 +475,105 @@ mod tests {
         );
         assert_eq!(s.clean("scan 2021-07-04 acc 99812345").unwrap(), "scan acc");
         assert_eq!(s.clean("ID ABC1234567").unwrap(), "ID ABC");
+    }
+
+    #[test]
+    fn numbers_that_are_not_numbers_or_hold_an_identifier_are_flagged() {
+        let s = screen();
+        let strs = |v: &str| PrimitiveValue::from(v);
+        // Found by veil-fuzz: a name in a numeric element was kept unscreened.
+        assert!(s.hides_text(VR::IS, &strs("DOE^JONATHAN")));
+        assert!(s.hides_text(VR::DS, &strs("1.5\\Smith")));
+        assert!(
+            s.hides_text(VR::IS, &strs("19630214")),
+            "birth date as digits"
+        );
+        assert!(!s.hides_text(VR::IS, &strs("448812")));
+        for ok in ["12", " -3 ", "0", "+17"] {
+            assert!(!s.hides_text(VR::IS, &strs(ok)), "{ok}");
+        }
+        for ok in ["1.5", "-0.25\\3", "1e-3", "2.5E+02", ".5", "7."] {
+            assert!(!s.hides_text(VR::DS, &strs(ok)), "{ok}");
+        }
+        for bad in ["1,5", "12.0.1", "e5", "", "."] {
+            let flagged = s.hides_text(VR::DS, &strs(bad));
+            assert_eq!(flagged, !bad.is_empty(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dates_times_and_codes_holding_other_text_are_flagged() {
+        let s = screen();
+        let strs = |v: &str| PrimitiveValue::from(v);
+        // Found by veil-fuzz: a Study Time whose length was corrupted swallowed the elements
+        // after it, the patient's name among them.
+        let swallowed = "161900\u{8}\0P\0SH\u{2}\0\x31 \u{8}\0PN\u{c}\0Doe^Jonathan ";
+        assert!(s.hides_text(VR::TM, &strs(swallowed)));
+        for ok in ["161900", "161900.123456", "16:19:00", "1619-1700", ""] {
+            assert!(!s.hides_text(VR::TM, &strs(ok)), "{ok}");
+        }
+        assert!(!s.hides_text(VR::DA, &strs("20200913")));
+        assert!(!s.hides_text(VR::DA, &strs("2020.09.13")));
+        assert!(s.hides_text(VR::DA, &strs("Jonathan")));
+        assert!(
+            !s.hides_text(VR::DA, &strs("19630214")),
+            "a study date may equal the birth date"
+        );
+        assert!(!s.hides_text(VR::DT, &strs("20200913161900.5+0100")));
+        assert!(!s.hides_text(VR::AS, &strs("045Y")));
+        assert!(s.hides_text(VR::AS, &strs("Doe ")));
+        assert!(!s.hides_text(VR::CS, &strs("ORIGINAL\\PRIMARY\\AXIAL")));
+        assert!(!s.hides_text(VR::CS, &strs("MR")));
+        assert!(s.hides_text(VR::CS, &strs("JONATHAN")));
+        assert!(s.hides_text(VR::CS, &strs("A\u{1}B")));
+    }
+
+    #[test]
+    fn binary_numbers_that_read_as_words_are_flagged() {
+        let s = Screen::patterns_only();
+        // "DOE^JOHN" written into a US element, in either byte order.
+        let le: Vec<u16> = b"DOE^JOHN"
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        let be: Vec<u16> = b"DOE^JOHN"
+            .chunks(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]))
+            .collect();
+        assert!(s.hides_text(VR::US, &PrimitiveValue::U16(le.into())));
+        assert!(s.hides_text(VR::US, &PrimitiveValue::U16(be.into())));
+        // Ordinary values: rows, a LUT descriptor, window values, a float, a tag.
+        assert!(!s.hides_text(VR::US, &PrimitiveValue::from(512u16)));
+        assert!(!s.hides_text(
+            VR::US,
+            &PrimitiveValue::U16([4096u16, 0, 12].as_slice().into())
+        ));
+        assert!(!s.hides_text(
+            VR::FD,
+            &PrimitiveValue::F64([0.5f64, 1.25, -3.0].as_slice().into())
+        ));
+        assert!(!s.hides_text(
+            VR::AT,
+            &PrimitiveValue::Tags([dicom_core::Tag(0x0018, 0x1060)].as_slice().into())
+        ));
+    }
+
+    #[test]
+    fn binary_values_holding_an_identifier_are_flagged() {
+        let s = screen();
+        let mut blob = vec![0u8, 1, 2, 255];
+        blob.extend_from_slice(b"xxMRN-448812yy");
+        blob.extend_from_slice(&[0, 0, 7]);
+        assert!(s.hides_text(VR::OB, &PrimitiveValue::U8(blob.into())));
+        assert!(s.hides_text(VR::UN, &PrimitiveValue::U8(b"ref Jonathan".to_vec().into())));
+        // Random bytes and short name parts are not flagged.
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        assert!(!s.hides_text(VR::OB, &PrimitiveValue::U8(noise.into())));
+        assert!(!s.hides_text(VR::OB, &PrimitiveValue::U8(b"..Q..".to_vec().into())));
+        // Text VRs are screened elsewhere.
+        assert!(!s.hides_text(VR::LO, &PrimitiveValue::from("Jonathan")));
     }
 
     #[test]

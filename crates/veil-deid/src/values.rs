@@ -33,6 +33,10 @@ pub fn is_text_vr(vr: VR) -> bool {
 /// so a shifted value never claims more precision than the original. `None` if unparseable.
 pub fn shift_da(value: &str, days: i64) -> Option<String> {
     let v: String = value.trim().chars().filter(|c| *c != '.').collect();
+    // Byte slicing below: a corrupt value with multi-byte characters is simply not a date.
+    if !v.is_ascii() {
+        return None;
+    }
     let (y, m, d, precision) = match v.len() {
         8 => (&v[0..4], &v[4..6], &v[6..8], 3),
         6 => (&v[0..4], &v[4..6], "01", 2),
@@ -79,7 +83,7 @@ pub fn shift_dt(value: &str, days: i64) -> Option<String> {
 /// Harbor both treat ages above 89 as identifying). `None` if unparseable.
 pub fn cap_age(value: &str) -> Option<String> {
     let v = value.trim();
-    if v.len() != 4 {
+    if v.len() != 4 || !v.is_ascii() {
         return None;
     }
     let n: u32 = v[..3].parse().ok()?;
@@ -102,10 +106,8 @@ pub fn cap_age(value: &str) -> Option<String> {
 pub fn age_between(birth: &str, on: &str) -> Option<String> {
     let parse = |s: &str| {
         let s = s.trim();
-        if s.len() < 8 {
-            return None;
-        }
-        NaiveDate::parse_from_str(&s[..8], "%Y%m%d").ok()
+        // `get`: a corrupt value may hold multi-byte characters (found by veil-fuzz: a panic).
+        NaiveDate::parse_from_str(s.get(..8)?, "%Y%m%d").ok()
     };
     let (b, o) = (parse(birth)?, parse(on)?);
     if o < b {
@@ -124,6 +126,16 @@ pub fn age_between(birth: &str, on: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn corrupt_multibyte_values_are_not_dates_and_do_not_panic() {
+        let bad = "\u{FFFD}\u{FFFD}\u{FFFD}\u{FFFD}";
+        assert_eq!(super::age_between(bad, "20200101"), None);
+        assert_eq!(super::age_between("19500101", bad), None);
+        assert_eq!(super::shift_da("\u{FFFD}\u{FFFD}ab", 3), None);
+        assert_eq!(super::shift_da("ab\u{FFFD}", 3), None);
+        assert_eq!(super::cap_age("12\u{e9}"), None);
+    }
+
     use super::*;
 
     #[test]

@@ -174,6 +174,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
     }
+    #[allow(clippy::should_implement_trait)] // an endless generator, not an iterator
     pub fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
@@ -201,8 +202,22 @@ fn first_dataset(els: &[Element]) -> usize {
 /// Every structured mutation of `bytes`. `exhaustive` truncates at every element boundary;
 /// otherwise at up to `sample` boundaries chosen by `rng`.
 pub fn mutations(bytes: &[u8], rng: &mut Rng, exhaustive: bool, sample: usize) -> Vec<Case> {
-    let els = elements(bytes);
     let mut cases = Vec::new();
+    each_mutation(bytes, rng, exhaustive, sample, &mut |c| cases.push(c));
+    cases
+}
+
+/// As [`mutations`], handing each case to `emit` as soon as it is made, so only one mutated
+/// copy exists at a time (all of a 43 MB seed's copies at once cost gigabytes, which the
+/// per-case memory figures then wrongly blamed on the pipeline).
+pub fn each_mutation(
+    bytes: &[u8],
+    rng: &mut Rng,
+    exhaustive: bool,
+    sample: usize,
+    emit: &mut dyn FnMut(Case),
+) {
+    let els = elements(bytes);
     let ds = first_dataset(&els);
     let dataset_start = els.get(ds).map(|e| e.start).unwrap_or(bytes.len());
 
@@ -229,7 +244,7 @@ pub fn mutations(bytes: &[u8], rng: &mut Rng, exhaustive: bool, sample: usize) -
         cut_points = picked;
     }
     for p in cut_points {
-        cases.push(Case {
+        emit(Case {
             label: format!("truncate@{p}"),
             bytes: bytes[..p].to_vec(),
         });
@@ -258,7 +273,7 @@ pub fn mutations(bytes: &[u8], rng: &mut Rng, exhaustive: bool, sample: usize) -
         ] {
             let mut v = bytes.to_vec();
             set_len(&mut v, &el, l);
-            cases.push(Case {
+            emit(Case {
                 label: format!("len-{name}@({:04X},{:04X})", el.tag.0, el.tag.1),
                 bytes: v,
             });
@@ -268,7 +283,7 @@ pub fn mutations(bytes: &[u8], rng: &mut Rng, exhaustive: bool, sample: usize) -
             for vr in [b"SQ", b"ZZ", b"US", b"UN", b"\0\0"] {
                 let mut v = bytes.to_vec();
                 v[el.start + 4..el.start + 6].copy_from_slice(vr);
-                cases.push(Case {
+                emit(Case {
                     label: format!(
                         "vr-{}@({:04X},{:04X})",
                         String::from_utf8_lossy(vr).escape_default(),
@@ -284,7 +299,7 @@ pub fn mutations(bytes: &[u8], rng: &mut Rng, exhaustive: bool, sample: usize) -
             let mut v = bytes[..end(&el)].to_vec();
             v.extend_from_slice(&bytes[el.start..end(&el)]);
             v.extend_from_slice(&bytes[end(&el)..]);
-            cases.push(Case {
+            emit(Case {
                 label: format!("dup@({:04X},{:04X})", el.tag.0, el.tag.1),
                 bytes: v,
             });
@@ -292,7 +307,8 @@ pub fn mutations(bytes: &[u8], rng: &mut Rng, exhaustive: bool, sample: usize) -
     }
 
     // 6-8. Hostile values in the attributes the de-identifier reads.
-    let hostile: &[((u16, u16), &[&[u8]])] = &[
+    type Hostile<'a> = &'a [((u16, u16), &'a [&'a [u8]])];
+    let hostile: Hostile = &[
         (
             (0x0008, 0x0018),
             &[b"1..2.abc\xff", b"", b"9".repeat(64).leak(), b"1.2.3.\0\0"],
@@ -331,14 +347,14 @@ pub fn mutations(bytes: &[u8], rng: &mut Rng, exhaustive: bool, sample: usize) -
     ];
     for (tag, values) in hostile {
         if let Some(el) = els.iter().find(|e| e.tag == *tag) {
-            for val in values.iter() {
+            for (k, val) in values.iter().enumerate() {
                 let mut val = val.to_vec();
                 if val.len() % 2 == 1 {
                     val.push(b' ');
                 }
                 if let Some(v) = replace_value(bytes, el, &val) {
-                    cases.push(Case {
-                        label: format!("value@({:04X},{:04X})", tag.0, tag.1),
+                    emit(Case {
+                        label: format!("value{k}@({:04X},{:04X})", tag.0, tag.1),
                         bytes: v,
                     });
                 }
@@ -356,7 +372,7 @@ pub fn mutations(bytes: &[u8], rng: &mut Rng, exhaustive: bool, sample: usize) -
             let mut v = bytes[..dataset_start].to_vec();
             v.extend(explicit_element(*tag, vr, values[0]));
             v.extend_from_slice(&bytes[dataset_start..]);
-            cases.push(Case {
+            emit(Case {
                 label: format!("insert@({:04X},{:04X})", tag.0, tag.1),
                 bytes: v,
             });
@@ -378,14 +394,14 @@ pub fn mutations(bytes: &[u8], rng: &mut Rng, exhaustive: bool, sample: usize) -
         ));
         let mut v = bytes.to_vec();
         v.extend_from_slice(&seq);
-        cases.push(Case {
+        emit(Case {
             label: "seq-undelimited@end".into(),
             bytes: v,
         });
         let mut v = bytes[..dataset_start].to_vec();
         v.extend_from_slice(&seq);
         v.extend_from_slice(&bytes[dataset_start..]);
-        cases.push(Case {
+        emit(Case {
             label: "seq-undelimited@start".into(),
             bytes: v,
         });
@@ -405,7 +421,7 @@ pub fn mutations(bytes: &[u8], rng: &mut Rng, exhaustive: bool, sample: usize) -
                 v.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
             }
             v.extend_from_slice(&bytes[dataset_start..]);
-            cases.push(Case {
+            emit(Case {
                 label: format!("nest-{depth}"),
                 bytes: v,
             });
@@ -462,7 +478,7 @@ pub fn mutations(bytes: &[u8], rng: &mut Rng, exhaustive: bool, sample: usize) -
                     0xE0, 0x7F, 0x10, 0x00, b'O', b'B', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF,
                 ]);
                 v.extend_from_slice(&body);
-                cases.push(Case {
+                emit(Case {
                     label: format!("pixel-fragments-{name}"),
                     bytes: v,
                 });
@@ -472,14 +488,14 @@ pub fn mutations(bytes: &[u8], rng: &mut Rng, exhaustive: bool, sample: usize) -
 
     // 12. Missing file meta: the bare data set, and a preamble with no meta group.
     let mut v = bytes.get(dataset_start..).unwrap_or_default().to_vec();
-    cases.push(Case {
+    emit(Case {
         label: "no-meta-bare".into(),
         bytes: v.clone(),
     });
     let mut p = vec![0u8; 128];
     p.extend_from_slice(b"DICM");
     p.append(&mut v);
-    cases.push(Case {
+    emit(Case {
         label: "no-meta-dicm".into(),
         bytes: p,
     });
@@ -493,12 +509,11 @@ pub fn mutations(bytes: &[u8], rng: &mut Rng, exhaustive: bool, sample: usize) -
                 v[i] = rng.next() as u8;
             }
         }
-        cases.push(Case {
+        emit(Case {
             label: format!("flip-{n}"),
             bytes: v,
         });
     }
-    cases
 }
 
 /// A deflated-transfer-syntax file whose compressed data set (a few KB-MB) inflates to

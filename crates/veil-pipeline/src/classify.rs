@@ -73,7 +73,12 @@ fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
 }
 
 /// Classifies one instance.
-pub fn classify(obj: &InMemDicomObject, media_sop_class: &str) -> Option<Hold> {
+/// `pixel_data_elsewhere`: the instance has Pixel Data that was left out of `obj` (carried as bytes).
+pub fn classify(
+    obj: &InMemDicomObject,
+    media_sop_class: &str,
+    pixel_data_elsewhere: bool,
+) -> Option<Hold> {
     let sop_class = {
         let s = text(obj, tags::SOP_CLASS_UID);
         if s.is_empty() {
@@ -91,7 +96,8 @@ pub fn classify(obj: &InMemDicomObject, media_sop_class: &str) -> Option<Hold> {
             "encapsulated document SOP class".into(),
         ));
     }
-    let has_pixels = obj.get(tags::PIXEL_DATA).is_some()
+    let has_pixels = pixel_data_elsewhere
+        || obj.get(tags::PIXEL_DATA).is_some()
         || obj.get(tags::FLOAT_PIXEL_DATA).is_some()
         || obj.get(tags::DOUBLE_FLOAT_PIXEL_DATA).is_some();
     if text(obj, tags::BURNED_IN_ANNOTATION) == "YES" {

@@ -9,6 +9,7 @@
 pub mod classify;
 pub mod preflight;
 pub mod report;
+mod splice;
 mod store;
 
 use std::collections::HashMap;
@@ -45,8 +46,10 @@ pub trait PreparedCheck: Send {
 
 /// An independent checker every output must pass before it is written.
 pub trait OutputVerifier: Send + Sync {
-    /// Gathers what the check needs from the source (e.g. its identifying values).
-    fn prepare(&self, source: &InMemDicomObject) -> Box<dyn PreparedCheck>;
+    /// Gathers what the check needs from the source (e.g. its identifying values): the parsed
+    /// data set and the input file's bytes as read (Part 10), so that a checker can read the
+    /// source with its own parser, file meta included, instead of trusting the engine's.
+    fn prepare(&self, source: &InMemDicomObject, raw: &[u8]) -> Box<dyn PreparedCheck>;
 }
 
 /// What a pixel stage did to one instance.
@@ -71,6 +74,13 @@ pub trait PixelStage: Send + Sync {
         file: &mut FileDicomObject<InMemDicomObject>,
         risk: Option<&str>,
     ) -> Result<PixelOutcome, String>;
+
+    /// Whether `clean` would look at this instance's pixels (`risk` as in `clean`). The pipeline
+    /// parses Pixel Data only when it is needed; answering `false` for an instance `clean` would
+    /// have changed lets its pixels through unchanged, so the default is `true`.
+    fn needs_pixels(&self, _file: &FileDicomObject<InMemDicomObject>, _risk: Option<&str>) -> bool {
+        true
+    }
 }
 
 /// What the consent gate is told about an instance's patient (identifying: never logged).
@@ -166,11 +176,10 @@ impl Config {
 /// Fatal errors that stop a run before or outside per-file processing.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    #[error("input {path}: {source}")]
+    #[error("input {path}: {error}; check that it exists and is readable, then rerun")]
     Input {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(transparent)]
     State(#[from] StateError),
@@ -213,15 +222,13 @@ pub fn walk_inputs(inputs: &[PathBuf], exclude: &[&Path]) -> Result<Vec<PathBuf>
     for input in inputs {
         // Canonical roots once, so every file path below them is stable (resume keys on it)
         // without a canonicalisation per file.
-        let input = &input
-            .canonicalize()
-            .map_err(|source| PipelineError::Input {
-                path: input.clone(),
-                source,
-            })?;
-        let meta = std::fs::metadata(input).map_err(|source| PipelineError::Input {
+        let input = &input.canonicalize().map_err(|error| PipelineError::Input {
             path: input.clone(),
-            source,
+            error,
+        })?;
+        let meta = std::fs::metadata(input).map_err(|error| PipelineError::Input {
+            path: input.clone(),
+            error,
         })?;
         if meta.is_file() {
             files.push(input.clone());
@@ -237,13 +244,13 @@ pub fn walk_inputs(inputs: &[PathBuf], exclude: &[&Path]) -> Result<Vec<PathBuf>
                     .path()
                     .map(Path::to_path_buf)
                     .unwrap_or_else(|| input.clone()),
-                source: e
+                error: e
                     .into_io_error()
                     .unwrap_or_else(|| std::io::Error::other("directory loop")),
             })?;
             if entry.file_type().is_dir() {
                 if let Ok(c) = entry.path().canonicalize() {
-                    if excluded.iter().any(|x| *x == c) {
+                    if excluded.contains(&c) {
                         it.skip_current_dir();
                     }
                 }
@@ -439,6 +446,36 @@ impl Pipeline {
             files.len(),
         ));
         let claimed: Mutex<Claims> = Mutex::new(Claims::default());
+        if state.resuming() {
+            // Outputs an earlier, interrupted run released still claim their paths: a second
+            // version of the same instance is then a conflict, as it is in an uninterrupted run,
+            // instead of the first version staying released and the second an output_conflict.
+            // Conflicts that run found but did not live to retract are retracted at the end.
+            let mut claims = claimed.lock().unwrap();
+            let mut contested = Vec::new();
+            for (index, path) in files.iter().enumerate() {
+                let input_ref = state.input_ref(path);
+                if let Some((relative, digest)) = state.done_output(&input_ref) {
+                    claims.by_output.insert(
+                        short_digest(relative.as_os_str().as_encoded_bytes()),
+                        Claim {
+                            digest,
+                            input: index as u32,
+                        },
+                    );
+                } else if let Some(relative) = state.done_conflict(&input_ref) {
+                    contested.push(relative);
+                }
+            }
+            for relative in contested {
+                let key = short_digest(relative.as_os_str().as_encoded_bytes());
+                if let Some(first) = claims.by_output.get(&key).map(|c| c.input) {
+                    if !claims.conflicted.iter().any(|(r, _)| *r == relative) {
+                        claims.conflicted.push((relative, first));
+                    }
+                }
+            }
+        }
         let fatal: Mutex<Option<StateError>> = Mutex::new(None);
         let stop = AtomicBool::new(false);
 
@@ -572,35 +609,31 @@ impl Pipeline {
                 detail: "not a DICOM Part 10 file (no 'DICM' marker after a 128-byte preamble); not copied".into(),
             };
         }
-        if let Err(e) = preflight::check(bytes) {
-            return Staged::Quarantine {
-                reason: "unparseable".into(),
-                detail: format!("malformed DICOM framing: {e}"),
-                findings: Vec::new(),
-            };
-        }
-        let file: FileDicomObject<InMemDicomObject> = match OpenFileOptions::new()
-            .read_preamble(dicom_object::file::ReadPreamble::Never)
-            .from_reader(&bytes[128..])
-        {
+        let framing = match preflight::check(bytes) {
             Ok(f) => f,
             Err(e) => {
                 return Staged::Quarantine {
                     reason: "unparseable".into(),
-                    detail: format!("DICOM parse error: {}", report::describe_error(&e)),
+                    detail: format!("malformed DICOM framing: {e}"),
                     findings: Vec::new(),
                 }
             }
         };
-        // Standard attributes stored as UN are re-read with their dictionary VR before anyone
-        // looks at them (classification, consent and the engine all need real values).
-        let mut file = {
-            let meta = file.meta().clone();
-            veil_deid::normalize::normalize_un(file.into_inner()).with_exact_meta(meta)
+        // Pixel Data is carried over as bytes unless a pixel stage may need it (decided below,
+        // from the header, before anything is written).
+        let carried = framing
+            .pixel_data
+            .clone()
+            .and_then(|range| splice::PixelBytes::carry(bytes, range, &framing.transfer_syntax));
+        let trimmed = carried.as_ref().map(|c| c.without(bytes));
+        let file = match parse(trimmed.as_deref().unwrap_or(&bytes[128..])) {
+            Ok(f) => f,
+            Err(staged) => return staged,
         };
+        let mut file = normalize(file);
         let media_class = file.meta().media_storage_sop_class_uid().to_string();
         let mut risk = None;
-        if let Some(hold) = classify::classify(&file, &media_class) {
+        if let Some(hold) = classify::classify(&file, &media_class, carried.is_some()) {
             match hold {
                 Hold::Dicomdir => {
                     return Staged::Rejected {
@@ -632,7 +665,21 @@ impl Pipeline {
             Admission::Admit { consent_ref } => consent_ref,
             Admission::Exclude { reason } => return Staged::Excluded { reason },
         };
-        let prepared = self.verifier.as_ref().map(|v| v.prepare(&file));
+        let mut carried = carried;
+        if carried.is_some()
+            && self
+                .pixels
+                .as_ref()
+                .is_some_and(|stage| stage.needs_pixels(&file, risk.as_deref()))
+        {
+            // The pixel stage will look at this one: read it whole.
+            carried = None;
+            file = match parse(&bytes[128..]) {
+                Ok(f) => normalize(f),
+                Err(staged) => return staged,
+            };
+        }
+        let prepared = self.verifier.as_ref().map(|v| v.prepare(&file, bytes));
         let mut pixels_cleaned = false;
         if let Some(stage) = &self.pixels {
             match stage.clean(&mut file, risk.as_deref()) {
@@ -660,13 +707,16 @@ impl Pipeline {
             return Staged::Suppressed;
         }
         let mut buf = Vec::with_capacity(bytes.len() + 1024);
-        if let Err(e) = out.write_all(&mut buf) {
+        let encoded = match &carried {
+            Some(pixels) => pixels.encode(bytes, out, &mut buf),
+            None => out
+                .write_all(&mut buf)
+                .map_err(|e| report::describe_error(&e)),
+        };
+        if let Err(e) = encoded {
             return Staged::Quarantine {
                 reason: "cannot_encode".into(),
-                detail: format!(
-                    "cannot encode the de-identified instance: {}",
-                    report::describe_error(&e)
-                ),
+                detail: format!("cannot encode the de-identified instance: {e}"),
                 findings: Vec::new(),
             };
         }
@@ -731,7 +781,11 @@ impl Pipeline {
                 }
                 drop(claims);
                 let (reason, detail) = conflict_reason();
-                return hold_back(state, input_ref, path, input_bytes, reason, detail);
+                let mut o = hold_back(state, input_ref, path, input_bytes, reason, detail)?;
+                // Journaled with the contested output path: a run resumed after a kill still
+                // retracts the version already written.
+                o.output = Some(p.relative.clone());
+                return Ok(o);
             }
             by_output.insert(
                 output_key,
@@ -749,7 +803,7 @@ impl Pipeline {
                 observer
                     .commit(&instance, &mut || Ok(()))
                     .map_err(StateError::Commit)?;
-                return Ok(FileOutcome::written(
+                let mut o = FileOutcome::written(
                     path,
                     input_ref,
                     &p.relative,
@@ -757,7 +811,9 @@ impl Pipeline {
                     p.bytes.len() as u64,
                     p.counts,
                     true,
-                ));
+                );
+                o.output_digest = Some(short);
+                return Ok(o);
             }
             let detail = "the output path already holds a different file (another key or policy wrote to this output directory?)";
             return hold_back(
@@ -786,7 +842,7 @@ impl Pipeline {
             }
             return Err(StateError::Commit(e));
         }
-        Ok(FileOutcome::written(
+        let mut o = FileOutcome::written(
             path,
             input_ref,
             &p.relative,
@@ -794,7 +850,9 @@ impl Pipeline {
             p.bytes.len() as u64,
             p.counts,
             false,
-        ))
+        );
+        o.output_digest = Some(short);
+        Ok(o)
     }
 
     /// Holds back the first-written version of every instance that had conflicting versions in
@@ -811,6 +869,8 @@ impl Pipeline {
         for (relative, first) in conflicted {
             let input = &files[first as usize];
             let input_ref = state.input_ref(input);
+            // The first version may have been written by an earlier, interrupted run.
+            let earlier = state.done_output(&input_ref).is_some();
             let bytes = std::fs::read(input).unwrap_or_default();
             let (reason, detail) = conflict_reason();
             let q = state.quarantine(&input_ref, input, &bytes, &reason, &detail, &[])?;
@@ -818,7 +878,11 @@ impl Pipeline {
             let outcome =
                 FileOutcome::quarantined(input, &input_ref, reason, detail, Vec::new(), q);
             state.journal(&outcome)?;
-            report.retract_written(&outcome);
+            if earlier {
+                report.retract_skipped(&outcome);
+            } else {
+                report.retract_written(&outcome);
+            }
         }
         Ok(())
     }
@@ -847,4 +911,23 @@ impl Pipeline {
             consent_ref: p.consent_ref.clone(),
         }
     }
+}
+
+/// Parses a Part 10 stream that starts at "DICM" (the preamble already skipped).
+fn parse(stream: &[u8]) -> Result<FileDicomObject<InMemDicomObject>, Staged> {
+    OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Never)
+        .from_reader(stream)
+        .map_err(|e| Staged::Quarantine {
+            reason: "unparseable".into(),
+            detail: format!("DICOM parse error: {}", report::describe_error(&e)),
+            findings: Vec::new(),
+        })
+}
+
+/// Standard attributes stored as UN are re-read with their dictionary VR before anyone looks at
+/// them (classification, consent and the engine all need real values).
+fn normalize(file: FileDicomObject<InMemDicomObject>) -> FileDicomObject<InMemDicomObject> {
+    let meta = file.meta().clone();
+    veil_deid::normalize::normalize_un(file.into_inner()).with_exact_meta(meta)
 }

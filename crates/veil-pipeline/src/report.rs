@@ -84,6 +84,10 @@ pub struct FileOutcome {
     pub already_in_place: bool,
     #[serde(skip)]
     pub counts: ActionCounts,
+    /// Fingerprint of the output bytes (written outputs), kept in the journal so that a resumed
+    /// run still knows which version of an instance an earlier run released.
+    #[serde(skip)]
+    pub output_digest: Option<[u8; 16]>,
 }
 
 impl FileOutcome {
@@ -101,6 +105,7 @@ impl FileOutcome {
             bytes_out: 0,
             already_in_place: false,
             counts: ActionCounts::default(),
+            output_digest: None,
         }
     }
 
@@ -272,6 +277,13 @@ impl RunReport {
     /// An output counted as written was held back after all.
     pub(crate) fn retract_written(&mut self, quarantined: &FileOutcome) {
         self.written = self.written.saturating_sub(1);
+        self.record(quarantined);
+    }
+
+    /// As [`RunReport::retract_written`], for an output an earlier run wrote (counted as
+    /// skipped in this run).
+    pub(crate) fn retract_skipped(&mut self, quarantined: &FileOutcome) {
+        self.skipped_done_earlier = self.skipped_done_earlier.saturating_sub(1);
         self.record(quarantined);
     }
 

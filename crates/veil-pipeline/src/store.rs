@@ -16,22 +16,22 @@ use crate::{Config, VerifyFinding};
 /// A failure of the output or quarantine area: the run stops, nothing half-written remains.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("{what} {path}: {source}")]
+    // The cause is part of the message, not a `source`: a CLI printing the chain would repeat it.
+    #[error("{what} {path}: {error}; free space or fix permissions there, then rerun (finished files are kept)")]
     Io {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("release could not be recorded: {0}")]
     Commit(String),
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
-    move |source| StateError::Io {
+    move |error| StateError::Io {
         what,
         path: path.to_path_buf(),
-        source,
+        error,
     }
 }
 
@@ -40,6 +40,33 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
 pub struct Done {
     pub status: Status,
     pub relative: Option<PathBuf>,
+    /// Fingerprint of the output an earlier run wrote (journals of older versions lack it).
+    pub digest: Option<[u8; 16]>,
+}
+
+/// Is this the name of a temp file of ours (`.<pid>-<n>.part`)?
+fn is_temp_name(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    let Some(core) = name.strip_prefix('.').and_then(|n| n.strip_suffix(".part")) else {
+        return false;
+    };
+    core.split_once('-').is_some_and(|(a, b)| {
+        !a.is_empty()
+            && !b.is_empty()
+            && a.bytes().all(|c| c.is_ascii_digit())
+            && b.bytes().all(|c| c.is_ascii_digit())
+    })
+}
+
+/// Removes the temp files an interrupted run left in `dir` (they are never outputs).
+fn remove_temp_files(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if is_temp_name(&e.file_name()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 }
 
 pub struct State {
@@ -69,7 +96,9 @@ impl State {
         let state_dir = config.out.join(".veil");
         let tmp = state_dir.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(io("cannot create the output directory", &tmp))?;
-        // Temp files of an interrupted run are never outputs: remove them.
+        // Temp files of an interrupted run are never outputs: remove them, from the temp area,
+        // the state directory (run report) and the quarantine (copies and reasons), or a kill
+        // at the wrong moment leaves litter that no later run clears.
         if let Ok(entries) = std::fs::read_dir(&tmp) {
             for e in entries.flatten() {
                 if e.path().extension().is_some_and(|x| x == "part") {
@@ -77,6 +106,8 @@ impl State {
                 }
             }
         }
+        remove_temp_files(&state_dir);
+        remove_temp_files(&config.quarantine);
         let journal_path = state_dir.join("journal.tsv");
         let mut done = HashMap::new();
         if let Ok(text) = std::fs::read_to_string(&journal_path) {
@@ -90,7 +121,23 @@ impl State {
                     continue;
                 };
                 let relative = (rel != "-").then(|| PathBuf::from(rel));
-                done.insert(r.to_string(), Done { status, relative });
+                let mut digest = None;
+                if let Some(d) = parts.next() {
+                    let mut b = [0u8; 16];
+                    if hex::decode_to_slice(d, &mut b).is_ok() {
+                        digest = Some(b);
+                    } else if d != "-" {
+                        continue; // cut short by a crash
+                    }
+                }
+                done.insert(
+                    r.to_string(),
+                    Done {
+                        status,
+                        relative,
+                        digest,
+                    },
+                );
             }
         }
         let journal = OpenOptions::new()
@@ -149,6 +196,32 @@ impl State {
         }
     }
 
+    /// Did an earlier run finish anything in this output directory?
+    pub fn resuming(&self) -> bool {
+        !self.done.is_empty()
+    }
+
+    /// The output an earlier run released for this input and still in place, with its
+    /// fingerprint: (relative path, digest).
+    pub fn done_output(&self, input_ref: &str) -> Option<(PathBuf, [u8; 16])> {
+        let d = self.already_done(input_ref)?;
+        match (d.status, d.relative, d.digest) {
+            (Status::Written, Some(rel), Some(digest)) => Some((rel, digest)),
+            _ => None,
+        }
+    }
+
+    /// The contested output path of an input an earlier run held back as a conflicting version
+    /// (only those quarantine entries carry an output path in the journal).
+    pub fn done_conflict(&self, input_ref: &str) -> Option<PathBuf> {
+        let d = self.already_done(input_ref)?;
+        if d.status == Status::Quarantined {
+            d.relative
+        } else {
+            None
+        }
+    }
+
     /// Appends the outcome to the journal (after its files are in place).
     pub fn journal(&self, outcome: &FileOutcome) -> Result<(), StateError> {
         if outcome.status == Status::Skipped {
@@ -159,8 +232,12 @@ impl State {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "-".into());
+        let digest = outcome
+            .output_digest
+            .map(hex::encode)
+            .unwrap_or_else(|| "-".into());
         let line = format!(
-            "{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{digest}\n",
             outcome.input_ref,
             outcome.status.as_str(),
             rel
@@ -191,7 +268,7 @@ impl State {
             return Err(StateError::Io {
                 what: "cannot write an output file in",
                 path: self.tmp.clone(),
-                source: e,
+                error: e,
             });
         }
         Ok(path)
@@ -217,7 +294,7 @@ impl State {
             return Err(StateError::Io {
                 what: "cannot write to the quarantine",
                 path: dir.to_path_buf(),
-                source: e,
+                error: e,
             });
         }
         Ok(dest)

@@ -54,6 +54,13 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    // Like other Unix filters, stop quietly when the reader of stdout goes away
+    // (`veil policy show | head`) instead of panicking on the failed write. Outputs are written
+    // atomically and runs resume, so being stopped this way loses nothing.
+    // SAFETY: called first thing, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {

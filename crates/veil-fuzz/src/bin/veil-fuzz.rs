@@ -1,6 +1,7 @@
 //! Longer fuzz runs (scripts/fuzz.sh): `veil-fuzz [--seconds N] [--seed S] [--exhaustive]
-//! [--bomb-mb M] FILE_OR_DIR…` prints counts, the slowest case and the largest peak RSS, and
-//! exits 1 when any case broke the property.
+//! [--rounds R] [--bomb-mb M] FILE_OR_DIR…` prints counts, cases per second, the slowest case and
+//! the largest peak RSS, and exits 1 when any case broke the property. Rounds repeat the seeds
+//! with new random choices until the time budget is spent (default: as many as fit).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,6 +12,7 @@ fn main() {
     let mut seed = 1u64;
     let mut exhaustive = false;
     let mut bomb_mb = 0u64;
+    let mut rounds = usize::MAX;
     let mut inputs = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -26,6 +28,12 @@ fn main() {
                     .next()
                     .and_then(|s| s.parse().ok())
                     .expect("--bomb-mb M")
+            }
+            "--rounds" => {
+                rounds = args
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .expect("--rounds R")
             }
             "--exhaustive" => exhaustive = true,
             _ => inputs.push(PathBuf::from(a)),
@@ -56,6 +64,7 @@ fn main() {
         None => work.keep(),
     };
     let limit = Duration::from_secs(60);
+    let started = std::time::Instant::now();
     let mut summary = veil_fuzz::fuzz_corpus(
         &seeds,
         &work,
@@ -64,6 +73,7 @@ fn main() {
         12,
         limit,
         Duration::from_secs(seconds),
+        rounds,
     );
     if bomb_mb > 0 {
         let bomb = veil_fuzz::mutate::deflate_bomb(bomb_mb << 20);
@@ -79,12 +89,22 @@ fn main() {
             &work,
             limit,
         );
+        println!(
+            "deflate bomb: {:?} {} in {:?}, peak RSS {} kB",
+            r.status,
+            r.reason.as_deref().unwrap_or("-"),
+            r.elapsed,
+            r.peak_rss_kb.unwrap_or(0)
+        );
         veil_fuzz::record(&mut summary, r);
     }
+    let took = started.elapsed().as_secs_f64();
     println!(
-        "seeds {}  cases {}  written {}  quarantined {}  rejected {}  failures {}",
+        "seeds {}  rounds {}  cases {} in {took:.0} s ({:.1} cases/s)  written {}  quarantined {}  rejected {}  failures {}",
         seeds.len(),
+        summary.rounds,
         summary.cases,
+        summary.cases as f64 / took.max(1e-9),
         summary.written,
         summary.quarantined,
         summary.rejected,
