@@ -50,7 +50,9 @@ fn decode(bytes: &[u8], vr: VR) -> Option<PrimitiveValue> {
                 PrimitiveValue::Strs(text.split('\\').map(|s| s.trim().to_string()).collect())
             }
         }
-        VR::US if bytes.len().is_multiple_of(2) => PrimitiveValue::U16(bytes.chunks(2).map(le16).collect()),
+        VR::US if bytes.len().is_multiple_of(2) => {
+            PrimitiveValue::U16(bytes.chunks(2).map(le16).collect())
+        }
         VR::SS if bytes.len().is_multiple_of(2) => {
             PrimitiveValue::I16(bytes.chunks(2).map(|c| le16(c) as i16).collect())
         }

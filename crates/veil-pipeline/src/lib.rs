@@ -138,6 +138,14 @@ pub trait ReleaseObserver: Sync {
     fn wants_sha256(&self) -> bool {
         true
     }
+    /// Called when an output published by [`ReleaseObserver::commit`] (in this run or an
+    /// interrupted earlier one) is taken back before the run ends: the first version of an
+    /// instance another input contradicts. `output` is still in place; the pipeline removes it
+    /// after this returns `Ok` (so a crash in between leaves the file, and the resumed run
+    /// retracts it again: this must be idempotent). An `Err` stops the run.
+    fn retract(&self, _output: &Path, _output_relative: &Path) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Where and how a run writes.
@@ -514,7 +522,13 @@ impl Pipeline {
             return Err(e.into());
         }
         let mut report = report.into_inner().unwrap();
-        self.retract_conflicts(claimed.into_inner().unwrap(), &files, &state, &mut report)?;
+        self.retract_conflicts(
+            claimed.into_inner().unwrap(),
+            &files,
+            &state,
+            &mut report,
+            observer,
+        )?;
         report.finish(started.elapsed());
         state.write_report(&report)?;
         Ok(report)
@@ -863,6 +877,7 @@ impl Pipeline {
         files: &[PathBuf],
         state: &store::State,
         report: &mut RunReport,
+        observer: &dyn ReleaseObserver,
     ) -> Result<(), StateError> {
         let mut conflicted = claims.conflicted;
         conflicted.sort();
@@ -874,7 +889,15 @@ impl Pipeline {
             let bytes = std::fs::read(input).unwrap_or_default();
             let (reason, detail) = conflict_reason();
             let q = state.quarantine(&input_ref, input, &bytes, &reason, &detail, &[])?;
-            let _ = std::fs::remove_file(self.config.out.join(&relative));
+            let output = self.config.out.join(&relative);
+            if output.exists() {
+                // Recorded as released (a ledger entry): recorded as taken back before the
+                // file goes, so no crash leaves an entry without its output.
+                observer
+                    .retract(&output, &relative)
+                    .map_err(StateError::Commit)?;
+            }
+            let _ = std::fs::remove_file(&output);
             let outcome =
                 FileOutcome::quarantined(input, &input_ref, reason, detail, Vec::new(), q);
             state.journal(&outcome)?;

@@ -9,6 +9,12 @@
 //! tip (sequence number + hash) with an Ed25519 key derived from Veil's key
 //! (`key.subkey("ledger", "ed25519")`): a rewritten history no longer matches the signed hashes,
 //! and truncation below a checkpoint is detected.
+//!
+//! Entries are never changed or removed, so an instance recorded as released and then taken
+//! back before its release finished (the first version of an instance another input of the run
+//! contradicts: the pipeline holds both back) gets a second, **retraction** entry: a copy of the
+//! first with `output_sha256` = `retracted:<seq of the retracted entry>`. Queries (disclosures,
+//! breach, trace, holders) count neither; the export and verification see both.
 
 use std::io::{BufRead, Write};
 
@@ -23,6 +29,8 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// A checkpoint is signed at least every this many entries (and at the end of every release).
 pub const CHECKPOINT_EVERY: i64 = 1000;
 const LABEL: &[u8] = b"veil-ledger-entry-v1";
+/// `output_sha256` of a retraction entry: this prefix and the retracted entry's `seq`.
+pub const RETRACTED_PREFIX: &str = "retracted:";
 const CHECKPOINT_LABEL: &[u8] = b"veil-ledger-checkpoint-v1";
 
 /// Study/Series/SOP Instance UIDs of one instance.
@@ -544,19 +552,53 @@ impl Store {
     }
 
     /// Is an output already recorded: an entry with this released SOP Instance UID, output path
-    /// (relative to the release's output directory) and SHA-256?
+    /// (relative to the release's output directory) and SHA-256, not retracted since?
     pub fn is_recorded(&self, released_sop: &str, output_path: &str, sha256: &str) -> Result<bool> {
         self.block_on(async {
-            Ok(sqlx::query(
-                "SELECT 1 FROM ledger WHERE released_sop = $1 AND output_path = $2 AND output_sha256 = $3 LIMIT 1",
-            )
-            .bind(released_sop)
-            .bind(output_path)
-            .bind(sha256)
-            .fetch_optional(&self.pool)
-            .await?
-            .is_some())
+            let mut conn = self.pool.acquire().await?;
+            Ok(live_entry(&mut conn, released_sop, output_path, sha256)
+                .await?
+                .is_some())
         })
+    }
+
+    /// Records that the output at `output_path` (released SOP Instance UID and SHA-256 as
+    /// recorded) was taken back before its release finished: appends a retraction entry for its
+    /// latest entry not yet retracted, on behalf of release `release_id`. Returns the retracted
+    /// entry (None when there is none: already retracted, or never recorded). Idempotent.
+    pub fn retract(
+        &self,
+        released_sop: &str,
+        output_path: &str,
+        sha256: &str,
+        release_id: &str,
+    ) -> Result<Option<LedgerEntry>> {
+        let _tip = self.tip.lock().unwrap_or_else(|p| p.into_inner());
+        let done = self.block_on(async {
+            let mut tx = self.begin_write().await?;
+            let (tip, prev) = tip_in(&mut tx, self.backend()).await?;
+            let Some(original) = live_entry(&mut tx, released_sop, output_path, sha256).await?
+            else {
+                return Ok::<_, StoreError>(None);
+            };
+            let mut r = original.clone();
+            r.seq = tip + 1;
+            r.release_id = release_id.to_string();
+            r.output_sha256 = format!("{RETRACTED_PREFIX}{}", original.seq);
+            r.recorded_at = crate::time::now_utc();
+            r.prev_hash = prev;
+            r.entry_hash = r.compute_hash();
+            insert(&mut tx, &r).await?;
+            tx.commit().await?;
+            Ok(Some((original, r.seq)))
+        })?;
+        let Some((original, seq)) = done else {
+            return Ok(None);
+        };
+        if seq % CHECKPOINT_EVERY == 0 {
+            self.checkpoint()?;
+        }
+        Ok(Some(original))
     }
 
     async fn ensure_patient_in(
@@ -849,6 +891,46 @@ pub fn verify_export(input: &mut dyn BufRead, expected_key: Option<&str>) -> Res
 /// concurrent writers (other processes) chain one after another instead of colliding: SQLite
 /// holds the write lock from `BEGIN IMMEDIATE`; PostgreSQL takes a transaction-scoped advisory
 /// lock.
+/// The latest entry with this released SOP Instance UID, output path and SHA-256 that no
+/// retraction entry takes back.
+async fn live_entry(
+    conn: &mut sqlx::AnyConnection,
+    released_sop: &str,
+    output_path: &str,
+    sha256: &str,
+) -> Result<Option<LedgerEntry>> {
+    // Both kinds of row carry the released SOP Instance UID (indexed): one query finds them.
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM ledger WHERE released_sop = $1 AND output_path = $2 ORDER BY seq"
+    ))
+    .bind(released_sop)
+    .bind(output_path)
+    .fetch_all(&mut *conn)
+    .await?;
+    let entries = rows
+        .iter()
+        .map(LedgerEntry::from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(without_retracted(entries)
+        .into_iter()
+        .rev()
+        .find(|e| e.output_sha256 == sha256))
+}
+
+/// The entries less retraction entries and the entries they retract (both must be in
+/// `entries`: a retraction copies the patient, recipient, UIDs and path of what it retracts and
+/// is recorded later, so any query by those finds both).
+pub fn without_retracted(entries: Vec<LedgerEntry>) -> Vec<LedgerEntry> {
+    let retracted: std::collections::HashSet<i64> = entries
+        .iter()
+        .filter_map(|e| e.output_sha256.strip_prefix(RETRACTED_PREFIX)?.parse().ok())
+        .collect();
+    entries
+        .into_iter()
+        .filter(|e| !e.output_sha256.starts_with(RETRACTED_PREFIX) && !retracted.contains(&e.seq))
+        .collect()
+}
+
 async fn tip_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: crate::Backend,

@@ -309,6 +309,41 @@ impl<'s> Publisher<'s> {
         }
     }
 
+    /// Takes back a published output before the release ends (the pipeline holds back both
+    /// versions of an instance when a second input contradicts the first): a queued entry is
+    /// dropped; a committed one — in this run or an interrupted earlier one — gets a retraction
+    /// entry ([`Store::retract`]). Call it while the file is still in place and remove the file
+    /// afterwards; calling it again (after a crash in between) changes nothing.
+    pub fn retract(&self, output: &Path, output_relative: &Path) -> Result<()> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = inner.queue.iter().position(|q| q.output == output) {
+            inner.queue.remove(i);
+            return Ok(());
+        }
+        let sha256 = match file_sha256(output) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        // Outputs are named `<released SOP Instance UID>.dcm`; the ledger is searched by that
+        // UID (indexed) and the path.
+        let released_sop = output
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let relative = output_relative.display().to_string();
+        if let Some(e) = self
+            .store
+            .retract(&released_sop, &relative, &sha256, &self.release_id)?
+        {
+            // (An entry of an interrupted earlier run was never counted here.)
+            if e.release_id == self.release_id {
+                inner.recorded = inner.recorded.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
     /// Commits what is queued and reports (entries recorded, outputs found already recorded).
     /// Call it once the pipeline has finished, whatever its outcome: published outputs must be
     /// recorded (or, if that fails, removed).

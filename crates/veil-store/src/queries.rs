@@ -197,9 +197,12 @@ impl Store {
             q = q.bind(b.to_string());
         }
         let rows = self.block_on(q.fetch_all(&self.pool))?;
-        rows.iter()
+        let entries = rows
+            .iter()
             .map(|r| LedgerEntry::from_row(r).map_err(StoreError::from))
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        // Every clause used here selects a retraction together with what it retracts.
+        Ok(crate::ledger::without_retracted(entries))
     }
 
     fn patient_refs(&self, patient_id: &str, issuer: &str) -> Result<Vec<String>> {

@@ -268,3 +268,67 @@ fn two_writers_appending_batches_keep_one_chain() {
         first.close();
     }
 }
+
+#[test]
+fn a_retracted_entry_leaves_every_query_and_the_chain_still_verifies() {
+    for b in common::backends("retract") {
+        let store = open(&b);
+        let batch: Vec<NewEntry> = (0..8).map(|n| entry(&store, n, b"x")).collect();
+        store.append_batch(&batch).unwrap();
+        // Entry 5 (n = 4): patient MRN-0, who also has entry 1 (n = 0).
+        let e = &batch[4];
+        let instances = |s: &Store| -> i64 {
+            s.disclosures("MRN-0", "")
+                .unwrap()
+                .iter()
+                .map(|d| d.instances)
+                .sum()
+        };
+        assert_eq!(instances(&store), 2, "{}", b.name);
+        assert_eq!(store.trace(&e.released).unwrap().len(), 1);
+        assert!(store
+            .is_recorded(&e.released.sop, &e.output_path, &e.output_sha256)
+            .unwrap());
+
+        let r = store
+            .retract(&e.released.sop, &e.output_path, &e.output_sha256, "R0002")
+            .unwrap()
+            .expect("the entry is retracted");
+        assert_eq!(r.seq, 5, "{}", b.name);
+        // Taking it back twice (a crash between the entry and the file's removal) adds nothing.
+        assert!(store
+            .retract(&e.released.sop, &e.output_path, &e.output_sha256, "R0002")
+            .unwrap()
+            .is_none());
+        // An output that was never recorded has nothing to retract.
+        assert!(store
+            .retract(&e.released.sop, &e.output_path, &"0".repeat(64), "R0002")
+            .unwrap()
+            .is_none());
+
+        assert_eq!(instances(&store), 1, "{}", b.name);
+        // (Trace then falls back to the study: the other instances of it, not this one.)
+        assert!(
+            store
+                .trace(&e.released)
+                .unwrap()
+                .iter()
+                .all(|t| t.matched_by == "study" && t.entry.released_sop != e.released.sop),
+            "{}",
+            b.name
+        );
+        assert!(!store
+            .is_recorded(&e.released.sop, &e.output_path, &e.output_sha256)
+            .unwrap());
+        // The retraction is an ordinary, chained entry: 9 entries, all verify.
+        let v = store.verify_ledger().unwrap();
+        assert!(v.ok(), "{}: {v:?}", b.name);
+        assert_eq!(v.entries, 9, "{}", b.name);
+        // Editing the retraction (to revive the entry) is caught like any other edit.
+        store
+            .execute_raw("UPDATE ledger SET output_sha256 = 'retracted:4' WHERE seq = 9")
+            .unwrap();
+        let v = store.verify_ledger().unwrap();
+        assert!(!v.ok(), "{}: {v:?}", b.name);
+    }
+}

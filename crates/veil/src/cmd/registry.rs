@@ -638,6 +638,12 @@ impl veil_pipeline::ReleaseObserver for Gate<'_> {
             Err(e) => Err(format!("ledger: {e}")),
         }
     }
+
+    fn retract(&self, output: &Path, output_relative: &Path) -> Result<(), String> {
+        self.publisher
+            .retract(output, output_relative)
+            .map_err(|e| format!("ledger: {e}"))
+    }
 }
 
 fn release(a: ReleaseArgs) -> anyhow::Result<u8> {
