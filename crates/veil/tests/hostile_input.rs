@@ -345,3 +345,53 @@ fn a_birth_date_with_invalid_utf8_does_not_panic() {
     let v = [&bytes[..birth.start], &un[..], &bytes[end..]].concat();
     case("birth-date-un-utf8", v, &[]);
 }
+
+/// Finding 12 (fuzzing, `r8:5011:flip-0`): a byte flip turned an SH into SL with 6 bytes. The
+/// parser reads length / 4 values and goes on from there, two bytes short: every later element
+/// was read from the wrong place, and one of them "declared" 1.9 GB, which it allocated (2 GB
+/// peak for a 2 KB file). A binary VR whose length is not a multiple of its value size is now
+/// held back by the framing pre-check, before the parser sees it.
+#[test]
+fn a_binary_value_of_the_wrong_length_is_held_back_before_the_parser_loses_its_place() {
+    let Some(bytes) = seed("CT_small.dcm") else {
+        return;
+    };
+    let modality = element(&bytes, (0x0008, 0x0060));
+    let mut v = bytes.clone();
+    v[modality.start + 4..modality.start + 6].copy_from_slice(b"SL");
+    let tmp = tempfile::tempdir().unwrap();
+    let r = veil_fuzz::run_case(
+        "sl-of-2",
+        v.clone(),
+        &[],
+        tmp.path(),
+        Duration::from_secs(60),
+    );
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert_eq!(r.reason.as_deref(), Some("unparseable"));
+    // Held back by the pre-check, which names the element (not by whatever the parser met after
+    // losing its place).
+    let input = tmp.path().join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("x.dcm"), &v).unwrap();
+    let o = veil()
+        .arg("deid")
+        .arg(&input)
+        .arg("--key")
+        .arg(key(tmp.path()))
+        .arg("--out")
+        .arg(tmp.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let reason = veil_fuzz::walk(&tmp.path().join("out.quarantine"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .next()
+        .expect("a quarantine reason");
+    assert!(
+        reason.contains("(0008,0060) has VR SL but 2 bytes, not a multiple of 4"),
+        "{reason}"
+    );
+}
