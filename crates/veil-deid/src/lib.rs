@@ -867,6 +867,11 @@ impl Walk<'_> {
             self.counts.unparseable_values_emptied += 1;
             return empty_like(&elem);
         };
+        if vals.iter().any(|v| screen::is_corrupt_text(v)) {
+            // Other elements swallowed by a wrong length: cleaning cannot know what is in it.
+            self.counts.unparseable_values_emptied += 1;
+            return empty_like(&elem);
+        }
         let mut changed = false;
         let out: Vec<String> = vals
             .into_iter()

@@ -159,6 +159,19 @@ fn patterns() -> &'static Regex {
 /// ID such as "123" is also an ordinary instance number.
 const MIN_TOKEN_IN_NUMBERS: usize = 5;
 
+/// Is this text value corrupt: does it hold a control character other than ESC (character set
+/// switches), TAB, LF, FF or CR, once trailing padding (spaces, NULs) is set aside? No text VR
+/// allows them; they are what an element header looks like read as text (group and element
+/// bytes, a NUL in nearly every one), i.e. a value whose length swallowed the elements after it
+/// — the patient's name among them, which the screen then does not know as a name (found by
+/// veil-fuzz: a Study Description of 124 bytes holding Patient's Name, Patient ID and Study
+/// Instance UID).
+pub fn is_corrupt_text(s: &str) -> bool {
+    s.trim_end_matches([' ', '\0'])
+        .chars()
+        .any(|c| (c as u32) < 0x20 && !matches!(c, '\u{1b}' | '\t' | '\n' | '\u{c}' | '\r'))
+}
+
 /// Is `s` a valid Integer String value (PS3.5 6.2: optional sign, digits)?
 fn is_integer_string(s: &str) -> bool {
     let d = s.strip_prefix(['+', '-']).unwrap_or(s);
@@ -373,6 +386,9 @@ impl Screen {
                     }
                 })
             }
+            VR::SH | VR::LO | VR::ST | VR::LT | VR::UT | VR::UC | VR::PN | VR::AE | VR::UR => {
+                value.to_multi_str().iter().any(|v| is_corrupt_text(v))
+            }
             vr if is_binary_number_vr(vr) => [false, true].into_iter().any(|be| {
                 let bytes = value_bytes(value, be);
                 reads_as_words(&bytes) || self.holds_own_token(&bytes, MIN_TOKEN_IN_NUMBERS)
@@ -574,6 +590,23 @@ mod tests {
         assert!(!s.hides_text(VR::OB, &PrimitiveValue::U8(b"..Q..".to_vec().into())));
         // Text VRs are screened elsewhere.
         assert!(!s.hides_text(VR::LO, &PrimitiveValue::from("Jonathan")));
+    }
+
+    #[test]
+    fn text_holding_an_element_header_is_corrupt() {
+        // (0010,0010) PN, 12 bytes, read as part of the value before it.
+        assert!(is_corrupt_text(
+            "Testing\u{10}\0\u{10}\0PN\u{c}\0Citizen^Jan "
+        ));
+        for ok in [
+            "CT CHEST",
+            "line one\r\nline two\tend",
+            "\u{1b}$B;3ED\u{1b}(B",
+            "PADDED\0\0",
+            "",
+        ] {
+            assert!(!is_corrupt_text(ok), "{ok:?}");
+        }
     }
 
     #[test]

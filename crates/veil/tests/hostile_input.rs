@@ -395,3 +395,22 @@ fn a_binary_value_of_the_wrong_length_is_held_back_before_the_parser_loses_its_p
         "{reason}"
     );
 }
+
+/// Finding 13 (long fuzz run, `r3:IM000018:flip-3`): a Study Description whose length grew to
+/// 124 bytes swallowed the Patient's Name, Patient ID and Study Instance UID as one LO value.
+/// Clean Descriptors removed the digit run and part of the UID but not "Citizen^Jan": with the
+/// Patient's Name element gone, the screen did not know it as a name. A text value holding
+/// control characters (an element header read as text) is now emptied, not cleaned.
+#[test]
+fn a_description_that_swallows_the_patient_name_does_not_pass() {
+    let Some(bytes) = seed("dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000018") else {
+        return;
+    };
+    let description = element(&bytes, (0x0008, 0x1030));
+    let id = element(&bytes, (0x0010, 0x0020));
+    let mut v = bytes.clone();
+    let swallow = (id.value_at + id.len as usize - description.value_at) as u16;
+    v[description.len_at..description.len_at + 2].copy_from_slice(&swallow.to_le_bytes());
+    let r = case("description-swallows-name", v, &[b"Citizen", b"12345678"]);
+    assert_ne!(r.status, None);
+}
