@@ -615,7 +615,10 @@ fn demo_runs_offline_and_leaks_nothing() {
             String::from_utf8_lossy(&o.stderr)
         );
         assert!(stdout.contains(": 0 found"), "{stdout}");
-        assert!(stdout.contains("written           51"), "{stdout}");
+        // 48 CT images, 3 SR reports and the ultrasound marked Burned In Annotation YES (a blank
+        // frame, through the pixel stage); the stray text file is rejected.
+        assert!(stdout.contains("written           52"), "{stdout}");
+        assert!(stdout.contains("quarantined        0"), "{stdout}");
     }
     // It refuses to wipe a directory it did not make.
     let other = work.path().join("precious");

@@ -415,7 +415,8 @@ fn generate(input: &Path, pixels: Option<&[InMemElement]>) -> anyhow::Result<Vec
         "OTTOLINE".into(),
     ]);
 
-    // An ultrasound with burned-in annotation (must be held back), and a stray non-DICOM file.
+    // An ultrasound marked Burned In Annotation YES (a blank frame: the pixel stage looks at it,
+    // finds no text and releases its pixels unchanged), and a stray non-DICOM file.
     let p = &PATIENTS[0];
     let us = InMemDicomObject::from_element_iter([
         el(tags::SOP_CLASS_UID, VR::UI, uids::ULTRASOUND_IMAGE_STORAGE),
@@ -526,7 +527,13 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let policy = Policy::default_policy();
     let verifier = super::verify_adapter::pipeline_verifier(&policy);
     let demo_key = key.clone();
+    // The same stages as `veil deid`: the ultrasound goes through the pixel stage.
+    let pixel_stage = super::pixels::pipeline_pixel_stage(&policy);
     let pipeline = Pipeline::new(Deidentifier::new(policy, key, None), verifier, config);
+    let pipeline = match pixel_stage {
+        Some(s) => pipeline.with_pixel_stage(s),
+        None => pipeline,
+    };
     let report = super::deid::run_pipeline(&pipeline, &[input.clone()], true)?;
     super::deid::print_summary(&report, &pipeline);
 
