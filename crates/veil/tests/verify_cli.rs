@@ -175,6 +175,43 @@ fn demo_output_is_clean_and_its_input_leaks_in_every_category() {
     }
 }
 
+/// `veil deid` of `input` into `dir/out` (a new key, `policy` or the default), checking that
+/// most files are written and none fails Veil's own verify stage; then `veil verify --against`
+/// the input with the same policy. Returns the run report and the verify run.
+fn deid_then_verify(
+    input: &Path,
+    dir: &Path,
+    policy: Option<&Path>,
+) -> (serde_json::Value, Output) {
+    let key = dir.join("k.key");
+    assert!(veil()
+        .args(["key", "new"])
+        .arg(&key)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let out = dir.join("out");
+    let mut deid = veil();
+    deid.arg("deid").arg(input).arg("--key").arg(&key);
+    let mut verify = veil();
+    verify.arg("verify").arg(&out).arg("--against").arg(input);
+    if let Some(p) = policy {
+        deid.arg("--policy").arg(p);
+        verify.arg("--policy").arg(p);
+    }
+    let d = deid.arg("--out").arg(&out).arg("--json").output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&d.stdout).unwrap();
+    assert!(report["written"].as_u64().unwrap() >= 50, "{report}");
+    // Nothing Veil writes fails its own verify stage.
+    assert!(
+        report["reasons"].get("verification_failed").is_none(),
+        "{}",
+        report["reasons"]
+    );
+    (report, verify.arg("--json").output().unwrap())
+}
+
 #[test]
 fn veils_output_of_real_files_is_clean_and_usage_errors_are_exit_2() {
     let pydicom = testdata().join("pydicom");
@@ -186,41 +223,8 @@ fn veils_output_of_real_files_is_clean_and_usage_errors_are_exit_2() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let key = tmp.path().join("k.key");
-    assert!(veil()
-        .args(["key", "new"])
-        .arg(&key)
-        .output()
-        .unwrap()
-        .status
-        .success());
     let out = tmp.path().join("out");
-    let d = veil()
-        .arg("deid")
-        .arg(&pydicom)
-        .arg("--key")
-        .arg(&key)
-        .arg("--out")
-        .arg(&out)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&d.stdout).unwrap();
-    assert!(report["written"].as_u64().unwrap() >= 50, "{report}");
-    // Nothing Veil writes fails its own verify stage.
-    assert!(
-        report["reasons"].get("verification_failed").is_none(),
-        "{}",
-        report["reasons"]
-    );
-    let o = veil()
-        .arg("verify")
-        .arg(&out)
-        .arg("--against")
-        .arg(&pydicom)
-        .arg("--json")
-        .output()
-        .unwrap();
+    let (report, o) = deid_then_verify(&pydicom, tmp.path(), None);
     let v = json(&o);
     assert_eq!(o.status.code(), Some(0), "{}", v["findings"]);
     assert_eq!(v["files_scanned"], report["written"]);
@@ -278,46 +282,9 @@ fn the_plain_basic_profile_passes_its_own_verify_stage() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let key = tmp.path().join("k.key");
-    assert!(veil()
-        .args(["key", "new"])
-        .arg(&key)
-        .output()
-        .unwrap()
-        .status
-        .success());
     let policy = tmp.path().join("basic.toml");
     std::fs::write(&policy, "[profile]\noptions = []\n").unwrap();
-    let out = tmp.path().join("out");
-    let d = veil()
-        .arg("deid")
-        .arg(&pydicom)
-        .arg("--key")
-        .arg(&key)
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--out")
-        .arg(&out)
-        .arg("--json")
-        .output()
-        .unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&d.stdout).unwrap();
-    assert!(report["written"].as_u64().unwrap() >= 50, "{report}");
-    assert!(
-        report["reasons"].get("verification_failed").is_none(),
-        "{}",
-        report["reasons"]
-    );
-    let o = veil()
-        .arg("verify")
-        .arg(&out)
-        .arg("--against")
-        .arg(&pydicom)
-        .arg("--policy")
-        .arg(&policy)
-        .arg("--json")
-        .output()
-        .unwrap();
+    let (_, o) = deid_then_verify(&pydicom, tmp.path(), Some(&policy));
     let v = json(&o);
     assert_eq!(o.status.code(), Some(0), "{}", v["findings"]);
 }
