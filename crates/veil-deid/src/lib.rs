@@ -349,7 +349,7 @@ impl Deidentifier {
             let values = strings(e).map_or(0, |v| v.len());
             if e.vr() != VR::UI || values != 1 {
                 return Err(DeidError::InvalidSopInstanceUid {
-                    vr: e.vr().to_string().to_string(),
+                    vr: e.vr().to_string().into(),
                     values,
                 });
             }

@@ -386,7 +386,7 @@ impl Screen {
                     }
                 })
             }
-            VR::SH | VR::LO | VR::ST | VR::LT | VR::UT | VR::UC | VR::PN | VR::AE | VR::UR => {
+            vr if crate::values::is_text_vr(vr) || vr == VR::UR => {
                 value.to_multi_str().iter().any(|v| is_corrupt_text(v))
             }
             vr if is_binary_number_vr(vr) => [false, true].into_iter().any(|be| {

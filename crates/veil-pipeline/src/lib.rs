@@ -295,6 +295,11 @@ fn short_digest(bytes: &[u8]) -> [u8; 16] {
     xxhash_rust::xxh3::xxh3_128(bytes).to_le_bytes()
 }
 
+/// The key an output path is claimed under (one instance per path in a run).
+fn output_key(relative: &Path) -> [u8; 16] {
+    short_digest(relative.as_os_str().as_encoded_bytes())
+}
+
 /// Quarantines an input that reached the write stage but must not be released.
 fn hold_back(
     state: &store::State,
@@ -465,7 +470,7 @@ impl Pipeline {
                 let input_ref = state.input_ref(path);
                 if let Some((relative, digest)) = state.done_output(&input_ref) {
                     claims.by_output.insert(
-                        short_digest(relative.as_os_str().as_encoded_bytes()),
+                        output_key(&relative),
                         Claim {
                             digest,
                             input: index as u32,
@@ -476,7 +481,7 @@ impl Pipeline {
                 }
             }
             for relative in contested {
-                let key = short_digest(relative.as_os_str().as_encoded_bytes());
+                let key = output_key(&relative);
                 if let Some(first) = claims.by_output.get(&key).map(|c| c.input) {
                     if !claims.conflicted.iter().any(|(r, _)| *r == relative) {
                         claims.conflicted.push((relative, first));
@@ -635,7 +640,7 @@ impl Pipeline {
         };
         // Pixel Data is carried over as bytes unless a pixel stage may need it (decided below,
         // from the header, before anything is written).
-        let carried = framing
+        let mut carried = framing
             .pixel_data
             .clone()
             .and_then(|range| splice::PixelBytes::carry(bytes, range, &framing.transfer_syntax));
@@ -679,7 +684,6 @@ impl Pipeline {
             Admission::Admit { consent_ref } => consent_ref,
             Admission::Exclude { reason } => return Staged::Excluded { reason },
         };
-        let mut carried = carried;
         if carried.is_some()
             && self
                 .pixels
@@ -776,7 +780,7 @@ impl Pipeline {
         input_bytes: &[u8],
     ) -> Result<FileOutcome, StateError> {
         let short = short_digest(&p.bytes);
-        let output_key = short_digest(p.relative.as_os_str().as_encoded_bytes());
+        let output_key = output_key(&p.relative);
         {
             let mut claims = claimed.lock().unwrap();
             let Claims {

@@ -230,7 +230,7 @@ impl<'a> Cursor<'a> {
             } else {
                 let read_as = if syn.implicit { dictionary_vr(tag) } else { vr };
                 let size = value_size(&read_as);
-                if size > 1 && len % size != 0 {
+                if size > 1 && !len.is_multiple_of(size) {
                     return Err(fail(
                         pos,
                         format!(

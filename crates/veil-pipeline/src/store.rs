@@ -58,11 +58,12 @@ fn is_temp_name(name: &std::ffi::OsStr) -> bool {
     })
 }
 
-/// Removes the temp files an interrupted run left in `dir` (they are never outputs).
-fn remove_temp_files(dir: &Path) {
+/// Removes the temp files an interrupted run left in `dir` (they are never outputs): the files
+/// whose name `is_temp` accepts.
+fn remove_temp_files(dir: &Path, is_temp: impl Fn(&std::ffi::OsStr) -> bool) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
-            if is_temp_name(&e.file_name()) {
+            if is_temp(&e.file_name()) {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -99,15 +100,12 @@ impl State {
         // Temp files of an interrupted run are never outputs: remove them, from the temp area,
         // the state directory (run report) and the quarantine (copies and reasons), or a kill
         // at the wrong moment leaves litter that no later run clears.
-        if let Ok(entries) = std::fs::read_dir(&tmp) {
-            for e in entries.flatten() {
-                if e.path().extension().is_some_and(|x| x == "part") {
-                    let _ = std::fs::remove_file(e.path());
-                }
-            }
-        }
-        remove_temp_files(&state_dir);
-        remove_temp_files(&config.quarantine);
+        // The temp area holds nothing else: any `.part` file there goes.
+        remove_temp_files(&tmp, |name| {
+            Path::new(name).extension().is_some_and(|x| x == "part")
+        });
+        remove_temp_files(&state_dir, is_temp_name);
+        remove_temp_files(&config.quarantine, is_temp_name);
         let journal_path = state_dir.join("journal.tsv");
         let mut done = HashMap::new();
         if let Ok(text) = std::fs::read_to_string(&journal_path) {

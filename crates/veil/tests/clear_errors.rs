@@ -7,6 +7,8 @@
 //! Runs the same way as root and as a normal user: as root (CI containers) the commands that
 //! must meet a permission error run as `nobody`, since root reads a mode-000 file.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
@@ -22,19 +24,6 @@ fn is_root() -> bool {
     let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&p).unwrap());
     let _ = std::fs::remove_file(&p);
     uid == 0
-}
-
-fn testdata() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/pydicom");
-    if d.join("CT_small.dcm").is_file() {
-        return Some(d);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "test data missing: run scripts/fetch-testdata.sh"
-    );
-    eprintln!("skipping: run scripts/fetch-testdata.sh");
-    None
 }
 
 fn veil(dir: &Path) -> Command {
@@ -160,7 +149,7 @@ impl Setup {
 
 #[test]
 fn bad_arguments_exit_2_naming_the_argument() {
-    let Some(td) = testdata() else { return };
+    let Some(td) = common::pydicom() else { return };
     let s = setup(&td);
     for (args, names) in [
         (
@@ -215,7 +204,7 @@ fn bad_arguments_exit_2_naming_the_argument() {
 
 #[test]
 fn a_bad_policy_names_the_file_line_and_field() {
-    let Some(td) = testdata() else { return };
+    let Some(td) = common::pydicom() else { return };
     let s = setup(&td);
     std::fs::write(
         s.dir.join("bad.toml"),
@@ -261,7 +250,7 @@ fn a_bad_policy_names_the_file_line_and_field() {
 
 #[test]
 fn a_missing_or_bad_key_says_how_to_get_one() {
-    let Some(td) = testdata() else { return };
+    let Some(td) = common::pydicom() else { return };
     let s = setup(&td);
     std::fs::write(s.dir.join("bad.key"), "not a key\n").unwrap();
     std::fs::set_permissions(
@@ -309,7 +298,7 @@ fn a_missing_or_bad_key_says_how_to_get_one() {
 
 #[test]
 fn an_unreadable_input_is_reported_by_name_and_the_rest_goes_through() {
-    let Some(td) = testdata() else { return };
+    let Some(td) = common::pydicom() else { return };
     let s = setup(&td);
     let root = is_root();
     let locked = s.dir.join("in/locked.dcm");
@@ -347,7 +336,7 @@ fn an_unreadable_input_is_reported_by_name_and_the_rest_goes_through() {
 
 #[test]
 fn an_unreadable_input_directory_stops_before_anything_is_written() {
-    let Some(td) = testdata() else { return };
+    let Some(td) = common::pydicom() else { return };
     let s = setup(&td);
     let sub = s.dir.join("in/locked");
     std::fs::create_dir(&sub).unwrap();
@@ -390,7 +379,7 @@ fn an_unreadable_input_directory_stops_before_anything_is_written() {
 
 #[test]
 fn a_full_disk_stops_the_run_naming_where_and_a_rerun_completes() {
-    let Some(td) = testdata() else { return };
+    let Some(td) = common::pydicom() else { return };
     let s = setup(&td);
     let (code, _, err) = run(veil(&s.dir).args(["deid", "--key", "k.key", "--out", "ref", "in"]));
     assert!(code == 0 || code == 3, "{err}");
@@ -442,7 +431,7 @@ fn a_full_disk_stops_the_run_naming_where_and_a_rerun_completes() {
 
 #[test]
 fn a_database_that_is_down_is_named_without_its_password() {
-    let Some(td) = testdata() else { return };
+    let Some(td) = common::pydicom() else { return };
     let s = setup(&td);
     // Port 1 on loopback: nothing listens there, the connection is refused at once.
     let url = "postgres://veil:s3cret-pw@127.0.0.1:1/veil";

@@ -4,26 +4,14 @@
 //! could fail (a kill between two conflicting versions of an instance; temp files a kill leaves
 //! in the quarantine).
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn veil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_veil"))
-}
-
-fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    veil_fuzz::walk(root)
-        .into_iter()
-        .filter(|p| !p.strip_prefix(root).unwrap().starts_with(".veil"))
-        .map(|p| {
-            (
-                p.strip_prefix(root).unwrap().to_path_buf(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect()
 }
 
 fn deid(key: &Path, out: &Path, q: &Path, input: &Path) -> Command {
@@ -45,14 +33,9 @@ fn deid(key: &Path, out: &Path, q: &Path, input: &Path) -> Command {
 fn sigkill_at_random_points_then_resume_gives_the_uninterrupted_tree() {
     // pydicom's files: 176 inputs with every outcome (written, duplicates, 28 conflicting
     // versions of the same instances, quarantines, rejections); about 10 s in a debug build.
-    let td = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/pydicom");
-    if !td.join("CT_small.dcm").is_file() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "test data missing: run scripts/fetch-testdata.sh"
-        );
+    let Some(td) = common::pydicom() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let k = tmp.path().join("key");
     assert!(veil()
@@ -69,8 +52,8 @@ fn sigkill_at_random_points_then_resume_gives_the_uninterrupted_tree() {
         matches!(code, Some(0) | Some(3)),
         "reference run exit {code:?}"
     );
-    let want = tree(&reference);
-    let want_q: Vec<PathBuf> = tree(&rq).into_keys().collect();
+    let want = common::tree(&reference);
+    let want_q: Vec<PathBuf> = common::tree(&rq).into_keys().collect();
     assert!(!want.is_empty());
 
     let out = tmp.path().join("out");
@@ -130,7 +113,7 @@ fn sigkill_at_random_points_then_resume_gives_the_uninterrupted_tree() {
                 );
             }
         }
-        progress.push(tree(&out).len() + tree(&q).len() / 2);
+        progress.push(common::tree(&out).len() + common::tree(&q).len() / 2);
         if finished {
             break;
         }
@@ -151,7 +134,7 @@ fn sigkill_at_random_points_then_resume_gives_the_uninterrupted_tree() {
         matches!(code, Some(0) | Some(3)),
         "resumed run exit {code:?}"
     );
-    let got = tree(&out);
+    let got = common::tree(&out);
     assert_eq!(
         got.keys().collect::<Vec<_>>(),
         want.keys().collect::<Vec<_>>(),
@@ -164,7 +147,7 @@ fn sigkill_at_random_points_then_resume_gives_the_uninterrupted_tree() {
             p.display()
         );
     }
-    let got_q: Vec<PathBuf> = tree(&q).into_keys().collect();
+    let got_q: Vec<PathBuf> = common::tree(&q).into_keys().collect();
     assert_eq!(got_q, want_q, "quarantine differs");
     for p in veil_fuzz::walk(&out).into_iter().chain(veil_fuzz::walk(&q)) {
         assert!(
@@ -230,13 +213,13 @@ fn a_kill_between_two_conflicting_versions_resumes_to_the_uninterrupted_tree() {
     // Resume.
     run_lib(&input, &out, &q);
     assert_eq!(
-        tree(&out).keys().collect::<Vec<_>>(),
-        tree(&rout).keys().collect::<Vec<_>>(),
+        common::tree(&out).keys().collect::<Vec<_>>(),
+        common::tree(&rout).keys().collect::<Vec<_>>(),
         "the resumed run releases what the uninterrupted run holds back"
     );
     assert_eq!(
-        tree(&q).into_keys().collect::<Vec<_>>(),
-        tree(&rq).into_keys().collect::<Vec<_>>(),
+        common::tree(&q).into_keys().collect::<Vec<_>>(),
+        common::tree(&rq).into_keys().collect::<Vec<_>>(),
         "quarantine differs"
     );
     for f in veil_fuzz::walk(&q)

@@ -2,6 +2,8 @@
 //! fetched by scripts/fetch-testdata.sh) and on instances built from them, and check the results
 //! with independent readers (pydicom, dcmdump, dciodvfy).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,24 +15,6 @@ use dicom_object::{open_file, InMemDicomObject};
 
 fn veil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_veil"))
-}
-
-fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
-}
-
-/// pydicom's test files, or `None` (a failure under CI) when they were not fetched.
-fn pydicom_files() -> Option<PathBuf> {
-    let d = testdata().join("pydicom");
-    if d.join("CT_small.dcm").is_file() {
-        return Some(d);
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "test data missing: run scripts/fetch-testdata.sh"
-    );
-    eprintln!("skipping: run scripts/fetch-testdata.sh to fetch pydicom's test files");
-    None
 }
 
 fn new_key(dir: &Path, name: &str) -> PathBuf {
@@ -110,7 +94,7 @@ fn dciodvfy_errors(path: &Path) -> Option<usize> {
 
 #[test]
 fn pydicom_corpus_every_file_is_released_or_held_back() {
-    let Some(src) = pydicom_files() else { return };
+    let Some(src) = common::pydicom() else { return };
     let work = tempfile::tempdir().unwrap();
     let key = new_key(work.path(), "site.key");
     let out = work.path().join("out");
@@ -193,7 +177,7 @@ fn pydicom_corpus_every_file_is_released_or_held_back() {
 
 #[test]
 fn dciodvfy_errors_do_not_increase() {
-    let Some(src) = pydicom_files() else { return };
+    let Some(src) = common::pydicom() else { return };
     if Command::new("dciodvfy").arg("-version").output().is_err() {
         assert!(
             std::env::var("CI").is_err(),
@@ -342,7 +326,7 @@ fn days(da: &str) -> i64 {
 
 #[test]
 fn references_dates_and_pseudonyms_stay_consistent_across_runs() {
-    let Some(src) = pydicom_files() else { return };
+    let Some(src) = common::pydicom() else { return };
     let work = tempfile::tempdir().unwrap();
     let inputs = build_linked_fixture(&src, &work.path().join("in"));
     let key = new_key(work.path(), "k");
@@ -417,7 +401,7 @@ fn references_dates_and_pseudonyms_stay_consistent_across_runs() {
 
 #[test]
 fn same_key_is_byte_identical_and_other_keys_share_nothing() {
-    let Some(src) = pydicom_files() else { return };
+    let Some(src) = common::pydicom() else { return };
     let work = tempfile::tempdir().unwrap();
     let inputs = build_linked_fixture(&src, &work.path().join("in"));
     let mut all: Vec<&Path> = inputs.iter().map(|p| p.as_path()).collect();
@@ -556,7 +540,7 @@ fn policy_show_lists_every_table_row() {
 
 #[test]
 fn patient_map_assigns_trial_ids_and_keys_everyone_else() {
-    let Some(src) = pydicom_files() else { return };
+    let Some(src) = common::pydicom() else { return };
     let work = tempfile::tempdir().unwrap();
     let inputs = build_linked_fixture(&src, &work.path().join("in"));
     let key = new_key(work.path(), "k");
@@ -636,7 +620,7 @@ fn demo_runs_offline_and_leaks_nothing() {
 
 #[test]
 fn planted_fixture_on_real_pixels_leaks_nothing_and_keeps_pixels() {
-    let Some(src) = pydicom_files() else { return };
+    let Some(src) = common::pydicom() else { return };
     let work = tempfile::tempdir().unwrap();
     let dir = work.path().join("demo");
     let real = src.join("CT_small.dcm");

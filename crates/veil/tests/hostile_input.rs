@@ -3,6 +3,8 @@
 //! identifying value of its source), as a duplicate, quarantined with a JSON reason, or rejected;
 //! no panic, nothing half-written, inputs untouched. Plus regression tests for what fuzzing found.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -11,19 +13,6 @@ use veil_fuzz::mutate::{mutations, Rng};
 
 fn veil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_veil"))
-}
-
-fn testdata() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata");
-    if d.join("pydicom/CT_small.dcm").is_file() {
-        return Some(d);
-    }
-    assert!(
-        std::env::var("CI").is_err(),
-        "test data missing: run scripts/fetch-testdata.sh"
-    );
-    eprintln!("skipping: run scripts/fetch-testdata.sh");
-    None
 }
 
 fn key(dir: &Path) -> PathBuf {
@@ -39,7 +28,9 @@ fn key(dir: &Path) -> PathBuf {
 
 #[test]
 fn mutated_real_files_end_written_quarantined_or_rejected() {
-    let Some(td) = testdata() else { return };
+    let Some(td) = common::pydicom().map(|_| common::testdata()) else {
+        return;
+    };
     let seeds = [
         "pydicom/CT_small.dcm",
         "pydicom/MR_small.dcm",
@@ -166,7 +157,9 @@ fn mutated_real_files_end_written_quarantined_or_rejected() {
 /// spent 14 s on one 39 KB file. Now the pre-check mirrors the parser and quarantines it at once.
 #[test]
 fn unknown_vr_hiding_a_huge_length_is_quarantined_quickly() {
-    let Some(td) = testdata() else { return };
+    let Some(td) = common::pydicom().map(|_| common::testdata()) else {
+        return;
+    };
     let bytes = std::fs::read(td.join("pydicom/CT_small.dcm")).unwrap();
     let el = veil_fuzz::mutate::elements(&bytes)
         .into_iter()
@@ -208,7 +201,7 @@ fn deflate_bomb_is_bounded() {
 }
 
 fn seed(name: &str) -> Option<Vec<u8>> {
-    let td = testdata()?;
+    let td = common::pydicom().map(|_| common::testdata())?;
     Some(std::fs::read(td.join("pydicom").join(name)).unwrap())
 }
 

@@ -14,24 +14,13 @@
 //! line, and `veil demo` shows one synthetic instance before and after): their stdout is exempt,
 //! their logs are not.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
-
-fn testdata() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/pydicom");
-    if d.join("CT_small.dcm").is_file() {
-        return Some(d);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "test data missing: run scripts/fetch-testdata.sh"
-    );
-    eprintln!("skipping: run scripts/fetch-testdata.sh");
-    None
-}
 
 /// Identifying values planted into real files (each distinctive, so a hit is a real leak).
 const PLANTED: &[&str] = &[
@@ -289,7 +278,7 @@ impl Runner {
 
 #[test]
 fn no_identifier_or_key_material_in_any_log_report_or_reason() {
-    let Some(td) = testdata() else { return };
+    let Some(td) = common::pydicom() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     if let Some(keep) = std::env::var_os("VEIL_TEST_KEEP") {

@@ -1,6 +1,8 @@
 //! The issue-6 scenario through the `veil` binary, on SQLite and on PostgreSQL
 //! (VEIL_TEST_POSTGRES_URL from scripts/setup.d/postgres.sh; required when CI=true).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -17,17 +19,6 @@ fn veil(dir: &Path, db: &str, args: &[&str]) -> (i32, String) {
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
-}
-
-fn testdata() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/pydicom");
-    if d.join("CT_small.dcm").exists() {
-        Some(d)
-    } else if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("testdata missing: run scripts/fetch-testdata.sh");
-    } else {
-        None
-    }
 }
 
 fn dbs(tag: &str, dir: &Path) -> Vec<String> {
@@ -94,7 +85,7 @@ fn walk(d: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn consent_gated_releases_and_the_ledger_questions() {
-    let Some(td) = testdata() else { return };
+    let Some(td) = common::pydicom() else { return };
     let tmp = tempfile::tempdir().unwrap();
     for (i, db) in dbs("scenario", tmp.path()).iter().enumerate() {
         let dir = tmp.path().join(format!("b{i}"));

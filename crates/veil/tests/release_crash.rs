@@ -7,6 +7,8 @@
 //! Runs on SQLite and, when scripts/setup.d/postgres.sh exported VEIL_TEST_POSTGRES_URL, on
 //! PostgreSQL (required when CI=true).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -61,20 +63,6 @@ fn release_args(out: &str) -> Vec<String> {
     .collect()
 }
 
-/// Output files (outside `.veil`), relative path → bytes.
-fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    veil_fuzz::walk(root)
-        .into_iter()
-        .filter(|p| !p.strip_prefix(root).unwrap().starts_with(".veil"))
-        .map(|p| {
-            (
-                p.strip_prefix(root).unwrap().to_path_buf(),
-                std::fs::read(&p).unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// Ledger entries in force as (output path, SHA-256, released SOP UID), through
 /// `veil ledger export`: entries less retraction entries and the entries they retract. Also
 /// returns the number of retraction entries.
@@ -127,7 +115,7 @@ fn assert_consistent(dir: &Path, db: &str, out: &Path, when: &str) {
             "{when}: partial file {s}"
         );
     }
-    let files = tree(out);
+    let files = common::tree(out);
     let (ents, _) = entries(dir, db);
     let mut by_path: BTreeMap<&str, &str> = BTreeMap::new();
     let mut sops = BTreeSet::new();
@@ -199,14 +187,9 @@ fn databases(dir: &Path) -> Vec<(String, String, String)> {
 
 #[test]
 fn sigkill_during_release_leaves_files_and_ledger_in_step() {
-    let td = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/pydicom");
-    if !td.join("CT_small.dcm").is_file() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "test data missing: run scripts/fetch-testdata.sh"
-        );
+    let Some(td) = common::pydicom() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (rc, out) = run(dir, "unused.db", &["key", "new", "k.key"]);
@@ -253,7 +236,7 @@ fn sigkill_during_release_leaves_files_and_ledger_in_step() {
                 .collect::<Vec<_>>(),
         );
         assert!(matches!(rc, 0 | 3), "{backend}: reference release: {text}");
-        let want = tree(&dir.join(&ref_out));
+        let want = common::tree(&dir.join(&ref_out));
         assert!(
             want.len() > 50,
             "{backend}: reference released only {}",
@@ -319,7 +302,7 @@ fn sigkill_during_release_leaves_files_and_ledger_in_step() {
         assert_consistent(dir, &crash_db, &out, &format!("{backend}, finished"));
         let (_, retractions) = entries(dir, &crash_db);
         eprintln!("{backend}: {retractions} retraction entries in the ledger after the kills");
-        let got = tree(&out);
+        let got = common::tree(&out);
         assert_eq!(
             got.keys().collect::<Vec<_>>(),
             want.keys().collect::<Vec<_>>(),
@@ -340,7 +323,7 @@ fn sigkill_during_release_leaves_files_and_ledger_in_step() {
                 );
             }
         }
-        let q = |d: &str| -> Vec<PathBuf> { tree(&dir.join(d)).into_keys().collect() };
+        let q = |d: &str| -> Vec<PathBuf> { common::tree(&dir.join(d)).into_keys().collect() };
         assert_eq!(
             q(&format!("{out_name}.quarantine")),
             q(&format!("{ref_out}.quarantine")),

@@ -2,22 +2,12 @@
 //! k = 2, `veil deid --policy fragment` rerun with the same key, and the released files
 //! measured again: they have the k (and the classes) the search promised.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
 fn veil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_veil"))
-}
-
-fn testdata() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/pydicom");
-    if d.join("CT_small.dcm").exists() {
-        Some(d)
-    } else if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("testdata/pydicom is missing: run scripts/fetch-testdata.sh");
-    } else {
-        None
-    }
 }
 
 fn json(cmd: &mut Command) -> serde_json::Value {
@@ -39,7 +29,9 @@ const QUASI: &str =
 
 #[test]
 fn fragment_applied_by_deid_gives_the_measured_risk() {
-    let Some(data) = testdata() else { return };
+    let Some(data) = common::pydicom() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let key = tmp.path().join("key");
     let out1 = tmp.path().join("out1");

@@ -3,17 +3,15 @@
 //! themselves (a leak in every category) give exit 4, the JSON contract, and no identifying
 //! value on stdout or stderr.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 use dicom_dictionary_std::tags;
 
 fn veil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_veil"))
-}
-
-fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
 }
 
 const CATEGORIES: [&str; 7] = [
@@ -214,14 +212,9 @@ fn deid_then_verify(
 
 #[test]
 fn veils_output_of_real_files_is_clean_and_usage_errors_are_exit_2() {
-    let pydicom = testdata().join("pydicom");
-    if !pydicom.join("CT_small.dcm").is_file() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "test data missing: run scripts/fetch-testdata.sh"
-        );
+    let Some(pydicom) = common::pydicom() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("out");
     let (report, o) = deid_then_verify(&pydicom, tmp.path(), None);
@@ -273,14 +266,9 @@ fn veils_output_of_real_files_is_clean_and_usage_errors_are_exit_2() {
 fn the_plain_basic_profile_passes_its_own_verify_stage() {
     // Without Retain Longitudinal options every date becomes a dummy or is removed; the verify
     // stage once read the dummies as inconsistent shifts and held back most dated files.
-    let pydicom = testdata().join("pydicom");
-    if !pydicom.join("CT_small.dcm").is_file() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "test data missing: run scripts/fetch-testdata.sh"
-        );
+    let Some(pydicom) = common::pydicom() else {
         return;
-    }
+    };
     let tmp = tempfile::tempdir().unwrap();
     let policy = tmp.path().join("basic.toml");
     std::fs::write(&policy, "[profile]\noptions = []\n").unwrap();

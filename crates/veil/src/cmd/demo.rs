@@ -534,7 +534,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         Some(s) => pipeline.with_pixel_stage(s),
         None => pipeline,
     };
-    let report = super::deid::run_pipeline(&pipeline, &[input.clone()], true)?;
+    let report = super::deid::run_pipeline(&pipeline, std::slice::from_ref(&input), true)?;
     super::deid::print_summary(&report, &pipeline);
 
     let (files, bytes, hits) = scan(&out, &planted)?;
