@@ -19,7 +19,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
-python3 -c 'import pydicom' 2>/dev/null || pip install --quiet "pydicom==3.0.2"
+python3 -c "import pydicom, numpy" 2>/dev/null || pip install --quiet "pydicom==3.0.2" numpy
 
 for f in scripts/setup.d/*.sh; do
   [ -e "$f" ] || continue

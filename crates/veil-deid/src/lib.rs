@@ -375,6 +375,7 @@ impl Deidentifier {
             .is_some_and(|e| !is_empty_value(e));
         let mut out = walk.dataset(obj, Mode::Normal, true);
         let mut counts = walk.counts;
+        self.file_under_pseudonym(&mut out, &patient, &mut counts);
 
         // Patient Age derived from the birth date (which is removed) when characteristics are kept.
         if self.policy.has(ProfileOption::RetainPatientCharacteristics) && !had_age {
@@ -423,6 +424,37 @@ impl Deidentifier {
                 suppressed,
             },
         ))
+    }
+
+    /// Every output carries the patient pseudonyms it is filed under (`OUT/<Patient ID>/...`),
+    /// also when the source had no Patient ID or Patient's Name: a recipient must be able to
+    /// group instances by patient from the header alone, and the folder and the header must
+    /// agree. An override on either attribute is the policy's word and wins.
+    fn file_under_pseudonym(
+        &self,
+        out: &mut InMemDicomObject,
+        patient: &PatientPseudonyms,
+        counts: &mut ActionCounts,
+    ) {
+        let overridden = |tag: Tag| {
+            self.rules()
+                .for_tag(tag_u32(tag))
+                .is_some_and(|r| r.source == veil_profile::RuleSource::Override)
+        };
+        for (tag, vr, value) in [
+            (tags::PATIENT_ID, VR::LO, &patient.id),
+            (tags::PATIENT_NAME, VR::PN, &patient.name),
+        ] {
+            if overridden(tag) || text_of(out, tag).as_deref() == Some(value.as_str()) {
+                continue;
+            }
+            out.put(DataElement::new(
+                tag,
+                vr,
+                PrimitiveValue::from(value.clone()),
+            ));
+            counts.pseudonymised += 1;
+        }
     }
 
     fn add_markers(&self, out: &mut InMemDicomObject, pixels_cleaned: bool) {

@@ -21,8 +21,11 @@ type HmacSha256 = Hmac<Sha256>;
 /// Length of a key in bytes (256 bits).
 pub const KEY_LEN: usize = 32;
 
-/// Name of the environment variable that may carry the key as 64 hex digits.
+/// Name of the environment variable that may carry the key itself, as 64 hex digits.
 pub const KEY_ENV: &str = "VEIL_KEY";
+
+/// Name of the environment variable that may name a key file (as `--key FILE` does).
+pub const KEY_FILE_ENV: &str = "VEIL_KEY_FILE";
 
 /// What went wrong with a key. Messages name the file and what to do, never key material.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +42,7 @@ pub enum KeyError {
         "key file {path}: expected 64 hexadecimal digits (a 256-bit key written by `veil key new`)"
     )]
     Malformed { path: PathBuf },
-    #[error("{KEY_ENV}: expected 64 hexadecimal digits (a 256-bit key)")]
+    #[error("{KEY_ENV} holds the key itself: 64 hexadecimal digits (the contents of a file written by `veil key new`), not a file name; to name a key file use --key FILE or {KEY_FILE_ENV}=FILE")]
     MalformedEnv,
     #[error("key file {path} already exists; refusing to overwrite a key (outputs made with it would become unlinkable)")]
     Exists { path: PathBuf },
@@ -118,8 +121,13 @@ impl Key {
         })
     }
 
-    /// Reads the key from `VEIL_KEY`, if set.
+    /// Reads the key from the environment, if set there: `VEIL_KEY_FILE` names a key file (read
+    /// as [`Key::load`] does), `VEIL_KEY` holds the key's 64 hex digits. `VEIL_KEY_FILE` wins
+    /// when both are set.
     pub fn from_env() -> Result<Option<Key>, KeyError> {
+        if let Some(path) = std::env::var_os(KEY_FILE_ENV).filter(|p| !p.is_empty()) {
+            return Key::load(Path::new(&path)).map(Some);
+        }
         match std::env::var(KEY_ENV) {
             Ok(text) => Key::parse_hex(&text)
                 .map(Some)

@@ -7,6 +7,8 @@
 //! gateway or Python bindings drive the same [`Pipeline`]. Nothing here prints or exits.
 
 pub mod classify;
+pub mod heldback;
+pub mod paths;
 pub mod preflight;
 pub mod report;
 mod splice;
@@ -166,12 +168,11 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for an output root: quarantine beside it as `<OUT>.quarantine`.
+    /// Defaults for an output root: quarantine beside it as `<OUT>.quarantine`, whatever the
+    /// spelling of `out` (a trailing slash never puts it inside).
     pub fn new(out: PathBuf) -> Config {
-        let mut q = out.clone().into_os_string();
-        q.push(".quarantine");
         Config {
-            quarantine: PathBuf::from(q),
+            quarantine: paths::default_quarantine(&out),
             out,
             threads: None,
             fsync: false,
@@ -191,6 +192,9 @@ pub enum PipelineError {
     },
     #[error(transparent)]
     State(#[from] StateError),
+    /// The inputs, output and quarantine overlap, or cannot be resolved (a usage error).
+    #[error(transparent)]
+    Paths(#[from] paths::PathError),
     #[error("cannot start worker threads: {0}")]
     Threads(String),
 }
@@ -309,7 +313,7 @@ fn hold_back(
     reason: String,
     detail: String,
 ) -> Result<FileOutcome, StateError> {
-    let q = state.quarantine(input_ref, path, input_bytes, &reason, &detail, &[])?;
+    let q = state.quarantine(input_ref, input_bytes, &reason, &detail, &[])?;
     Ok(FileOutcome::quarantined(
         path,
         input_ref,
@@ -451,6 +455,7 @@ impl Pipeline {
         progress: &(dyn Fn(&FileOutcome) + Sync),
     ) -> Result<RunReport, PipelineError> {
         let started = Instant::now();
+        paths::check(inputs, &self.config.out, &self.config.quarantine)?;
         let files = walk_inputs(inputs, &[&self.config.out, &self.config.quarantine])?;
         let state = store::State::open(&self.config, self.deid.key(), &self.deid.policy().digest)?;
         let report = Mutex::new(RunReport::new(
@@ -534,6 +539,7 @@ impl Pipeline {
             &mut report,
             observer,
         )?;
+        report.held_back_total = state.held_back_total();
         report.finish(started.elapsed());
         state.write_report(&report)?;
         Ok(report)
@@ -599,8 +605,7 @@ impl Pipeline {
                 detail,
                 findings,
             } => {
-                let qpath =
-                    state.quarantine(&input_ref, path, &bytes, &reason, &detail, &findings)?;
+                let qpath = state.quarantine(&input_ref, &bytes, &reason, &detail, &findings)?;
                 FileOutcome::quarantined(path, &input_ref, reason, detail, findings, qpath)
             }
             Staged::Output(p) => self.write_output(
@@ -892,7 +897,7 @@ impl Pipeline {
             let earlier = state.done_output(&input_ref).is_some();
             let bytes = std::fs::read(input).unwrap_or_default();
             let (reason, detail) = conflict_reason();
-            let q = state.quarantine(&input_ref, input, &bytes, &reason, &detail, &[])?;
+            let q = state.quarantine(&input_ref, &bytes, &reason, &detail, &[])?;
             let output = self.config.out.join(&relative);
             if output.exists() {
                 // Recorded as released (a ledger entry): recorded as taken back before the
@@ -902,6 +907,7 @@ impl Pipeline {
                     .map_err(StateError::Commit)?;
             }
             let _ = std::fs::remove_file(&output);
+            remove_empty_parents(&self.config.out, &output);
             let outcome =
                 FileOutcome::quarantined(input, &input_ref, reason, detail, Vec::new(), q);
             state.journal(&outcome)?;
@@ -937,6 +943,18 @@ impl Pipeline {
             },
             consent_ref: p.consent_ref.clone(),
         }
+    }
+}
+
+/// Removes the directories above a removed output that it leaves empty (series, study, patient
+/// folders), up to but not including the output root.
+fn remove_empty_parents(root: &Path, removed: &Path) {
+    let mut dir = removed.parent();
+    while let Some(d) = dir {
+        if d == root || !d.starts_with(root) || std::fs::remove_dir(d).is_err() {
+            break; // not empty (or not ours): stop
+        }
+        dir = d.parent();
     }
 }
 

@@ -185,7 +185,7 @@ pub struct HeldBack {
     pub reason: String,
 }
 
-/// The run report: `OUT/.veil/run-report.json` and the human summary.
+/// The operator's run report: `<quarantine>/.veil/run-report.json` and the human summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub veil_version: &'static str,
@@ -204,6 +204,8 @@ pub struct RunReport {
     pub suppressed: u64,
     pub reasons: BTreeMap<String, u64>,
     pub held_back: Vec<HeldBack>,
+    /// Inputs held back now, this run's and earlier runs' (`veil quarantine list` names them).
+    pub held_back_total: u64,
     pub actions: ActionCounts,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -231,6 +233,7 @@ impl RunReport {
             suppressed: 0,
             reasons: BTreeMap::new(),
             held_back: Vec::new(),
+            held_back_total: 0,
             actions: ActionCounts::default(),
             bytes_in: 0,
             bytes_out: 0,

@@ -1,7 +1,7 @@
 //! Run state on disk: the journal that makes runs resumable, temp files for atomic writes, the
 //! quarantine, and the run report. Everything here is written temp + rename.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -10,6 +10,7 @@ use std::sync::Mutex;
 
 use veil_keys::Key;
 
+use crate::heldback::{HeldBackList, HeldBackLog, HeldBackRecord};
 use crate::report::{FileOutcome, RunReport, Status};
 use crate::{Config, VerifyFinding};
 
@@ -25,6 +26,8 @@ pub enum StateError {
     },
     #[error("release could not be recorded: {0}")]
     Commit(String),
+    #[error("{0}")]
+    HeldBack(String),
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StateError + 'a {
@@ -73,12 +76,17 @@ fn remove_temp_files(dir: &Path, is_temp: impl Fn(&std::ffi::OsStr) -> bool) {
 pub struct State {
     out: PathBuf,
     quarantine: PathBuf,
+    /// The operator's run state: `<quarantine>/.veil/` (journal, run report, held-back list).
+    operator: PathBuf,
     tmp: PathBuf,
     ref_key: Key,
     policy_digest: String,
     journal: Mutex<File>,
     done: HashMap<String, Done>,
     counter: AtomicU64,
+    held_log: HeldBackLog,
+    /// Inputs held back now (by path), across this and earlier runs.
+    held_now: Mutex<BTreeMap<String, ()>>,
 }
 
 /// Creates a directory readable only by its owner: quarantined inputs are identifying.
@@ -92,67 +100,159 @@ fn private_dir(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Reads a journal: what earlier runs finished, by input reference.
+fn read_journal(path: &Path) -> HashMap<String, Done> {
+    let mut done = HashMap::new();
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return done;
+    };
+    for line in text.lines() {
+        let mut parts = line.split('\t');
+        let (Some(r), Some(s), Some(rel)) = (parts.next(), parts.next(), parts.next()) else {
+            continue; // a line cut short by a crash
+        };
+        let Some(status) = Status::parse(s) else {
+            continue;
+        };
+        let relative = (rel != "-").then(|| PathBuf::from(rel));
+        let mut digest = None;
+        if let Some(d) = parts.next() {
+            let mut b = [0u8; 16];
+            if hex::decode_to_slice(d, &mut b).is_ok() {
+                digest = Some(b);
+            } else if d != "-" {
+                continue; // cut short by a crash
+            }
+        }
+        done.insert(
+            r.to_string(),
+            Done {
+                status,
+                relative,
+                digest,
+            },
+        );
+    }
+    done
+}
+
+/// Moves what Veil before 0.2 kept in `OUT/.veil/` to the operator's side: the journal names
+/// held-back and consent-excluded inputs, the run report lists them. Neither may stay in a tree
+/// that is shipped.
+fn migrate_old_state(out_state: &Path, operator: &Path) -> std::io::Result<()> {
+    let old_journal = out_state.join("journal.tsv");
+    if old_journal.is_file() {
+        let text = std::fs::read(&old_journal)?;
+        let mut j = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(operator.join("journal.tsv"))?;
+        j.write_all(&text)?;
+        j.sync_all()?;
+        std::fs::remove_file(&old_journal)?;
+    }
+    match std::fs::remove_file(out_state.join("run-report.json")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 impl State {
     pub fn open(config: &Config, key: &Key, policy_digest: &str) -> Result<State, StateError> {
         let state_dir = config.out.join(".veil");
         let tmp = state_dir.join("tmp");
         std::fs::create_dir_all(&tmp).map_err(io("cannot create the output directory", &tmp))?;
+        let operator = config.quarantine.join(".veil");
+        private_dir(&config.quarantine).map_err(io(
+            "cannot create the quarantine directory",
+            &config.quarantine,
+        ))?;
+        std::fs::create_dir_all(&operator)
+            .map_err(io("cannot create the quarantine directory", &operator))?;
+        migrate_old_state(&state_dir, &operator).map_err(io(
+            "cannot move the run state to the quarantine side",
+            &operator,
+        ))?;
         // Temp files of an interrupted run are never outputs: remove them, from the temp area,
-        // the state directory (run report) and the quarantine (copies and reasons), or a kill
-        // at the wrong moment leaves litter that no later run clears.
+        // the state directories (run reports) and the quarantine (copies and reasons), or a
+        // kill at the wrong moment leaves litter that no later run clears.
         // The temp area holds nothing else: any `.part` file there goes.
         remove_temp_files(&tmp, |name| {
             Path::new(name).extension().is_some_and(|x| x == "part")
         });
         remove_temp_files(&state_dir, is_temp_name);
+        remove_temp_files(&operator, is_temp_name);
         remove_temp_files(&config.quarantine, is_temp_name);
-        let journal_path = state_dir.join("journal.tsv");
-        let mut done = HashMap::new();
-        if let Ok(text) = std::fs::read_to_string(&journal_path) {
-            for line in text.lines() {
-                let mut parts = line.split('\t');
-                let (Some(r), Some(s), Some(rel)) = (parts.next(), parts.next(), parts.next())
-                else {
-                    continue; // a line cut short by a crash
-                };
-                let Some(status) = Status::parse(s) else {
-                    continue;
-                };
-                let relative = (rel != "-").then(|| PathBuf::from(rel));
-                let mut digest = None;
-                if let Some(d) = parts.next() {
-                    let mut b = [0u8; 16];
-                    if hex::decode_to_slice(d, &mut b).is_ok() {
-                        digest = Some(b);
-                    } else if d != "-" {
-                        continue; // cut short by a crash
-                    }
-                }
-                done.insert(
-                    r.to_string(),
-                    Done {
-                        status,
-                        relative,
-                        digest,
-                    },
-                );
-            }
-        }
+        let journal_path = operator.join("journal.tsv");
+        let done = read_journal(&journal_path);
         let journal = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&journal_path)
             .map_err(io("cannot open the run journal", &journal_path))?;
+        let listed =
+            HeldBackList::read(&operator, key).map_err(|e| StateError::HeldBack(e.to_string()))?;
+        let held_now = listed
+            .current()
+            .into_iter()
+            .map(|r| (r.input.clone(), ()))
+            .collect();
         Ok(State {
             out: config.out.clone(),
             quarantine: config.quarantine.clone(),
+            held_log: HeldBackLog::new(&operator, key),
+            operator,
             tmp,
             ref_key: key.subkey("pipeline", "input-ref"),
             policy_digest: policy_digest.to_string(),
             journal: Mutex::new(journal),
             done,
             counter: AtomicU64::new(0),
+            held_now: Mutex::new(held_now),
         })
+    }
+
+    /// Inputs held back now, counting earlier runs' that are still held back.
+    pub fn held_back_total(&self) -> u64 {
+        self.held_now.lock().unwrap().len() as u64
+    }
+
+    /// Keeps the operator's held-back list in step with an outcome: held-back inputs are added,
+    /// a released input that was listed gets a `released` record.
+    fn track_held_back(&self, outcome: &FileOutcome) -> Result<(), StateError> {
+        let input = outcome.input.display().to_string();
+        let held = matches!(outcome.status, Status::Quarantined | Status::Rejected);
+        let released = matches!(outcome.status, Status::Written | Status::Duplicate);
+        let mut now = self.held_now.lock().unwrap();
+        if !(held || released && now.contains_key(&input)) {
+            return Ok(());
+        }
+        let record = HeldBackRecord {
+            input: input.clone(),
+            input_ref: outcome.input_ref.clone(),
+            status: if held {
+                outcome.status.as_str()
+            } else {
+                "released"
+            }
+            .to_string(),
+            reason: outcome.reason.clone().unwrap_or_default(),
+            detail: outcome.detail.clone().unwrap_or_default(),
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
+        self.held_log.append(&record).map_err(io(
+            "cannot append to the held-back list",
+            self.held_log.path(),
+        ))?;
+        if held {
+            now.insert(input, ());
+        } else {
+            now.remove(&input);
+        }
+        Ok(())
     }
 
     /// A keyed reference of an input (path, size, modification time, policy): stable across
@@ -240,9 +340,12 @@ impl State {
             outcome.status.as_str(),
             rel
         );
-        let mut j = self.journal.lock().unwrap();
-        j.write_all(line.as_bytes())
-            .map_err(io("cannot append to the run journal", &self.out))
+        {
+            let mut j = self.journal.lock().unwrap();
+            j.write_all(line.as_bytes())
+                .map_err(io("cannot append to the run journal", &self.operator))?;
+        }
+        self.track_held_back(outcome)
     }
 
     fn temp_path(&self, dir: &Path) -> PathBuf {
@@ -299,12 +402,11 @@ impl State {
     }
 
     /// Copies a held-back input into the quarantine with a JSON reason. The reason carries
-    /// categories and attribute paths only; the input path is there so an operator can find the
-    /// original (the quarantine, like the inputs, stays inside the hospital).
+    /// categories and attribute paths only; the input's path is in the encrypted held-back list
+    /// (paths often carry names), found by the same keyed reference.
     pub fn quarantine(
         &self,
         input_ref: &str,
-        input: &Path,
         bytes: &[u8],
         reason: &str,
         detail: &str,
@@ -317,7 +419,6 @@ impl State {
         let copy = self.atomic_write(&self.quarantine, &format!("{input_ref}.dcm"), bytes)?;
         let record = serde_json::json!({
             "input_ref": input_ref,
-            "input": input.display().to_string(),
             "reason": reason,
             "detail": detail,
             "findings": findings,
@@ -329,11 +430,12 @@ impl State {
         Ok(copy)
     }
 
-    /// Writes the run report into `OUT/.veil/run-report.json`.
+    /// Writes the operator's run report into `<quarantine>/.veil/run-report.json` (it counts
+    /// and names held-back and consent-excluded inputs, so it never goes into `OUT`).
     pub fn write_report(&self, report: &RunReport) -> Result<(), StateError> {
-        let dir = self.out.join(".veil");
+        let dir = &self.operator;
         let text = serde_json::to_vec_pretty(report).expect("JSON of plain data");
-        let tmp = self.temp_path(&dir);
+        let tmp = self.temp_path(dir);
         let dest = dir.join("run-report.json");
         std::fs::write(&tmp, text)
             .and_then(|_| std::fs::rename(&tmp, &dest))

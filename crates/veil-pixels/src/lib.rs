@@ -123,6 +123,9 @@ pub struct Analysis {
     pub glyph_lines: Vec<LineBox>,
     pub templates: Vec<String>,
     pub template_regions: Vec<Rect>,
+    /// Text was found that the cleaner removes (a removed word or line, or text inside a
+    /// template region). False for an image whose text was already blanked.
+    pub text_to_remove: bool,
     /// Rectangles blanked on every frame.
     pub redaction: Vec<Rect>,
     /// Share of the frame area blanked.
@@ -330,10 +333,23 @@ impl Cleaner {
         let min = self.config.min_confidence;
         let mut boxes: Vec<TextBox> = Vec::with_capacity(words.len());
         let mut lines: BTreeSet<u32> = BTreeSet::new();
+        let cine = frames_ocr.len() >= 2;
         for (f, w) in &words {
             let chars = w.text.chars().filter(|c| !c.is_whitespace()).count();
             let alnum = w.text.chars().filter(|c| c.is_alphanumeric()).count();
-            let matches = ids.matches(&w.text);
+            // Where the pre-filter also saw glyph strokes, or the word lies on a text line found
+            // from the pixels, half the confidence will do (not in cines, where moving speckle
+            // looks like strokes).
+            let on_line = text_lines.iter().any(|(g, l)| {
+                g == f
+                    && (l.strong || (l.glyphs >= 3 && l.rect.h <= 2 * l.height))
+                    && overlap(&l.rect, &w.rect) >= 0.5
+            });
+            // One or two characters read from speckle ("1", "SS", "Ae") are noise unless they
+            // sit on a text line: a short patient ID then matches anatomy, and a cine's moving
+            // texture yields such "words" on every frame.
+            let short_needs_line = alnum >= 3 || on_line;
+            let matches = ids.matches(&w.text).filter(|_| short_needs_line);
             let pattern = identifiers::looks_identifying(&w.text);
             // Glyph-sized boxes only: Tesseract also "reads" speckle and anatomy as big,
             // low-confidence, mostly-punctuation words.
@@ -345,21 +361,15 @@ impl Cleaner {
                 || words
                     .iter()
                     .any(|(g, o)| g != f && overlap(&o.rect, &w.rect) >= 0.5);
-            // Where the pre-filter also saw glyph strokes, or the word lies on a text line found
-            // from the pixels, half the confidence will do (not in cines, where moving speckle
-            // looks like strokes).
-            let on_line = text_lines.iter().any(|(g, l)| {
-                g == f
-                    && (l.strong || (l.glyphs >= 3 && l.rect.h <= 2 * l.height))
-                    && overlap(&l.rect, &w.rect) >= 0.5
-            });
-            let min = if (w.second_look || on_line) && frames_ocr.len() < 2 {
+            let min = if (w.second_look || on_line) && !cine {
                 min / 2.0
             } else {
                 min
             };
+            // One or two characters identify no one on their own ("CF", "2D", or speckle read
+            // as "Zz"): they go only as part of a line with a removed word (below).
             let redact = matches.is_some()
-                || (text_shaped && steady && w.confidence >= min && alnum >= 2)
+                || (text_shaped && steady && w.confidence >= min && alnum >= 3)
                 || (text_shaped && steady && pattern && w.confidence >= min / 2.0);
             if redact {
                 lines.insert(w.line);
@@ -477,6 +487,17 @@ impl Cleaner {
                 redact,
             });
         }
+        // Template regions are blanked whatever OCR read there (a banner known to hold the
+        // patient's name); they count as text to remove only where text is seen in them, so a
+        // cleaned image, whose banner is already blank, scans clean.
+        let template_text = template_regions.iter().any(|t| {
+            boxes
+                .iter()
+                .any(|b| b.rect.intersects(t) && b.confidence >= min / 2.0)
+                || glyph_lines.iter().any(|l| l.rect.intersects(t))
+        });
+        let text_to_remove =
+            template_text || boxes.iter().any(|b| b.redact) || glyph_lines.iter().any(|l| l.redact);
         redaction.extend(template_regions.iter().copied());
         let redaction = merge(redaction);
         let redacted_fraction =
@@ -493,6 +514,7 @@ impl Cleaner {
             glyph_lines,
             templates: template_names,
             template_regions,
+            text_to_remove,
             redaction,
             redacted_fraction,
         })

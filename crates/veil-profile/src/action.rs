@@ -71,6 +71,22 @@ impl Action {
         }
     }
 
+    /// What Veil does for this action, in words, with compound codes resolved the way the
+    /// engine resolves them: X/Z empties a present attribute; X/D, Z/D and X/Z/D give a dummy
+    /// to a non-empty value (an empty one stays empty); X/Z/U* replaces the UIDs inside.
+    pub fn resolved(self) -> &'static str {
+        match self {
+            Action::D => "dummy",
+            Action::Z | Action::XZ => "empty",
+            Action::X => "remove",
+            Action::K => "keep",
+            Action::C => "clean",
+            Action::U => "new UID",
+            Action::XD | Action::ZD | Action::XZD => "dummy (empty stays empty)",
+            Action::XZU => "new UIDs inside",
+        }
+    }
+
     /// Does the action keep the attribute's information (K or C)?
     pub fn retains(self) -> bool {
         matches!(self, Action::K | Action::C)

@@ -195,7 +195,8 @@ pub struct Policy {
     pub date_shift_days: (i64, i64),
     pub overrides: Vec<Override>,
     pub generalize: Option<GeneralizeSpec>,
-    /// SHA-256 of the policy text (policies are not identifying), for reports and ledgers.
+    /// SHA-256 of the effective rules (see `with_effective_digest`), written into every output's
+    /// De-identification Method and into reports and ledgers.
     pub digest: String,
 }
 
@@ -262,6 +263,31 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The field a TOML error is about: for an unknown key, its dotted path (`dates.foo`, or `foo`
+/// at the top level) from the table header above its line; otherwise `policy`.
+fn syntax_field(text: &str, line: Option<usize>, message: &str) -> String {
+    let Some(key) = message
+        .strip_prefix("unknown field `")
+        .and_then(|rest| rest.split('`').next())
+    else {
+        return "policy".into();
+    };
+    let table = line.and_then(|l| {
+        text.lines()
+            .take(l.saturating_sub(1))
+            .filter_map(|t| {
+                let t = t.trim();
+                t.starts_with('[')
+                    .then(|| t.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+            })
+            .last()
+    });
+    match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    }
+}
+
 /// Parses `(gggg,eeee)`, `gggg,eeee` or `ggggeeee`.
 pub fn parse_tag(text: &str) -> Option<u32> {
     let t: String = text
@@ -312,11 +338,12 @@ impl Policy {
                 .span()
                 .map(|s| line_col(text, s.start))
                 .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+            let message = e.message().trim().to_string();
             invalid(vec![PolicyIssue {
                 line,
                 column,
-                field: "policy".into(),
-                message: e.message().trim().to_string(),
+                field: syntax_field(text, line, &message),
+                message,
             }])
         })?;
         let mut issues = Vec::new();
@@ -583,6 +610,8 @@ impl Policy {
             }
         }
         if !issues.is_empty() {
+            // In the order a person reads the file.
+            issues.sort_by_key(|i| (i.line, i.column));
             return Err(invalid(issues));
         }
         Ok(Policy {
@@ -593,8 +622,58 @@ impl Policy {
             date_shift_days: shift,
             overrides,
             generalize: raw.generalize,
-            digest: hex::encode(Sha256::digest(text.as_bytes())),
-        })
+            digest: String::new(),
+        }
+        .with_effective_digest())
+    }
+
+    /// Sets [`Policy::digest`] to the SHA-256 of the effective rules in a canonical form: the
+    /// options, pseudonym templates, date range, overrides and generalisation as resolved, and
+    /// the standard's tables they are applied with. Two policy files that mean the same give
+    /// the same hash; the built-in default gets one of its own (not the hash of empty text).
+    fn with_effective_digest(mut self) -> Policy {
+        let mut h = Sha256::new();
+        let mut line = |s: String| {
+            h.update(s.as_bytes());
+            h.update(b"\n");
+        };
+        line("veil effective policy v1".into());
+        line(format!(
+            "table e.1-1 {}",
+            hex::encode(Sha256::digest(crate::table::TABLE_E1_1.as_bytes()))
+        ));
+        line(format!(
+            "safe private {}",
+            hex::encode(Sha256::digest(crate::table::SAFE_PRIVATE.as_bytes()))
+        ));
+        for o in &self.options {
+            line(format!("option {}", o.name()));
+        }
+        line(format!("patient_id {}", self.patient_id_template.text));
+        line(format!("patient_name {}", self.patient_name_template.text));
+        line(format!(
+            "dates {} {}",
+            self.date_shift_days.0, self.date_shift_days.1
+        ));
+        for o in &self.overrides {
+            let target = match &o.target {
+                OverrideTarget::Tag(t) => format!("{t:08X}"),
+                OverrideTarget::Private {
+                    group,
+                    creator,
+                    element_low,
+                } => format!("{group:04X} {creator:?} {element_low:02X}"),
+            };
+            line(format!("override {target} {}", o.action.code()));
+        }
+        if let Some(g) = &self.generalize {
+            line(format!(
+                "generalize {}",
+                serde_json::to_string(g).expect("JSON of plain data")
+            ));
+        }
+        self.digest = hex::encode(h.finalize());
+        self
     }
 
     /// Is this option on?

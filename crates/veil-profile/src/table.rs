@@ -6,8 +6,9 @@ use std::sync::OnceLock;
 use crate::action::Action;
 use crate::options::ProfileOption;
 
-const TABLE_E1_1: &str = include_str!("../../../reference/ps3.15-table-e.1-1.csv");
-const SAFE_PRIVATE: &str = include_str!("../../../reference/safe_private_attributes.csv");
+pub(crate) const TABLE_E1_1: &str = include_str!("../../../reference/ps3.15-table-e.1-1.csv");
+pub(crate) const SAFE_PRIVATE: &str =
+    include_str!("../../../reference/safe_private_attributes.csv");
 
 /// Which attributes a row of Table E.1-1 covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -86,6 +86,9 @@ pub struct Search<'a> {
     good: Vec<Vec<usize>>,
     bad: Vec<Vec<usize>>,
     evaluated: usize,
+    /// Told the number of generalisations evaluated so far and the lattice's size, as the
+    /// search goes (a terminal shows it; the search can take a minute on large tables).
+    progress: Option<Box<dyn FnMut(usize, f64) + 'a>>,
 }
 
 impl<'a> Search<'a> {
@@ -149,7 +152,14 @@ impl<'a> Search<'a> {
             good: Vec::new(),
             bad: Vec::new(),
             evaluated: 0,
+            progress: None,
         }
+    }
+
+    /// Reports progress to `f` (evaluated nodes, lattice size) every few evaluations.
+    pub fn with_progress(mut self, f: impl FnMut(usize, f64) + 'a) -> Self {
+        self.progress = Some(Box::new(f));
+        self
     }
 
     fn partition_at(&self, node: &[usize]) -> Partition {
@@ -180,6 +190,10 @@ impl<'a> Search<'a> {
         let failing = self.failing(&p);
         let s = rows_failing(&p, &failing);
         self.evaluated += 1;
+        if let Some(report) = self.progress.as_mut() {
+            let lattice: f64 = self.tops.iter().map(|&t| (t + 1) as f64).product();
+            report(self.evaluated, lattice);
+        }
         self.memo.insert(node.to_vec(), s);
         if self.within_budget(s) {
             // Keep only the minimal good nodes: everything above them is good.

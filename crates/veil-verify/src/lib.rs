@@ -560,7 +560,8 @@ impl SourceSet<'_> {
                     }
                 }
                 vr if is_text_vr(vr)
-                    && (act.is_some_and(is_removing) || is_site_ae_title(e.tag)) =>
+                    && (act.is_some_and(is_removing) || is_site_ae_title(e.tag))
+                    && !v.rules.descriptive(e.tag) =>
                 {
                     for val in p.values(bytes, e) {
                         if meaningful(&val) {
@@ -856,7 +857,7 @@ impl Check<'_> {
                 self.report(
                     Some(seq),
                     "marker",
-                    format!("marker:code_missing CID 7050 {code} required by the policy's options"),
+                    format!("marker:code_missing de-identification method code {code} (DICOM context group CID 7050) required by the policy's options"),
                     "",
                 );
             }
@@ -866,7 +867,7 @@ impl Check<'_> {
                 self.report(
                     Some(seq),
                     "marker",
-                    format!("marker:code_unexpected CID 7050 {code} claims an option the policy does not have"),
+                    format!("marker:code_unexpected de-identification method code {code} (DICOM context group CID 7050) claims an option the policy does not have"),
                     "",
                 );
             }
@@ -1187,7 +1188,9 @@ impl Check<'_> {
                     }
                     let e = &self.p.elems[i];
                     if is_bulk(e.tag)
-                        && (!self.v.scan_pixel_data || token.chars().count() < BINARY_SAFE_CHARS)
+                        && (!self.v.scan_pixel_data
+                            || token.chars().count() < BINARY_SAFE_CHARS
+                            || low_entropy(token))
                     {
                         continue;
                     }
@@ -1254,6 +1257,15 @@ struct Hit {
     pattern: usize,
     start: usize,
     end: usize,
+}
+
+/// Fewer than 3 distinct characters (`11111111`, `20000202`): such runs occur by chance in image
+/// bytes (a blanked region, a flat background), so they are not searched there.
+fn low_entropy(token: &str) -> bool {
+    let mut distinct: Vec<char> = token.chars().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct.len() < 3
 }
 
 /// Pixel data (and waveform samples): image bytes, where short tokens match by chance.

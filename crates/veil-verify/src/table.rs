@@ -133,9 +133,42 @@ fn parse_pattern(text: &str) -> Option<Pattern> {
 #[derive(Debug, Clone)]
 struct Row {
     pattern: Pattern,
+    keyword: String,
     basic: Act,
     options: Vec<(String, Act)>,
 }
+
+/// Keyword parts of attributes that hold descriptions and vocabulary rather than an identifier,
+/// beyond those the table itself marks as descriptors (a C in any option column).
+const DESCRIPTIVE_WORDS: &[&str] = &[
+    "Description",
+    "Comments",
+    "Text",
+    "Keywords",
+    "Title",
+    "Subject",
+    "Arrangements",
+    "Needs",
+    "Medication",
+    "EthnicGroup",
+    "Religious",
+    "Rank",
+    "BranchOfService",
+    "Country",
+    "Region",
+    "Timezone",
+    "Make",
+    "Model",
+    "Datum",
+    "Arbitrary",
+    "Diagnos",
+    "Reason",
+    "History",
+    "Alerts",
+    "Allergies",
+    "Occupation",
+    "Label",
+];
 
 /// Splits CSV text into records (RFC 4180 quoting, quoted fields may hold newlines: the table
 /// has one, in Icon Image Sequence's name).
@@ -176,6 +209,7 @@ fn rows() -> Vec<Row> {
     let header = records.next().expect("table header");
     let col = |name: &str| header.iter().position(|h| h == name);
     let tag_col = col("tag").expect("tag column");
+    let keyword_col = col("keyword").expect("keyword column");
     let basic_col = col("basic_profile").expect("basic_profile column");
     records
         .filter_map(|f| {
@@ -189,6 +223,7 @@ fn rows() -> Vec<Row> {
                 .collect();
             Some(Row {
                 pattern,
+                keyword: f.get(keyword_col).cloned().unwrap_or_default(),
                 basic,
                 options,
             })
@@ -253,6 +288,8 @@ pub struct Rules {
     masked: Vec<(u32, u32, Act)>,
     private: Act,
     safe_private: HashSet<(u16, String, u8)>,
+    /// Attributes whose values are descriptions or vocabulary, not identifiers.
+    descriptive: HashSet<u32>,
     keep_safe_private: bool,
     private_overrides: HashMap<(u16, String, u8), Act>,
 }
@@ -262,7 +299,15 @@ impl Rules {
         let mut exact = HashMap::new();
         let mut masked = Vec::new();
         let mut private = Act::X;
+        let mut descriptive = HashSet::new();
         for row in rows() {
+            if let Pattern::Exact(t) = row.pattern {
+                let cleaned_by_an_option = row.options.iter().any(|(_, a)| *a == Act::C);
+                if cleaned_by_an_option || DESCRIPTIVE_WORDS.iter().any(|w| row.keyword.contains(w))
+                {
+                    descriptive.insert(t);
+                }
+            }
             let mut act = row.basic;
             let mut from_option: Option<Act> = None;
             for (name, a) in &row.options {
@@ -299,6 +344,7 @@ impl Rules {
             .collect();
         Rules {
             exact,
+            descriptive,
             masked,
             keep_safe_private: private.retains(),
             private,
@@ -309,6 +355,13 @@ impl Rules {
                 .map(|(g, c, e, a)| ((*g, normalize_creator(c), *e), *a))
                 .collect(),
         }
+    }
+
+    /// Does the attribute hold a description or vocabulary ("ABDOMEN", "CT HEAD W/O") rather than
+    /// an identifier? Such values, even removed ones, are not identifiers to search for whole:
+    /// identifiers inside them are found through the names, IDs and dates they contain.
+    pub fn descriptive(&self, tag: u32) -> bool {
+        self.descriptive.contains(&tag)
     }
 
     /// The action for a public attribute, `None` when the table does not list it.

@@ -44,3 +44,16 @@ pub fn finish(result: anyhow::Result<u8>) -> ExitCode {
         }
     }
 }
+
+/// A pipeline error as the CLI reports it: overlapping or unusable paths, and a quarantine made
+/// with another key, are the user's to fix (exit 2); the rest are runtime failures.
+pub fn pipeline_error(e: veil_pipeline::PipelineError) -> anyhow::Error {
+    use veil_pipeline::{PipelineError, StateError};
+    match e {
+        PipelineError::Paths(p) => usage(p.to_string()),
+        PipelineError::State(StateError::HeldBack(m)) => usage(format!(
+            "{m}; a quarantine directory belongs to one key: pass --quarantine DIR for runs with another key"
+        )),
+        other => anyhow::Error::from(other),
+    }
+}

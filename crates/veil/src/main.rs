@@ -33,21 +33,59 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// De-identify DICOM files and directories into OUT (PS3.15 Annex E, keyed, fail-closed).
+    ///
+    /// Keyed: pseudonyms, new UIDs and date shifts derive from your key, so the same patient gets
+    /// the same pseudonym in every run. Fail-closed: whatever Veil cannot process safely (an
+    /// unparseable file, pixels it cannot decode, an output its verifier finds anything in) is
+    /// held back in the quarantine with a reason, never passed through.
+    #[command(
+        after_help = "Exit codes: 0 every input released; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field); 3 finished, but some inputs were held back (quarantined or rejected: `veil quarantine list`)."
+    )]
     Deid(cmd::deid::Args),
     /// Run the built-in demo: generate planted-identifier data, de-identify, verify, summarise.
+    #[command(
+        after_help = "Exit codes: 0 no planted value survived in any output; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field); 4 a planted value was found in an output."
+    )]
     Demo(cmd::demo::Args),
     /// Manage key files.
     #[command(subcommand)]
+    #[command(
+        after_help = "Exit codes: 0 done; 2 usage error: the key file exists already, is missing, is readable by others or is malformed."
+    )]
     Key(cmd::key::KeyCommand),
     /// Show or check de-identification policies.
     #[command(subcommand)]
+    #[command(
+        after_help = "Exit codes: 0 done; 2 the policy file is unreadable or invalid (every problem listed, with line and column)."
+    )]
     Policy(cmd::policy::PolicyCommand),
+    /// List the inputs runs held back, by path, with reasons (operator only; needs the key).
+    #[command(subcommand)]
+    #[command(after_help = "Exit codes: see `veil quarantine list --help`.")]
+    Quarantine(cmd::quarantine::QuarantineCommand),
     /// Scan de-identified files for leaks (independent of the de-identifier).
+    ///
+    /// Findings name the file, the attribute path and tag, a category and a rule, and show the
+    /// value masked. Marker findings about "CID 7050" refer to DICOM's list of de-identification
+    /// method codes (113100 Basic Profile, 113101 Clean Pixel Data, ...), one per option applied.
+    #[command(
+        after_help = "Exit codes: 0 no findings; 1 a file could not be read (named); 2 usage error (arguments, policy); 4 findings (listed)."
+    )]
     Verify(cmd::verify::Args),
     /// Find and remove text burned into pixel data.
     #[command(subcommand)]
+    #[command(after_help = "Exit codes: see `veil pixels scan --help`.")]
     Pixels(cmd::pixels::PixelsCommand),
     /// Measure and reduce re-identification risk.
+    ///
+    /// Quasi-identifiers are values an attacker can know from elsewhere (age, sex, dates, site,
+    /// scanner); patients who share all of them form a class. k-anonymity: every class holds at
+    /// least k patients. l-diversity (ℓ-diversity): every class holds at least l different values
+    /// of a sensitive attribute, so membership alone reveals nothing. Prosecutor risk: the attacker
+    /// knows the person is in the data (1 / class size); journalist risk: the attacker matches
+    /// against a population register (1 / the class's size in the population); marketer risk: the
+    /// share of all records an attacker who tries everyone would re-identify. The Pitman model
+    /// estimates, from the sample, how many records are unique in the whole population.
     Risk(cmd::risk::Args),
     #[command(flatten)]
     Registry(cmd::registry::RegistryCommand),
@@ -68,6 +106,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Key(c) => cmd::key::run(c),
         Command::Policy(c) => cmd::policy::run(c),
+        Command::Quarantine(c) => cmd::quarantine::run(c),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Pixels(c) => cmd::pixels::run(c),
         Command::Risk(args) => cmd::risk::run(args),
@@ -86,9 +125,72 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("VEIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colour only for a person at a terminal: codes in a redirected log are noise.
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Leaf commands (the ones a person runs) and their path from `veil`.
+    fn leaves(c: &clap::Command, path: &str, out: &mut Vec<(String, clap::Command)>) {
+        for sub in c.get_subcommands().filter(|s| s.get_name() != "help") {
+            let p = format!("{path} {}", sub.get_name());
+            if sub.has_subcommands() {
+                leaves(sub, &p, out);
+            } else {
+                out.push((p, sub.clone()));
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_documents_its_exit_codes_and_every_argument() {
+        let mut all = Vec::new();
+        leaves(&Cli::command(), "veil", &mut all);
+        assert!(all.len() >= 24, "{} commands", all.len());
+        let mut problems = Vec::new();
+        for (path, c) in &all {
+            let text = [c.get_after_help(), c.get_long_about(), c.get_about()]
+                .into_iter()
+                .flatten()
+                .map(|s| s.to_string())
+                .collect::<String>();
+            if !text.contains("Exit codes:") {
+                problems.push(format!("{path}: no exit codes in its help"));
+            }
+            for a in c.get_arguments() {
+                let builtin = matches!(a.get_id().as_str(), "help" | "version");
+                if !builtin && a.get_help().is_none() && a.get_long_help().is_none() {
+                    problems.push(format!("{path}: argument {} has no help", a.get_id()));
+                }
+            }
+        }
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn json_is_described_one_way_everywhere() {
+        let mut all = Vec::new();
+        leaves(&Cli::command(), "veil", &mut all);
+        for (path, c) in &all {
+            if let Some(a) = c.get_arguments().find(|a| a.get_id() == "json") {
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                assert!(
+                    help.starts_with("Print one JSON document")
+                        && help.contains("on stdout instead of the human-readable text"),
+                    "{path}: --json says {help:?}"
+                );
+            }
+        }
+    }
 }

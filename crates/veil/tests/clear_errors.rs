@@ -314,7 +314,7 @@ fn an_unreadable_input_is_reported_by_name_and_the_rest_goes_through() {
         "stderr must name the unreadable file: {err}"
     );
     let report: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(s.dir.join("o/.veil/run-report.json")).expect("run report"),
+        &std::fs::read(s.dir.join("o.quarantine/.veil/run-report.json")).expect("run report"),
     )
     .expect("JSON report");
     assert_eq!(report["rejected"], 1, "{report}");

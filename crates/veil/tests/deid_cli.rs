@@ -530,12 +530,23 @@ fn policy_show_lists_every_table_row() {
     let rows = j["attributes"].as_array().unwrap();
     assert_eq!(rows.len(), 621);
     let row = |kw: &str| rows.iter().find(|r| r["keyword"] == kw).unwrap().clone();
-    assert_eq!(row("StudyDate")["effective"], "C");
+    assert_eq!(row("StudyDate")["effective"], "clean");
+    assert_eq!(row("StudyDate")["table_action"], "C");
     assert_eq!(
         row("StudyDate")["source"],
         "retain_longitudinal_modified_dates"
     );
-    assert_eq!(row("PatientName")["effective"], "Z");
+    // What the engine writes: the pseudonym, not an empty value.
+    assert_eq!(row("PatientName")["effective"], "pseudonym {id}");
+    assert_eq!(row("PatientName")["source"], "pseudonyms.patient_name");
+    // Compound codes are resolved the way the engine resolves them.
+    assert_eq!(row("ContentDate")["basic"], "Z/D");
+    assert_eq!(row("InstitutionName")["table_action"], "X/Z/D");
+    assert_eq!(
+        row("InstitutionName")["effective"],
+        "dummy (empty stays empty)"
+    );
+    assert_eq!(j["options"][0], "basic_profile", "like the text form");
 }
 
 #[test]

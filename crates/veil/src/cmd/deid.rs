@@ -11,7 +11,8 @@ pub struct Args {
     /// Input files and directories (walked recursively; never modified).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// Key file written by `veil key new` (or set VEIL_KEY).
+    /// Key file written by `veil key new`. Without --key: VEIL_KEY_FILE=FILE names the file, or
+    /// VEIL_KEY holds the key itself (its 64 hex digits).
     #[arg(long)]
     pub key: Option<PathBuf>,
     /// Output root: OUT/<patient pseudonym>/<study uid>/<series uid>/<sop uid>.dcm
@@ -33,7 +34,7 @@ pub struct Args {
     /// fsync every output before it is renamed into place.
     #[arg(long)]
     pub fsync: bool,
-    /// Print the run report as JSON on stdout instead of the human summary.
+    /// Print one JSON document (the run report) on stdout instead of the human-readable text.
     #[arg(long)]
     pub json: bool,
 }
@@ -91,12 +92,18 @@ pub fn run_pipeline(
     inputs: &[PathBuf],
     quiet: bool,
 ) -> anyhow::Result<RunReport> {
+    // Progress by bytes, not files: a run's time goes where its bytes are (one large cine takes
+    // as long as thousands of small CT slices), so the estimate holds on mixed corpora.
+    let mut sizes: std::collections::HashMap<PathBuf, u64> = Default::default();
     let bar = if !quiet && std::io::stderr().is_terminal() {
-        let files = veil_pipeline::walk_inputs(inputs, &[])?.len() as u64;
-        let bar = indicatif::ProgressBar::new(files);
+        for f in veil_pipeline::walk_inputs(inputs, &[])? {
+            let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
+            sizes.insert(f, len);
+        }
+        let bar = indicatif::ProgressBar::new(sizes.values().sum());
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} files ({per_sec}, eta {eta})",
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {msg}",
             )
             .expect("valid template"),
         );
@@ -104,12 +111,16 @@ pub fn run_pipeline(
     } else {
         None
     };
+    let done_files = std::sync::atomic::AtomicU64::new(0);
+    let total_files = sizes.len();
     // Name the first held-back inputs as they happen; the report has the full list.
     const NAMED: usize = 20;
     let named = std::sync::atomic::AtomicUsize::new(0);
     let progress = |o: &FileOutcome| {
         if let Some(b) = &bar {
-            b.inc(1);
+            b.inc(sizes.get(&o.input).copied().unwrap_or(0));
+            let n = done_files.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            b.set_message(format!("{n}/{total_files} files"));
         }
         if !quiet {
             if let (
@@ -123,7 +134,7 @@ pub fn run_pipeline(
                     return;
                 }
                 let line = if n == NAMED {
-                    "… more held-back inputs are listed in the run report and the quarantine"
+                    "… more held-back inputs: `veil quarantine list QUARANTINE` names them all"
                         .to_string()
                 } else {
                     format!("{} {}: {}", o.status.as_str(), o.input.display(), reason)
@@ -137,7 +148,7 @@ pub fn run_pipeline(
     };
     let report = pipeline
         .run(inputs, &progress)
-        .map_err(anyhow::Error::from)?;
+        .map_err(crate::exit::pipeline_error)?;
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -173,10 +184,11 @@ pub fn print_summary(r: &RunReport, pipeline: &Pipeline) {
             r.duplicates
         );
     }
+    let q = &pipeline.config().quarantine;
     println!(
         "  quarantined  {:>7}  (copies + JSON reasons in {})",
         r.quarantined,
-        pipeline.config().quarantine.display()
+        q.display()
     );
     println!(
         "  rejected     {:>7}  (not DICOM, unreadable or DICOMDIR: reported, not copied)",
@@ -205,8 +217,15 @@ pub fn print_summary(r: &RunReport, pipeline: &Pipeline) {
         &r.policy_sha256[..16],
         r.key_fingerprint
     );
+    if r.held_back_total > 0 {
+        println!(
+            "  held back now, this and earlier runs: {} input(s); name them with `veil quarantine list {}`",
+            r.held_back_total,
+            q.display()
+        );
+    }
     println!(
-        "  run report: {}",
-        out.join(".veil/run-report.json").display()
+        "  run report (operator's side, not shipped): {}",
+        q.join(".veil/run-report.json").display()
     );
 }

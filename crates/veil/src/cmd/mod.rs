@@ -5,6 +5,7 @@ pub mod demo;
 pub mod key;
 pub mod pixels;
 pub mod policy;
+pub mod quarantine;
 pub mod registry;
 pub mod risk;
 pub mod verify;

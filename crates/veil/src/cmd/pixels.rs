@@ -13,8 +13,10 @@ use crate::exit;
 #[derive(clap::Subcommand)]
 pub enum PixelsCommand {
     /// Report which files and frames hold text (boxes, confidence, whether the text matches the
-    /// file's own identifiers) without changing anything. Exit 0: no text to remove; 4: text to
-    /// remove was found; 3: some files could not be decoded (their pixels are unchecked).
+    /// file's own identifiers) without changing anything.
+    #[command(
+        after_help = "Exit codes: 0 no text to remove; 1 runtime failure (Tesseract missing, a preview cannot be written); 2 usage error; 3 some files could not be decoded (their pixels are unchecked); 4 text to remove was found."
+    )]
     Scan(ScanArgs),
 }
 
@@ -27,7 +29,7 @@ pub struct ScanArgs {
     /// red = removed by `veil deid`, yellow = text kept, blue = template regions.
     #[arg(long)]
     pub previews: Option<PathBuf>,
-    /// One JSON document on stdout instead of the human summary.
+    /// Print one JSON document on stdout instead of the human-readable text.
     #[arg(long)]
     pub json: bool,
     /// Include the recognised text in the report (it may be identifying: for review only).
@@ -40,7 +42,8 @@ pub struct ScanArgs {
     /// images are checked in their top and bottom margins only).
     #[arg(long)]
     pub all: bool,
-    /// OCR upscale factor (0 = automatic).
+    /// How much each image is enlarged before OCR (1–4; 0 = automatic: 2 for images up to
+    /// 1024 columns, else 1). Tesseract reads glyphs about 20–30 px tall best.
     #[arg(long, default_value_t = 0)]
     pub scale: u32,
     /// Decode, pre-filter and apply templates only (no OCR): measures the cheap path.
@@ -204,7 +207,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<u8> {
                 if !a.words.is_empty() {
                     summary.files_with_text += 1;
                 }
-                if !a.redaction.is_empty() {
+                if a.text_to_remove {
                     summary.files_with_text_to_remove += 1;
                 }
                 if a.words.iter().any(|w| w.matches.is_some()) {

@@ -6,16 +6,20 @@ use veil_profile::{table, Policy, PolicyError, Rules};
 
 #[derive(clap::Subcommand)]
 pub enum PolicyCommand {
-    /// Print the effective action for every attribute of PS3.15 Table E.1-1 under a policy.
+    /// Print what Veil does to every attribute of PS3.15 Table E.1-1 under a policy.
+    ///
+    /// Exit codes: 0 printed; 2 the policy file is unreadable or invalid.
     Show {
         /// Policy file (default: the built-in default policy).
         #[arg(long)]
         policy: Option<PathBuf>,
-        /// Machine-readable output.
+        /// Print one JSON document on stdout instead of the human-readable text.
         #[arg(long)]
         json: bool,
     },
-    /// Validate a policy file; errors name the line, column and field.
+    /// Validate a policy file; errors name the line, column and field, in line order.
+    ///
+    /// Exit codes: 0 valid; 2 unreadable or invalid (every problem is listed on stderr).
     Check {
         /// Policy file.
         file: PathBuf,
@@ -72,13 +76,29 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<u8> {
                     table::TagPattern::Private => Some(rules.private_default()),
                 };
                 let rule = rule.expect("every table row resolves");
+                // Patient ID and Name get the policy's pseudonyms (unless overridden), whatever
+                // the table says: studies of one patient stay linked.
+                let pseudonym = match row.keyword.as_str() {
+                    _ if rule.source == veil_profile::RuleSource::Override => None,
+                    "PatientID" => Some(("patient_id", &policy.patient_id_template.text)),
+                    "PatientName" => Some(("patient_name", &policy.patient_name_template.text)),
+                    _ => None,
+                };
+                let (effective, source) = match pseudonym {
+                    Some((field, template)) => (
+                        format!("pseudonym {template}"),
+                        format!("pseudonyms.{field}"),
+                    ),
+                    None => (rule.action.resolved().to_string(), rule.source.to_string()),
+                };
                 rows.push(serde_json::json!({
                     "tag": row.tag_text,
                     "keyword": row.keyword,
                     "name": row.name,
                     "basic": row.basic.code(),
-                    "effective": rule.action.code(),
-                    "source": rule.source.to_string(),
+                    "table_action": rule.action.code(),
+                    "effective": effective,
+                    "source": source,
                 }));
             }
             for o in &policy.overrides {
@@ -93,7 +113,8 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<u8> {
                         "keyword": format!("private creator {creator:?}"),
                         "name": "",
                         "basic": "X",
-                        "effective": o.action.code(),
+                        "table_action": o.action.code(),
+                        "effective": o.action.resolved(),
                         "source": "policy override",
                     }));
                 }
@@ -102,7 +123,9 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<u8> {
                 let doc = serde_json::json!({
                     "policy": policy.origin,
                     "policy_sha256": policy.digest,
-                    "options": policy.options.iter().map(|o| o.name()).collect::<Vec<_>>(),
+                    "options": std::iter::once("basic_profile")
+                        .chain(policy.options.iter().map(|o| o.name()))
+                        .collect::<Vec<_>>(),
                     "date_shift_days": [policy.date_shift_days.0, policy.date_shift_days.1],
                     "patient_id": policy.patient_id_template.text,
                     "patient_name": policy.patient_name_template.text,
@@ -136,13 +159,15 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<u8> {
                     policy.date_shift_days.1
                 );
                 println!();
+                println!("basic: the Basic Profile's code in Table E.1-1; effective: what Veil does under this policy (compound codes such as Z/D resolved); source: the option or override that decided it");
+                println!();
                 println!(
-                    "{:<34} {:<44} {:<7} {:<9} source",
+                    "{:<34} {:<44} {:<7} {:<26} source",
                     "tag", "keyword", "basic", "effective"
                 );
                 for r in &rows {
                     println!(
-                        "{:<34} {:<44} {:<7} {:<9} {}",
+                        "{:<34} {:<44} {:<7} {:<26} {}",
                         r["tag"].as_str().unwrap_or(""),
                         r["keyword"].as_str().unwrap_or(""),
                         r["basic"].as_str().unwrap_or(""),

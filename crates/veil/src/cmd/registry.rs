@@ -23,7 +23,8 @@ pub struct StoreArgs {
     /// Store: SQLite file path or postgres://user@host:port/db (default: $VEIL_DB, else ./.veil/veil.db).
     #[arg(long, global = true)]
     pub db: Option<String>,
-    /// Key file (or set VEIL_KEY).
+    /// Key file written by `veil key new`. Without --key: VEIL_KEY_FILE=FILE names the file, or
+    /// VEIL_KEY holds the key itself (its 64 hex digits).
     #[arg(long, global = true)]
     pub key: Option<PathBuf>,
     /// Institution settings (TOML: extra_purposes, [defaults]); default $VEIL_CONFIG or ./.veil/config.toml.
@@ -35,34 +36,70 @@ pub struct StoreArgs {
 pub enum RegistryCommand {
     /// Consent registry: set, show, import, history.
     #[command(subcommand)]
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field). `consent import`: 3 some records were refused (listed)."
+    )]
     Consent(ConsentCommand),
     /// Recipients of releases.
     #[command(subcommand)]
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field)."
+    )]
     Recipient(RecipientCommand),
     /// De-identify for a recipient under a purpose, admitting only consented patients, recording every instance in the ledger.
+    #[command(
+        after_help = "Exit codes: 0 every input released or excluded by consent; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field); 3 finished, but some inputs were held back (quarantined or rejected)."
+    )]
     Release(ReleaseArgs),
     /// The disclosure ledger: verify, export.
     #[command(subcommand)]
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field). `ledger verify`: 4 the chain or a checkpoint does not verify (the first bad entry is named)."
+    )]
     Ledger(LedgerCommand),
     /// A patient's accounting of disclosures (HTML for the patient, or JSON).
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field)."
+    )]
     Disclosures(DisclosuresArgs),
     /// Patients and studies released to a recipient, for breach notification (CSV or JSON).
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field)."
+    )]
     Breach(BreachArgs),
     /// Find the release and recipient a released (leaked) file came from.
+    #[command(
+        after_help = "Exit codes: 0 found in the ledger; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field); 4 not released by Veil from this store."
+    )]
     Trace(TraceArgs),
     /// Record a withdrawal and list the recipients already holding the patient's data for that purpose.
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field)."
+    )]
     Withdraw(WithdrawArgs),
 }
 
 #[derive(clap::Subcommand)]
 pub enum ConsentCommand {
     /// Record one consent statement (appended; history is never changed).
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field)."
+    )]
     Set(SetArgs),
     /// Effective consent per purpose for a patient.
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field)."
+    )]
     Show(PatientArgs),
     /// Import FHIR R4 Consent JSON (single or Bundle) or CSV.
+    #[command(
+        after_help = "Exit codes: 0 every record imported; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field); 3 some records were refused (listed)."
+    )]
     Import(ImportArgs),
     /// Every recorded statement for a patient, oldest first.
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field)."
+    )]
     History(PatientArgs),
 }
 
@@ -70,6 +107,8 @@ pub enum ConsentCommand {
 pub struct SetArgs {
     /// Patient ID as in the images' Patient ID.
     pub patient: String,
+    /// The purpose the statement is about (research, commercial_ai_training, teaching,
+    /// quality_improvement, or an institution's own from --config).
     #[arg(long)]
     pub purpose: String,
     /// granted | refused | withdrawn
@@ -102,9 +141,12 @@ pub struct SetArgs {
 
 #[derive(clap::Args)]
 pub struct PatientArgs {
+    /// Patient ID (0010,0020) as in the original images.
     pub patient: String,
+    /// Issuer of Patient ID (0010,0021) as in the images; empty: the patient under any issuer.
     #[arg(long, default_value = "")]
     pub issuer: String,
+    /// Print one JSON document on stdout instead of the human-readable text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -113,6 +155,8 @@ pub struct PatientArgs {
 
 #[derive(clap::Args)]
 pub struct ImportArgs {
+    /// The file to import: FHIR R4 Consent JSON (one resource or a Bundle of them), or CSV with
+    /// the columns of `veil consent set` (docs/consent-ledger.md).
     pub file: PathBuf,
     /// fhir | csv (default: from the extension, .csv = csv, else fhir).
     #[arg(long)]
@@ -124,9 +168,16 @@ pub struct ImportArgs {
 #[derive(clap::Subcommand)]
 pub enum RecipientCommand {
     /// Register a recipient and the purposes it may receive data for.
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field)."
+    )]
     Add(RecipientAddArgs),
     /// List recipients.
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field)."
+    )]
     List {
+        /// Print one JSON document on stdout instead of the human-readable text.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -136,7 +187,11 @@ pub enum RecipientCommand {
 
 #[derive(clap::Args)]
 pub struct RecipientAddArgs {
+    /// The recipient's name, as given to `veil release --recipient` (also its key: pseudonyms
+    /// and UIDs differ from one recipient to the next, so their data cannot be linked).
     pub name: String,
+    /// Purposes it may receive data for, comma separated (research, commercial_ai_training,
+    /// teaching, quality_improvement, or an institution's own from --config).
     #[arg(long, required = true, value_delimiter = ',')]
     pub purpose: Vec<String>,
     /// Who to contact for deletion requests and breach handling.
@@ -148,25 +203,34 @@ pub struct RecipientAddArgs {
 
 #[derive(clap::Args)]
 pub struct ReleaseArgs {
+    /// Input DICOM files and directories (walked recursively; never modified).
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
+    /// The registered recipient (`veil recipient add`).
     #[arg(long)]
     pub recipient: String,
+    /// The purpose of this release; only patients whose consent allows it are released.
     #[arg(long)]
     pub purpose: String,
+    /// Output root for this recipient: OUT/<patient pseudonym>/<study>/<series>/<sop>.dcm. It
+    /// holds nothing about patients who were not released.
     #[arg(long)]
     pub out: PathBuf,
+    /// Policy file (TOML); default: the built-in default policy (`veil policy show`).
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// The operator's side: held-back inputs, reasons, journal and the full release report,
+    /// never inside OUT (default: <OUT>.quarantine beside it).
     #[arg(long)]
     pub quarantine: Option<PathBuf>,
+    /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Outputs recorded per ledger transaction. Larger is faster; an interrupted release redoes
     /// at most this many outputs (and at most 2 seconds' worth).
     #[arg(long, default_value_t = veil_store::publish::BATCH as u32, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub ledger_batch: u32,
-    /// Print the release report as JSON.
+    /// Print one JSON document (the release report) on stdout instead of the human-readable text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -176,10 +240,14 @@ pub struct ReleaseArgs {
 #[derive(clap::Subcommand)]
 pub enum LedgerCommand {
     /// Check the hash chain and signed checkpoints; exit 4 naming the first bad entry.
+    #[command(
+        after_help = "Exit codes: 0 intact; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field); 4 the chain or a checkpoint does not verify (the first bad entry is named)."
+    )]
     Verify {
         /// Verify an export file instead of the database.
         #[arg(long)]
         export: Option<PathBuf>,
+        /// Print one JSON document on stdout instead of the human-readable text.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
@@ -187,17 +255,25 @@ pub enum LedgerCommand {
     },
     /// Settle an output directory after an interrupted `veil release`: outputs whose ledger entry
     /// never committed are removed (a rerun of the release produces them again).
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field)."
+    )]
     Reconcile {
         /// The release's output directory.
         #[arg(long)]
         out: PathBuf,
+        /// Print one JSON document on stdout instead of the human-readable text.
         #[arg(long)]
         json: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
     /// Write the chain (JSON Lines, originals sealed) for an external auditor.
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field)."
+    )]
     Export {
+        /// Where to write the export (JSON Lines).
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -207,7 +283,9 @@ pub enum LedgerCommand {
 
 #[derive(clap::Args)]
 pub struct DisclosuresArgs {
+    /// Patient ID (0010,0020) as in the original images.
     pub patient: String,
+    /// Issuer of Patient ID (0010,0021) as in the images; empty: the patient under any issuer.
     #[arg(long, default_value = "")]
     pub issuer: String,
     /// html | json
@@ -222,6 +300,7 @@ pub struct DisclosuresArgs {
 
 #[derive(clap::Args)]
 pub struct BreachArgs {
+    /// The recipient whose data was breached.
     #[arg(long)]
     pub recipient: String,
     /// Only releases recorded at or after this time (YYYY-MM-DD or RFC 3339).
@@ -230,6 +309,7 @@ pub struct BreachArgs {
     /// csv | json
     #[arg(long, default_value = "csv")]
     pub format: String,
+    /// Write here instead of stdout.
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
@@ -238,7 +318,10 @@ pub struct BreachArgs {
 
 #[derive(clap::Args)]
 pub struct TraceArgs {
+    /// A released (for example leaked) DICOM file: its SOP Instance UID and bytes are looked up
+    /// in the ledger.
     pub file: PathBuf,
+    /// Print one JSON document on stdout instead of the human-readable text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -247,15 +330,21 @@ pub struct TraceArgs {
 
 #[derive(clap::Args)]
 pub struct WithdrawArgs {
+    /// Patient ID (0010,0020) as in the original images.
     pub patient: String,
+    /// The purpose consent is withdrawn for.
     #[arg(long)]
     pub purpose: String,
+    /// Issuer of Patient ID (0010,0021) as in the images; empty: the patient under any issuer.
     #[arg(long, default_value = "")]
     pub issuer: String,
+    /// Where the withdrawal came from (form, portal, …).
     #[arg(long, default_value = "cli")]
     pub source: String,
+    /// Reference of the evidence (scanned form, document id); stored encrypted.
     #[arg(long, default_value = "")]
     pub evidence: String,
+    /// Print one JSON document on stdout instead of the human-readable text.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -680,6 +769,7 @@ fn release(a: ReleaseArgs) -> anyhow::Result<u8> {
     let key = master.subkey("recipient", &r.name);
     let policy = super::policy::load(a.policy.as_deref())?;
     let policy_hash = policy.digest.clone();
+    let policy_hash_out = policy_hash.clone();
     let mut config = veil_pipeline::Config::new(a.out.clone());
     if let Some(q) = &a.quarantine {
         config.quarantine = q.clone();
@@ -728,7 +818,7 @@ fn release(a: ReleaseArgs) -> anyhow::Result<u8> {
     let run = pipeline.run_with(&a.inputs, &gate, &|_| {});
     // Whatever the run's outcome, what it published is recorded now (or removed if that fails).
     let (recorded, already_recorded) = publisher.finish().map_err(usage_or_fail)?;
-    let report = run.map_err(anyhow::Error::from)?;
+    let report = run.map_err(exit::pipeline_error)?;
     let excluded = gate.excluded.into_inner().unwrap();
     let held = report.quarantined + report.rejected;
     store
@@ -754,14 +844,29 @@ fn release(a: ReleaseArgs) -> anyhow::Result<u8> {
         "excluded_patients": excluded_json,
         "run": report,
     });
-    let report_path = a
-        .out
+    // Two reports. The operator's (under the quarantine, never shipped) names who was excluded
+    // and why; the recipient's (in OUT) speaks only of what was released: excluded or refused
+    // patients, even as keyed references, would let two recipients link their trees and learn
+    // who said no.
+    let quarantine = pipeline.config().quarantine.clone();
+    let report_path = quarantine
         .join(".veil")
         .join(format!("release-{release_id}.json"));
-    if let Some(parent) = report_path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(&report_path, serde_json::to_vec_pretty(&summary)?)?;
+    write_report(&report_path, &summary)?;
+    let recipient_summary = serde_json::json!({
+        "release_id": release_id,
+        "recipient": r.name,
+        "purpose": a.purpose,
+        "policy_sha256": policy_hash_out,
+        "veil_version": env!("CARGO_PKG_VERSION"),
+        "instances_released": recorded + already_recorded,
+    });
+    write_report(
+        &a.out
+            .join(".veil")
+            .join(format!("release-{release_id}.json")),
+        &recipient_summary,
+    )?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -782,13 +887,26 @@ fn release(a: ReleaseArgs) -> anyhow::Result<u8> {
         for (p, (reason, n)) in &excluded {
             println!("  excluded {p}: {reason} ({n} instance(s))");
         }
-        println!("  report: {}", report_path.display());
+        println!(
+            "  operator's report (not shipped): {}",
+            report_path.display()
+        );
     }
     Ok(if held > 0 {
         exit::QUARANTINED
     } else {
         exit::OK
     })
+}
+
+/// Writes a JSON report atomically (temp + rename), creating its directory.
+fn write_report(path: &std::path::Path, value: &serde_json::Value) -> anyhow::Result<()> {
+    let dir = path.parent().expect("a report path has a directory");
+    std::fs::create_dir_all(dir)?;
+    let tmp = tempfile::NamedTempFile::new_in(dir)?;
+    std::fs::write(tmp.path(), serde_json::to_vec_pretty(value)?)?;
+    tmp.persist(path)?;
+    Ok(())
 }
 
 fn ledger(c: LedgerCommand) -> anyhow::Result<u8> {

@@ -2,6 +2,7 @@
 //! CSV/Parquet metadata table, and optionally searches the least generalisation meeting a
 //! k-anonymity target, written as a `[generalize]` policy fragment for `veil deid --policy`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -29,7 +30,7 @@ pub struct Args {
     /// Population size the data is a sample of: journalist/marketer risk and population uniqueness (Pitman model).
     #[arg(long)]
     pub population: Option<u64>,
-    /// Print the report as JSON on stdout instead of text.
+    /// Print one JSON document (the risk report) on stdout instead of the human-readable text.
     #[arg(long)]
     pub json: bool,
     /// Write a self-contained HTML report with plots to this file.
@@ -97,7 +98,17 @@ fn run_inner(args: Args) -> anyhow::Result<u8> {
             }
         }),
     };
-    let mut table = veil_risk::load(&args.input, &opts)?;
+    let reading = (!args.json && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new_spinner();
+        b.set_message(format!("reading {}", args.input.display()));
+        b.enable_steady_tick(std::time::Duration::from_millis(200));
+        b
+    });
+    let table = veil_risk::load(&args.input, &opts);
+    if let Some(b) = reading {
+        b.finish_and_clear();
+    }
+    let mut table = table?;
     for (path, reason) in table.rejected.iter().take(5) {
         eprintln!("veil: rejected {path}: {reason}");
     }
@@ -117,6 +128,16 @@ fn run_inner(args: Args) -> anyhow::Result<u8> {
 
     let mut found = None;
     if let Some(k) = args.target_k {
+        // The search can take a minute on a large table: on a terminal, say what it is doing.
+        let bar = (!args.json && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                    .expect("valid template"),
+            );
+            b.enable_steady_tick(std::time::Duration::from_millis(200));
+            b
+        });
         let mut search = veil_risk::Search::new(
             &table,
             veil_risk::SearchOptions {
@@ -125,7 +146,21 @@ fn run_inner(args: Args) -> anyhow::Result<u8> {
                 max_suppression,
             },
         );
-        let f = search.run().map_err(crate::exit::usage)?;
+        if let Some(b) = &bar {
+            let b = b.clone();
+            search = search.with_progress(move |evaluated, lattice| {
+                if evaluated % 16 == 1 {
+                    b.set_message(format!(
+                        "searching the least generalisation with k={k}: {evaluated} of {lattice:.0} combinations evaluated (gives up after 45 s with the best found)"
+                    ));
+                }
+            });
+        }
+        let f = search.run().map_err(crate::exit::usage);
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        let f = f?;
         found = Some(f);
     }
     let after = found

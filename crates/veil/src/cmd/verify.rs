@@ -16,17 +16,18 @@ use veil_verify::{Finding, Verifier, CATEGORIES};
 #[derive(clap::Args)]
 pub struct Args {
     /// De-identified files or directories (walked recursively).
-    #[arg(required = true)]
+    #[arg(required = true, value_name = "OUTPUT")]
     pub outputs: Vec<PathBuf>,
-    /// The original files or directories: their identifying values are searched for in every
-    /// byte of every output, their UIDs must not remain, their dates must be shifted.
-    #[arg(long, num_args = 1..)]
+    /// An original file or directory: its identifying values are searched for in every byte
+    /// of every output, its UIDs must not remain, its dates must be shifted. One path per
+    /// --against; repeat it for several (`--against in1 --against in2 OUTPUT`).
+    #[arg(long, value_name = "ORIGINAL", action = clap::ArgAction::Append, num_args = 1)]
     pub against: Vec<PathBuf>,
     /// Policy file the outputs should conform to (default: the built-in default policy; the
     /// de-identification method codes are then compared only for files written by Veil).
     #[arg(long)]
     pub policy: Option<PathBuf>,
-    /// One JSON object on stdout instead of the human report.
+    /// Print one JSON document (the findings) on stdout instead of the human-readable text.
     #[arg(long)]
     pub json: bool,
     /// For outputs whose pixels a pixel stage cleaned (code 113101): read the burned-in text
