@@ -11,8 +11,7 @@ Written, UTF-8 with LF line ends and rows sorted, so that two runs give identica
 
   reference/uid-registry.csv            uid,keyword,name,type,retired
   reference/cs-terms.csv                tag,keyword,module,value_number,kind,term
-  reference/module-attribute-types.csv  module,path,type
-  reference/iod-modules.csv             iod,module,usage
+  reference/iod-attribute-types.csv     iod,tag,type
   reference/sop-class-iod.csv           sop_class_uid,iod
 
 Usage: scripts/gen-reference.py [--wheel-dir DIR] [--out DIR] [--report]
@@ -131,7 +130,7 @@ def uid_rows(uids):
 
 
 # ---------------------------------------------------------------------------------------------
-# module-attribute-types.csv, iod-modules.csv, sop-class-iod.csv
+# iod-attribute-types.csv, sop-class-iod.csv
 
 
 def path_tags(path):
@@ -146,6 +145,26 @@ def module_type_rows(mod_attrs):
         t = "" if t in (None, "None") else t
         rows.add((e["moduleId"], "/".join(path_tags(e["path"])), t))
     return sorted(rows)
+
+
+TYPE_RANK = {"1": 0, "1C": 1, "2": 2, "2C": 3, "3": 4, "": 5}
+
+
+def iod_type_rows(module_rows, iod_module_rows):
+    """Top-level attributes that are Type 1 or Type 2 in some module of an IOD (the strictest
+    type across its modules, mandatory, conditional and user-optional alike: an attribute that is
+    present implies its module is). Nested paths are left out: the engine needs the top level."""
+    by_module = {}
+    for module, path, t in module_rows:
+        if "/" not in path:
+            by_module.setdefault(module, []).append((path, t))
+    strictest = {}
+    for iod, module, _usage in iod_module_rows:
+        for tag, t in by_module.get(module, []):
+            key = (iod, tag)
+            if key not in strictest or TYPE_RANK[t] < TYPE_RANK[strictest[key]]:
+                strictest[key] = t
+    return sorted((iod, tag, t) for (iod, tag), t in strictest.items() if t in ("1", "2"))
 
 
 def slug(name):
@@ -784,12 +803,10 @@ def main():
     out["cs-terms.csv"] = write_csv(
         args.out, "cs-terms.csv", ["tag", "keyword", "module", "value_number", "kind", "term"],
         cs_rows)
-    out["module-attribute-types.csv"] = write_csv(
-        args.out, "module-attribute-types.csv", ["module", "path", "type"],
-        module_type_rows(std["module_to_attributes"]))
     iods, sops, unmatched = iod_rows(std)
-    out["iod-modules.csv"] = write_csv(
-        args.out, "iod-modules.csv", ["iod", "module", "usage"], iods)
+    out["iod-attribute-types.csv"] = write_csv(
+        args.out, "iod-attribute-types.csv", ["iod", "tag", "type"],
+        iod_type_rows(module_type_rows(std["module_to_attributes"]), iods))
     out["sop-class-iod.csv"] = write_csv(
         args.out, "sop-class-iod.csv", ["sop_class_uid", "iod"], sops)
 

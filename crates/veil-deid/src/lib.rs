@@ -65,6 +65,10 @@ pub enum DeidError {
     InvalidSopInstanceUid { vr: String, values: usize },
     #[error("attribute {0}: value cannot be read as text")]
     Unreadable(String),
+    /// Bulk data that must be released byte-identical (waveform samples) holds an identifier:
+    /// it cannot be cleaned without destroying it, so the instance is held back.
+    #[error("{0}")]
+    CannotClean(String),
 }
 
 /// How many values each kind of action touched in one dataset (or a whole run, when added up).
@@ -83,6 +87,13 @@ pub struct ActionCounts {
     pub unknown_removed: u64,
     pub group_lengths_removed: u64,
     pub unparseable_values_emptied: u64,
+    /// Numbers (IS, DS, binary) that carried an identifier's digits, replaced with 0.
+    #[serde(default)]
+    pub numbers_replaced: u64,
+    /// Values of code strings that were not a term of their attribute (a name typed into a
+    /// code), dropped or replaced with the attribute's enumerated value.
+    #[serde(default)]
+    pub code_values_dropped: u64,
 }
 
 impl ActionCounts {
@@ -100,6 +111,8 @@ impl ActionCounts {
         self.private_kept += o.private_kept;
         self.unknown_removed += o.unknown_removed;
         self.group_lengths_removed += o.group_lengths_removed;
+        self.numbers_replaced += o.numbers_replaced;
+        self.code_values_dropped += o.code_values_dropped;
         self.unparseable_values_emptied += o.unparseable_values_emptied;
     }
 }
@@ -234,13 +247,25 @@ fn is_valid_uid(s: &str) -> bool {
 }
 
 /// UIDs that name classes, syntaxes or coding schemes rather than instances: they identify no
-/// one and must stay as they are for the file to mean anything.
+/// one and must stay as they are for the file to mean anything. Under the DICOM root only what
+/// PS3.6 registers (a made-up `1.2.840.10008.…` UID can carry anything); outside it, vendors'
+/// private class and syntax UIDs by the attribute that holds them (the caller also checks them
+/// for the dataset's identifier digits).
 fn is_class_like_uid(tag: Tag, value: &str) -> bool {
-    if value.starts_with("1.2.840.10008.") {
+    let standard = veil_profile::standard::standard();
+    if standard.is_registered_uid(value) {
         return true;
+    }
+    if value.starts_with(veil_profile::standard::DICOM_ROOT) {
+        return false;
     }
     let kw = keyword(tag);
     kw.ends_with("ClassUID") || kw.ends_with("SyntaxUID") || kw.contains("CodingScheme")
+}
+
+/// Bulk sample data released byte-identical or not at all (waveform samples, audio).
+fn is_sample_data(tag: Tag) -> bool {
+    tag == tags::WAVEFORM_DATA || tag.group() == 0x5400 && tag.element() == 0x1010
 }
 
 impl Deidentifier {
@@ -363,6 +388,8 @@ impl Deidentifier {
             patient: &patient,
             screen: ids.build(),
             counts: ActionCounts::default(),
+            sop_class: sop_class.clone(),
+            hold: None,
         };
         let mut meta = file.meta().clone();
         let obj = file.into_inner();
@@ -374,6 +401,9 @@ impl Deidentifier {
             .get(tags::PATIENT_AGE)
             .is_some_and(|e| !is_empty_value(e));
         let mut out = walk.dataset(obj, Mode::Normal, true);
+        if let Some(reason) = walk.hold {
+            return Err(DeidError::CannotClean(reason));
+        }
         let mut counts = walk.counts;
         self.file_under_pseudonym(&mut out, &patient, &mut counts);
 
@@ -537,8 +567,21 @@ impl Deidentifier {
                 Some(r) => !r.action.retains(),
                 None => false,
             };
+            if vr == VR::DA {
+                // Every original date as digits: a number holding it reveals the true date.
+                for v in strings(elem).unwrap_or_default() {
+                    ids.add_digits(v.trim());
+                }
+            }
             if !removed {
                 continue;
+            }
+            if values::is_text_vr(vr) {
+                // Digit strings of removed identifying values (MRNs, phone numbers, accession
+                // and other IDs): a number or a code holding them is that identifier.
+                for v in strings(elem).unwrap_or_default() {
+                    ids.add_digits(&v);
+                }
             }
             match vr {
                 VR::LO | VR::SH | VR::AE | VR::UI => {
@@ -567,6 +610,11 @@ struct Walk<'a> {
     patient: &'a PatientPseudonyms,
     screen: Screen,
     counts: ActionCounts,
+    /// The instance's SOP class: which attributes its IOD requires (Type 1) decides whether a
+    /// value may be emptied.
+    sop_class: String,
+    /// Set when something cannot be cleaned and the whole instance must be held back.
+    hold: Option<String>,
 }
 
 impl Walk<'_> {
@@ -744,10 +792,7 @@ impl Walk<'_> {
                 self.counts.removed += 1;
                 None
             }
-            Action::Z => {
-                self.counts.emptied += 1;
-                Some(empty_like(&elem))
-            }
+            Action::Z => Some(self.empty_or_dummy(elem, top)),
             Action::D => Some(self.dummy(elem, mode)),
             Action::K => {
                 if vr == VR::SQ {
@@ -780,16 +825,171 @@ impl Walk<'_> {
     /// ([`Screen::hides_text`]: a name in a numeric element, an identifier in a binary one):
     /// then it is emptied. Pixel Data is the pixel stage's.
     fn keep(&mut self, elem: InMemElement) -> InMemElement {
+        let vr = elem.vr();
+        if matches!(vr, VR::IS | VR::DS) || values::is_binary_number_vr(vr) {
+            return self.keep_numbers(elem);
+        }
+        if vr == VR::CS {
+            return self.keep_codes(elem);
+        }
         if elem.tag() != tags::PIXEL_DATA {
             if let Value::Primitive(p) = elem.value() {
-                if self.screen.hides_text(elem.vr(), p) {
+                if self.screen.hides_text(vr, p) {
+                    if is_sample_data(elem.tag()) {
+                        // Samples are released byte-identical or not at all.
+                        self.hold = Some(format!(
+                            "{} holds one of the instance's identifiers in its samples; samples are never altered, so the instance is held back",
+                            keyword(elem.tag())
+                        ));
+                        return elem;
+                    }
                     self.counts.unparseable_values_emptied += 1;
-                    return empty_like(&elem);
+                    return self.empty_or_dummy(elem, false);
                 }
             }
         }
         self.counts.kept += 1;
         elem
+    }
+
+    /// Numbers kept as they are, except a value that is not a number of its VR (text hidden in
+    /// IS or DS, or binary numbers whose bytes read as words) or that carries one of the
+    /// dataset's identifier digit strings (an MRN stored as Acquisition Number): that value
+    /// becomes 0, the others stay.
+    fn keep_numbers(&mut self, elem: InMemElement) -> InMemElement {
+        let tag = elem.tag();
+        let vr = elem.vr();
+        let Value::Primitive(p) = elem.value() else {
+            return elem;
+        };
+        if matches!(vr, VR::IS | VR::DS) {
+            let vals = strings(&elem).unwrap_or_default();
+            let mut changed = 0;
+            let out: Vec<String> = vals
+                .iter()
+                .map(|v| {
+                    let t = v.trim_matches(|c: char| c == ' ' || c == '\0');
+                    if t.is_empty() {
+                        return String::new();
+                    }
+                    let numeric = !self.screen.hides_text(vr, &PrimitiveValue::from(t));
+                    let carries = screen::whole_number_digits(t)
+                        .is_some_and(|d| self.screen.number_carries_identifier(&d));
+                    if numeric && !carries {
+                        t.to_string()
+                    } else {
+                        changed += 1;
+                        "0".to_string()
+                    }
+                })
+                .collect();
+            if changed == 0 {
+                self.counts.kept += 1;
+                return elem;
+            }
+            self.counts.numbers_replaced += changed;
+            return with_strings(tag, vr, out);
+        }
+        // Binary numbers: bytes that read as words make the whole value text in disguise.
+        if self.screen.hides_text(vr, p)
+            && !values::numbers_carry(p, |d| self.screen.number_carries_identifier(d))
+        {
+            self.counts.unparseable_values_emptied += 1;
+            return self.empty_or_dummy(elem, false);
+        }
+        match values::replace_numbers(p, |d| self.screen.number_carries_identifier(d)) {
+            Some((replaced, n)) => {
+                self.counts.numbers_replaced += n;
+                DataElement::new(tag, vr, replaced)
+            }
+            None => {
+                self.counts.kept += 1;
+                elem
+            }
+        }
+    }
+
+    /// Code strings: each value must be a term of its attribute (PS3.3's enumerated values and
+    /// defined terms) when the standard lists any, and must not carry one of the dataset's
+    /// identifiers. A value that fails is dropped — or, where the position has enumerated
+    /// values, replaced with the first of them — and the other values stay.
+    fn keep_codes(&mut self, elem: InMemElement) -> InMemElement {
+        let tag = elem.tag();
+        let Some(vals) = strings(&elem) else {
+            return elem;
+        };
+        let standard = veil_profile::standard::standard();
+        let terms = standard.cs_terms(tag_u32(tag));
+        let mut out: Vec<Option<String>> = Vec::with_capacity(vals.len());
+        let mut dropped = 0;
+        for (i, v) in vals.iter().enumerate() {
+            let t = v.trim_matches(|c: char| c == ' ' || c == '\0');
+            let printable = t.bytes().all(|b| (0x20..=0x7E).contains(&b));
+            let identifying = !printable
+                || self.screen.text_carries_identifier_digits(t)
+                || self.screen.hides_text(VR::CS, &PrimitiveValue::from(t));
+            // The character set and the pixel module's codes are read by every decoder: they
+            // are screened for identifiers but not cut to the term lists.
+            let structural = tag == tags::SPECIFIC_CHARACTER_SET || tag.group() == 0x0028;
+            // Term lists are checked in multi-valued codes, where a word rides along with
+            // real terms ("CT\SMITH"); a single value is screened for identifiers only, since
+            // the standard's lists are incomplete for some attributes (Body Part Examined's
+            // is in PS3.16). Any term of the standard's vocabulary is accepted too.
+            let allowed = t.is_empty()
+                || structural
+                || vals.len() < 2
+                || standard.is_vocabulary(t)
+                || terms.is_none_or(|terms| terms.allows(i + 1, t));
+            if allowed && !identifying {
+                out.push(Some(t.to_string()));
+                continue;
+            }
+            dropped += 1;
+            // A value at a position with enumerated values gets the first of them (Image
+            // Type value 2: PRIMARY or SECONDARY); any other is dropped.
+            // (A position with enumerated values is one the attribute's VM counts on.)
+            let replacement = terms.and_then(|terms| terms.enumerated_at(i + 1));
+            out.push(replacement.map(str::to_string));
+        }
+        if dropped == 0 {
+            self.counts.kept += 1;
+            return elem;
+        }
+        self.counts.code_values_dropped += dropped;
+        while out.last().is_some_and(Option::is_none) {
+            out.pop();
+        }
+        let out: Vec<String> = out.into_iter().map(Option::unwrap_or_default).collect();
+        if out.is_empty() {
+            return self.empty_or_dummy(elem, false);
+        }
+        with_strings(tag, VR::CS, out)
+    }
+
+    /// An emptied value, unless the instance's IOD requires the attribute (Type 1): then a
+    /// dummy of its VR (a code's first enumerated value), which PS3.15's Z allows ("or a
+    /// dummy value") and keeps the output a valid instance. Only for top-level attributes.
+    fn empty_or_dummy(&mut self, elem: InMemElement, top: bool) -> InMemElement {
+        let tag = elem.tag();
+        let required = veil_profile::standard::standard()
+            .attribute_type(&self.sop_class, tag_u32(tag))
+            == Some(1);
+        let _ = top;
+        if required && elem.vr() != VR::SQ {
+            let code = (elem.vr() == VR::CS)
+                .then(|| {
+                    veil_profile::standard::standard()
+                        .cs_terms(tag_u32(tag))
+                        .and_then(|t| t.first_enumerated(1))
+                })
+                .flatten();
+            if let Some(d) = code.or_else(|| values::dummy_text(elem.vr())) {
+                self.counts.dummied += 1;
+                return DataElement::new(tag, elem.vr(), PrimitiveValue::from(d));
+            }
+        }
+        self.counts.emptied += 1;
+        empty_like(&elem)
     }
 
     fn uid(&mut self, elem: InMemElement) -> InMemElement {
@@ -973,7 +1173,10 @@ impl Walk<'_> {
             VR::UI => {
                 let vals = strings(&elem).unwrap_or_default();
                 if vals.iter().all(|v| {
-                    v.trim_end_matches(['\0', ' ']).is_empty() || is_class_like_uid(tag, v)
+                    let v = v.trim_end_matches(['\0', ' ']);
+                    v.is_empty()
+                        || (is_class_like_uid(tag, v)
+                            && !self.screen.text_carries_identifier_digits(v))
                 }) {
                     self.counts.kept += 1;
                     elem

@@ -23,6 +23,34 @@ const NAME_NOISE: &[&str] = &[
 #[derive(Debug, Default, Clone)]
 pub struct Identifiers {
     tokens: Vec<String>,
+    /// Identifier digit strings (MRNs, accession and other IDs, phone numbers, dates as
+    /// YYYYMMDD), leading zeros dropped, at least [`MIN_IDENTIFIER_DIGITS`] digits: what a number
+    /// that carries an identifier would hold.
+    digits: Vec<String>,
+}
+
+/// Identifier digit strings shorter than this are not looked for in numbers and codes: "1234"
+/// is also an ordinary instance number or a slice count.
+pub const MIN_IDENTIFIER_DIGITS: usize = 5;
+
+/// The digits of a number as written in IS, DS or a binary value, without sign, leading zeros
+/// or a zero fraction ("+0012345.00" → "12345"); `None` when it is not a whole number.
+pub fn whole_number_digits(v: &str) -> Option<String> {
+    let v = v.trim_matches(|c: char| c == ' ' || c == '\0');
+    let v = v.strip_prefix(['+', '-']).unwrap_or(v);
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if int.is_empty()
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b == b'0')
+    {
+        return None;
+    }
+    let d = int.trim_start_matches('0');
+    Some(if d.is_empty() {
+        "0".into()
+    } else {
+        d.to_string()
+    })
 }
 
 impl Identifiers {
@@ -46,12 +74,37 @@ impl Identifiers {
         }
     }
 
+    /// Adds the digit strings of an identifying value: every run of digits, and all its digits
+    /// together when separators split one number ("123-45-6789", "+44 20 7946 0958").
+    pub fn add_digits(&mut self, value: &str) {
+        let mut add = |d: &str| {
+            let d = d.trim_start_matches('0');
+            if d.len() >= MIN_IDENTIFIER_DIGITS && !self.digits.iter().any(|x| x == d) {
+                self.digits.push(d.to_string());
+            }
+        };
+        for run in value.split(|c: char| !c.is_ascii_digit()) {
+            add(run);
+        }
+        let joined: String = value.chars().filter(|c| c.is_ascii_digit()).collect();
+        let others = value
+            .chars()
+            .filter(|c| {
+                !c.is_ascii_digit() && !matches!(c, ' ' | '-' | '.' | '/' | '(' | ')' | '+')
+            })
+            .count();
+        if others <= 3 {
+            add(&joined);
+        }
+    }
+
     /// Adds a date (YYYYMMDD) in the formats people type it in.
     pub fn add_date(&mut self, value: &str) {
         let d: String = value.trim().chars().take(8).collect();
         if d.len() != 8 || !d.chars().all(|c| c.is_ascii_digit()) {
             return;
         }
+        self.add_digits(&d);
         let (y, m, dd) = (&d[0..4], &d[4..6], &d[6..8]);
         let (mi, di) = (m.trim_start_matches('0'), dd.trim_start_matches('0'));
         for f in [
@@ -99,7 +152,11 @@ impl Identifiers {
                 .ok()
         };
         let short: Vec<bool> = self.tokens.iter().map(|t| t.chars().count() <= 3).collect();
-        Screen { matcher, short }
+        Screen {
+            matcher,
+            short,
+            digits: self.digits,
+        }
     }
 }
 
@@ -286,6 +343,7 @@ fn reads_as_words(bytes: &[u8]) -> bool {
 pub struct Screen {
     matcher: Option<AhoCorasick>,
     short: Vec<bool>,
+    digits: Vec<String>,
 }
 
 impl Screen {
@@ -404,6 +462,20 @@ impl Screen {
             }
             _ => false,
         }
+    }
+
+    /// Does a number (its digits, as [`whole_number_digits`] gives them) carry one of the
+    /// dataset's identifier digit strings: equal to it, or holding it?
+    pub fn number_carries_identifier(&self, digits: &str) -> bool {
+        digits.len() >= MIN_IDENTIFIER_DIGITS
+            && self.digits.iter().any(|d| digits.contains(d.as_str()))
+    }
+
+    /// Does any text (a code string, a UID) hold one of the dataset's identifier digit strings
+    /// as a run of its own digits?
+    pub fn text_carries_identifier_digits(&self, text: &str) -> bool {
+        text.split(|c: char| !c.is_ascii_digit())
+            .any(|run| self.number_carries_identifier(run.trim_start_matches('0')))
     }
 
     /// Does the text carry anything this screen removes?

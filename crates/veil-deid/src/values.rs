@@ -1,6 +1,7 @@
 //! Value-level helpers: VR-correct dummy values, date shifting, age handling.
 
 use chrono::{Datelike, Duration, NaiveDate};
+use dicom_core::value::PrimitiveValue;
 use dicom_core::VR;
 
 /// A dummy text value consistent with the VR (PS3.15 action D), or `None` where the VR has no
@@ -122,6 +123,86 @@ pub fn age_between(birth: &str, on: &str) -> Option<String> {
     } else {
         format!("{years:03}Y")
     })
+}
+
+/// Binary VRs that hold numbers (US, SS, UL, SL, UV, SV, FL, FD): compared value by value with
+/// the dataset's identifier digit strings.
+pub fn is_binary_number_vr(vr: VR) -> bool {
+    matches!(
+        vr,
+        VR::US | VR::SS | VR::UL | VR::SL | VR::UV | VR::SV | VR::FL | VR::FD
+    )
+}
+
+/// The digits of each whole number of a binary value (fractions: `None`).
+fn binary_digits(value: &PrimitiveValue) -> Vec<Option<String>> {
+    fn int<T: ToString>(v: &[T]) -> Vec<Option<String>> {
+        v.iter()
+            .map(|x| crate::screen::whole_number_digits(&x.to_string()))
+            .collect()
+    }
+    fn float(v: impl Iterator<Item = f64>) -> Vec<Option<String>> {
+        v.map(|x| {
+            (x.is_finite() && x.fract() == 0.0 && x.abs() < 1e18)
+                .then(|| crate::screen::whole_number_digits(&format!("{}", x.abs() as u64)))
+                .flatten()
+        })
+        .collect()
+    }
+    match value {
+        PrimitiveValue::U16(v) => int(v),
+        PrimitiveValue::I16(v) => int(v),
+        PrimitiveValue::U32(v) => int(v),
+        PrimitiveValue::I32(v) => int(v),
+        PrimitiveValue::U64(v) => int(v),
+        PrimitiveValue::I64(v) => int(v),
+        PrimitiveValue::F32(v) => float(v.iter().map(|x| *x as f64)),
+        PrimitiveValue::F64(v) => float(v.iter().copied()),
+        _ => Vec::new(),
+    }
+}
+
+/// Does any number of a binary value carry an identifier (as `carries` judges its digits)?
+pub fn numbers_carry(value: &PrimitiveValue, carries: impl Fn(&str) -> bool) -> bool {
+    binary_digits(value).iter().flatten().any(|d| carries(d))
+}
+
+/// The value with every number that carries an identifier set to 0, and how many were; `None`
+/// when none does.
+pub fn replace_numbers(
+    value: &PrimitiveValue,
+    carries: impl Fn(&str) -> bool,
+) -> Option<(PrimitiveValue, u64)> {
+    let flags: Vec<bool> = binary_digits(value)
+        .iter()
+        .map(|d| d.as_deref().is_some_and(&carries))
+        .collect();
+    let n = flags.iter().filter(|f| **f).count() as u64;
+    if n == 0 {
+        return None;
+    }
+    macro_rules! zeroed {
+        ($v:expr, $variant:ident, $zero:expr) => {
+            PrimitiveValue::$variant(
+                $v.iter()
+                    .zip(&flags)
+                    .map(|(x, f)| if *f { $zero } else { *x })
+                    .collect(),
+            )
+        };
+    }
+    let out = match value {
+        PrimitiveValue::U16(v) => zeroed!(v, U16, 0),
+        PrimitiveValue::I16(v) => zeroed!(v, I16, 0),
+        PrimitiveValue::U32(v) => zeroed!(v, U32, 0),
+        PrimitiveValue::I32(v) => zeroed!(v, I32, 0),
+        PrimitiveValue::U64(v) => zeroed!(v, U64, 0),
+        PrimitiveValue::I64(v) => zeroed!(v, I64, 0),
+        PrimitiveValue::F32(v) => zeroed!(v, F32, 0.0),
+        PrimitiveValue::F64(v) => zeroed!(v, F64, 0.0),
+        _ => return None,
+    };
+    Some((out, n))
 }
 
 #[cfg(test)]

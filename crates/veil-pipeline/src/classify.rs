@@ -14,6 +14,10 @@ pub enum Hold {
     EncapsulatedDocument(String),
     /// A media directory: it indexes patients by name and is never copied.
     Dicomdir,
+    /// A photograph of a slide's label (whole-slide imaging LABEL or OVERVIEW image, or any
+    /// image whose Image Type says LABEL): the label carries the patient's name and number,
+    /// often as a barcode that text detection cannot find.
+    SlideLabel(String),
 }
 
 impl Hold {
@@ -23,6 +27,7 @@ impl Hold {
             Hold::BurnedInRisk(_) => "burned_in_risk",
             Hold::EncapsulatedDocument(_) => "encapsulated_document",
             Hold::Dicomdir => "dicomdir",
+            Hold::SlideLabel(_) => "slide_label",
         }
     }
 
@@ -34,6 +39,7 @@ impl Hold {
             ),
             Hold::EncapsulatedDocument(why) => format!("{why}: an encapsulated document cannot be cleaned by header rules"),
             Hold::Dicomdir => "DICOMDIR media directory: it indexes patient names and IDs; not copied (Veil writes its own tree)".into(),
+            Hold::SlideLabel(what) => format!("{what}: a photograph of the slide label, which carries the patient's name and number (as text and as a barcode); held back"),
         }
     }
 }
@@ -72,6 +78,24 @@ fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
         .to_ascii_uppercase()
 }
 
+/// Whole-slide imaging's label and overview images (Image Type value 3 LABEL or OVERVIEW, PS3.3
+/// C.8.12.4.1.1), and any image whose Image Type names LABEL.
+fn slide_label(obj: &InMemDicomObject) -> Option<String> {
+    let values: Vec<String> = obj
+        .element(tags::IMAGE_TYPE)
+        .ok()?
+        .to_multi_str()
+        .ok()?
+        .iter()
+        .map(|v| v.trim().to_ascii_uppercase())
+        .collect();
+    if values.iter().any(|v| v == "LABEL") {
+        return Some("Image Type names LABEL".into());
+    }
+    (values.get(2).map(String::as_str) == Some("OVERVIEW"))
+        .then(|| "Image Type value 3 is OVERVIEW (whole-slide imaging)".into())
+}
+
 /// Classifies one instance.
 /// `pixel_data_elsewhere`: the instance has Pixel Data that was left out of `obj` (carried as bytes).
 pub fn classify(
@@ -95,6 +119,9 @@ pub fn classify(
         return Some(Hold::EncapsulatedDocument(
             "encapsulated document SOP class".into(),
         ));
+    }
+    if let Some(what) = slide_label(obj) {
+        return Some(Hold::SlideLabel(what));
     }
     let has_pixels = pixel_data_elsewhere
         || obj.get(tags::PIXEL_DATA).is_some()

@@ -668,6 +668,16 @@ impl Pipeline {
                 Hold::BurnedInRisk(why) if self.pixels.is_some() && !self.config.hold_burned_in => {
                     risk = Some(why)
                 }
+                // A slide overview, when the policy releases them: the pixel stage reads and
+                // blanks its text (the label end of the slide) like any flagged image.
+                Hold::SlideLabel(why)
+                    if why.contains("OVERVIEW")
+                        && self.deid.policy().release_slide_overviews
+                        && self.pixels.is_some()
+                        && !self.config.hold_burned_in =>
+                {
+                    risk = Some(why)
+                }
                 _ => {
                     return Staged::Quarantine {
                         reason: hold.code().into(),
@@ -706,7 +716,10 @@ impl Pipeline {
         let mut pixels_cleaned = false;
         if let Some(stage) = &self.pixels {
             match stage.clean(&mut file, risk.as_deref()) {
-                Ok(p) => pixels_cleaned = p.modified,
+                // A flagged instance the stage examined is clean of burned-in text whether or
+                // not it found any: its markers say so (Clean Pixel Data, Burned In Annotation
+                // NO), and the verifier's OCR check applies to it.
+                Ok(p) => pixels_cleaned = p.modified || (risk.is_some() && p.frames_scanned > 0),
                 Err(reason) => {
                     return Staged::Quarantine {
                         reason: "pixel_stage".into(),

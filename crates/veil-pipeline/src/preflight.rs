@@ -28,6 +28,9 @@ const ITEM: (u16, u16) = (0xFFFE, 0xE000);
 const ITEM_END: (u16, u16) = (0xFFFE, 0xE00D);
 const SEQ_END: (u16, u16) = (0xFFFE, 0xE0DD);
 
+/// An element header: (group, element), VR, value length, header size.
+type Header = ((u16, u16), [u8; 2], u32, usize);
+
 #[derive(Clone, Copy)]
 struct Syntax {
     implicit: bool,
@@ -109,7 +112,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads an element header: (tag, vr, length, header size).
-    fn header(&self, pos: usize, syn: Syntax) -> Result<((u16, u16), [u8; 2], u32, usize), String> {
+    fn header(&self, pos: usize, syn: Syntax) -> Result<Header, String> {
         let short = || fail(pos, "element header cut short".into());
         let be = syn.big_endian;
         let group = self.u16(pos, be).ok_or_else(short)?;

@@ -10,6 +10,7 @@ pub mod action;
 pub mod generalize;
 pub mod options;
 pub mod policy;
+pub mod standard;
 pub mod table;
 
 use std::collections::{HashMap, HashSet};
@@ -104,7 +105,7 @@ impl Rules {
             action: Action::X,
             source: RuleSource::Basic,
         };
-        for row in table::table_e1_1() {
+        for row in table::table_e1_1().iter().chain(table::veil_additions()) {
             let rule = resolve_row(row, &policy.options);
             match row.pattern {
                 table::TagPattern::Exact(t) => {

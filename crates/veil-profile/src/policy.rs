@@ -195,6 +195,9 @@ pub struct Policy {
     pub date_shift_days: (i64, i64),
     pub overrides: Vec<Override>,
     pub generalize: Option<GeneralizeSpec>,
+    /// Whole-slide OVERVIEW images go through the pixel stage instead of being held back
+    /// (`[slides] release_overviews = true`; LABEL images are always held back).
+    pub release_slide_overviews: bool,
     /// SHA-256 of the effective rules (see `with_effective_digest`), written into every output's
     /// De-identification Method and into reports and ledgers.
     pub digest: String,
@@ -223,6 +226,14 @@ struct RawPolicy {
     #[serde(rename = "override", default)]
     overrides: Vec<Spanned<RawOverride>>,
     generalize: Option<GeneralizeSpec>,
+    slides: Option<RawSlides>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlides {
+    /// Release whole-slide OVERVIEW images after the pixel stage (LABEL images never).
+    release_overviews: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -622,6 +633,11 @@ impl Policy {
             date_shift_days: shift,
             overrides,
             generalize: raw.generalize,
+            release_slide_overviews: raw
+                .slides
+                .as_ref()
+                .and_then(|s| s.release_overviews)
+                .unwrap_or(false),
             digest: String::new(),
         }
         .with_effective_digest())
@@ -646,6 +662,11 @@ impl Policy {
             "safe private {}",
             hex::encode(Sha256::digest(crate::table::SAFE_PRIVATE.as_bytes()))
         ));
+        line(format!(
+            "veil additions {}",
+            hex::encode(Sha256::digest(crate::table::VEIL_ADDITIONS.as_bytes()))
+        ));
+        line(format!("standard tables {}", crate::standard::digest()));
         for o in &self.options {
             line(format!("option {}", o.name()));
         }
@@ -665,6 +686,9 @@ impl Policy {
                 } => format!("{group:04X} {creator:?} {element_low:02X}"),
             };
             line(format!("override {target} {}", o.action.code()));
+        }
+        if self.release_slide_overviews {
+            line("slides release_overviews".into());
         }
         if let Some(g) = &self.generalize {
             line(format!(

@@ -9,6 +9,9 @@ use crate::options::ProfileOption;
 pub(crate) const TABLE_E1_1: &str = include_str!("../../../reference/ps3.15-table-e.1-1.csv");
 pub(crate) const SAFE_PRIVATE: &str =
     include_str!("../../../reference/safe_private_attributes.csv");
+/// Veil's additions to Table E.1-1: attributes the table does not list that carry identity by the
+/// standard's own logic (issuer sequences name the institution; reference/README.md says why).
+pub(crate) const VEIL_ADDITIONS: &str = include_str!("../../../reference/veil-additions.csv");
 
 /// Which attributes a row of Table E.1-1 covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -90,6 +93,12 @@ pub struct SafePrivateRow {
 pub fn table_e1_1() -> &'static [TableRow] {
     static TABLE: OnceLock<Vec<TableRow>> = OnceLock::new();
     TABLE.get_or_init(|| parse_table(TABLE_E1_1).expect("embedded Table E.1-1 is well-formed"))
+}
+
+/// Veil's additions to Table E.1-1, in the same columns (never a tag the table lists).
+pub fn veil_additions() -> &'static [TableRow] {
+    static TABLE: OnceLock<Vec<TableRow>> = OnceLock::new();
+    TABLE.get_or_init(|| parse_table(VEIL_ADDITIONS).expect("embedded additions are well-formed"))
 }
 
 /// The parsed safe private attributes table.
@@ -191,6 +200,20 @@ mod tests {
         assert!(!overlay.pattern.matches(0x6002_0010));
         let name = t.iter().find(|r| r.keyword == "PatientName").unwrap();
         assert_eq!(name.basic, Action::Z);
+    }
+
+    #[test]
+    fn additions_list_only_attributes_the_table_does_not() {
+        let listed: std::collections::HashSet<&str> =
+            table_e1_1().iter().map(|r| r.tag_text.as_str()).collect();
+        assert!(veil_additions().len() >= 10);
+        for r in veil_additions() {
+            assert!(
+                !listed.contains(r.tag_text.as_str()),
+                "{} is in Table E.1-1",
+                r.tag_text
+            );
+        }
     }
 
     #[test]

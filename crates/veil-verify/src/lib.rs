@@ -118,6 +118,7 @@ const STAGE_CODES: [&str; 2] = ["113101", "113102"];
 const PATIENT_IDENTITY_REMOVED: u32 = 0x0012_0062;
 const DEIDENTIFICATION_METHOD: u32 = 0x0012_0063;
 const DEIDENTIFICATION_METHOD_CODE_SEQUENCE: u32 = 0x0012_0064;
+const IMAGE_TYPE: u32 = 0x0008_0008;
 const CODE_VALUE: u32 = 0x0008_0100;
 const PATIENT_ID: u32 = 0x0010_0020;
 
@@ -211,6 +212,8 @@ pub struct Known {
     hasher: std::collections::hash_map::RandomState,
     /// One source for one output (the pipeline): always paired.
     single: bool,
+    /// Identifier digit strings (see [`identifier_digits`]) and the sources they came from.
+    digits: HashMap<String, Vec<u32>>,
 }
 
 /// How the tokens are searched.
@@ -233,6 +236,7 @@ pub struct SourceSet<'v> {
     by_fingerprint: HashMap<u64, Vec<u32>>,
     hasher: std::collections::hash_map::RandomState,
     files: usize,
+    digits: HashMap<String, Vec<u32>>,
     /// Compute pairing fingerprints (not needed when there is one source per output).
     pairing: bool,
 }
@@ -334,8 +338,12 @@ fn days_from_civil(d: &str) -> Option<i64> {
 
 /// Does a UI attribute name a class, a syntax or a coding scheme (public registry values)?
 fn names_a_class(tag: u32, value: &str) -> bool {
-    if value.starts_with("1.2.840.10008.") || (tag >> 16) == 0x0002 && tag != 0x0002_0003 {
+    if table::Registry::get().registered(value) || (tag >> 16) == 0x0002 && tag != 0x0002_0003 {
         return true;
+    }
+    if value.starts_with("1.2.840.10008.") {
+        // Under the DICOM root but not registered: made up, and it can carry anything.
+        return false;
     }
     walk::keyword(tag).is_some_and(|k| {
         k.ends_with("ClassUID")
@@ -344,6 +352,84 @@ fn names_a_class(tag: u32, value: &str) -> bool {
             || k == "ContextGroupExtensionCreatorUID"
             || k == "PrivateInformationCreatorUID"
     })
+}
+
+/// Identifier digit strings in a value: each run of at least [`MIN_DIGIT_TOKEN`] digits, and
+/// the value's digits together when only separators split them ("555-0142-77"), leading zeros
+/// dropped (a number loses them).
+fn identifier_digits(value: &str) -> Vec<String> {
+    let mut out: Vec<String> = value
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|r| r.trim_start_matches('0').to_string())
+        .collect();
+    if value
+        .chars()
+        .all(|c| c.is_ascii_digit() || " -./()+".contains(c))
+    {
+        out.push(
+            value
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+                .trim_start_matches('0')
+                .to_string(),
+        );
+    }
+    out.retain(|d| d.len() >= MIN_DIGIT_TOKEN);
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The whole numbers of a numeric element as digit strings: IS and DS text, and binary US, SS,
+/// UL, SL, UV, SV, FL, FD values in the data set's byte order.
+fn element_numbers(p: &Parsed, bytes: &[u8], e: &Elem) -> Vec<String> {
+    let whole = |t: &str| -> Option<String> {
+        let t = t.trim().trim_start_matches(['+', '-']);
+        let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+        (!int.is_empty()
+            && int.bytes().all(|b| b.is_ascii_digit())
+            && frac.bytes().all(|b| b == b'0'))
+        .then(|| int.trim_start_matches('0').to_string())
+    };
+    if matches!(&e.vr, b"IS" | b"DS") {
+        return p.values(bytes, e).iter().filter_map(|v| whole(v)).collect();
+    }
+    let raw = p.bytes(bytes, e);
+    let be = p.transfer_syntax.trim_end_matches('\0') == "1.2.840.10008.1.2.2";
+    let size = match &e.vr {
+        b"US" | b"SS" => 2,
+        b"UL" | b"SL" | b"FL" => 4,
+        b"UV" | b"SV" | b"FD" => 8,
+        _ => return Vec::new(),
+    };
+    raw.chunks_exact(size)
+        .filter_map(|c| {
+            let mut b = [0u8; 8];
+            if be {
+                b[8 - size..].copy_from_slice(c);
+                b.reverse();
+            } else {
+                b[..size].copy_from_slice(c);
+            }
+            let u = u64::from_le_bytes(b);
+            let n: Option<u64> = match &e.vr {
+                b"US" | b"UL" | b"UV" => Some(u),
+                b"SS" => Some((u as u16 as i16).unsigned_abs() as u64),
+                b"SL" => Some((u as u32 as i32).unsigned_abs() as u64),
+                b"SV" => Some((u as i64).unsigned_abs()),
+                b"FL" => {
+                    let f = f32::from_bits(u as u32) as f64;
+                    (f.is_finite() && f.fract() == 0.0 && f.abs() < 1e18).then(|| f.abs() as u64)
+                }
+                _ => {
+                    let f = f64::from_bits(u);
+                    (f.is_finite() && f.fract() == 0.0 && f.abs() < 1e18).then(|| f.abs() as u64)
+                }
+            };
+            n.map(|n| n.to_string())
+        })
+        .collect()
 }
 
 /// Above this many candidate sources, an output is not compared date by date (a coincidence
@@ -450,6 +536,7 @@ impl Verifier {
             by_fingerprint: HashMap::new(),
             hasher: Default::default(),
             files: 0,
+            digits: HashMap::new(),
             pairing: true,
         }
     }
@@ -503,6 +590,17 @@ impl SourceSet<'_> {
                         .entry(e.tag)
                         .or_default()
                         .insert(t.to_uppercase());
+                }
+            }
+            if &e.vr == b"DA" || (is_text_vr(&e.vr) && act.is_some_and(is_removing)) {
+                // A number or code that holds an MRN's, a phone number's or an original date's
+                // digits is that identifier.
+                let source = self.sources.len() as u32;
+                for d in identifier_digits(&p.text(bytes, e)) {
+                    let from = self.digits.entry(d).or_default();
+                    if from.last() != Some(&source) {
+                        from.push(source);
+                    }
                 }
             }
             if act == Some(Act::K) {
@@ -667,6 +765,7 @@ impl SourceSet<'_> {
             by_fingerprint: self.by_fingerprint,
             hasher: self.hasher,
             single: false,
+            digits: self.digits,
         }
     }
 }
@@ -773,7 +872,9 @@ impl Check<'_> {
             });
         }
         self.markers();
+        self.slide_label();
         self.attributes();
+        self.numbers();
         let dates = self.dates();
         out.date_shift_days = dates;
         self.byte_scan();
@@ -870,6 +971,100 @@ impl Check<'_> {
                     format!("marker:code_unexpected de-identification method code {code} (DICOM context group CID 7050) claims an option the policy does not have"),
                     "",
                 );
+            }
+        }
+    }
+
+    /// A slide label photographed (whole-slide LABEL image, or an OVERVIEW image whose pixels
+    /// no pixel stage cleaned) carries the patient's name and number.
+    fn slide_label(&mut self) {
+        let Some(i) = self.top(IMAGE_TYPE) else {
+            return;
+        };
+        let values: Vec<String> = self
+            .p
+            .values(self.bytes, &self.p.elems[i])
+            .iter()
+            .map(|v| v.to_uppercase())
+            .collect();
+        let label = values.iter().any(|v| v == "LABEL");
+        let overview = values.get(2).is_some_and(|v| v == "OVERVIEW");
+        let cleaned = self
+            .p
+            .elems
+            .iter()
+            .any(|e| e.tag == CODE_VALUE && self.p.text(self.bytes, e).trim() == "113101");
+        if label || (overview && !cleaned) {
+            self.report(
+                Some(i),
+                "marker",
+                "marker:slide_label a photograph of a slide label (Image Type LABEL, or OVERVIEW without Clean Pixel Data) is released; the label carries the patient's name and number".into(),
+                "",
+            );
+        }
+    }
+
+    /// Numbers, codes and UIDs that hold a source's identifier digit strings (an MRN stored as
+    /// Acquisition Number, a phone number in a code, MRN digits in a made-up UID).
+    fn numbers(&mut self) {
+        let Some(known) = self.known else {
+            return;
+        };
+        if known.digits.is_empty() {
+            return;
+        }
+        let candidates = known
+            .candidates(self.v, self.p, self.bytes)
+            .map(<[u32]>::to_vec);
+        for i in 0..self.p.elems.len() {
+            let e = &self.p.elems[i];
+            if self.flagged[i] || e.is_sequence || (e.tag >> 16) & 1 == 1 || e.tag >> 16 == 0x0002 {
+                continue;
+            }
+            let texts: Vec<String> = match &e.vr {
+                b"CS" => self.p.values(self.bytes, e),
+                b"UI" => self
+                    .p
+                    .values(self.bytes, e)
+                    .into_iter()
+                    .filter(|u| !table::Registry::get().registered(u))
+                    .collect(),
+                _ => element_numbers(self.p, self.bytes, e),
+            };
+            // A UID's component must *be* the identifier (a derived 2.25 UID is 39 random
+            // digits: any 5-digit string turns up in one by chance). A number or code may hold
+            // it, when the output is paired with its own source; compared with every source,
+            // only an equal number counts (thousands of IDs against thousands of numbers).
+            let uid = &e.vr == b"UI";
+            let hit = texts.iter().find(|t| {
+                t.split(|c: char| !c.is_ascii_digit()).any(|run| {
+                    let run = run.trim_start_matches('0');
+                    run.len() >= MIN_DIGIT_TOKEN
+                        && known.digits.iter().any(|(d, from)| {
+                            let ours = candidates
+                                .as_ref()
+                                .map(|c| from.iter().any(|s| c.contains(s)));
+                            match ours {
+                                Some(false) => false,
+                                Some(true) if !uid => run.contains(d.as_str()),
+                                _ => run == d,
+                            }
+                        })
+                })
+            });
+            if let Some(t) = hit.cloned() {
+                let category = if &e.vr == b"UI" {
+                    "uid"
+                } else {
+                    "known_identifier"
+                };
+                self.report(
+                    Some(i),
+                    category,
+                    "known:digits the value holds the digits of a source's identifier (an ID, a phone number or an original date)".into(),
+                    &t,
+                );
+                self.flag(i);
             }
         }
     }
@@ -1194,7 +1389,10 @@ impl Check<'_> {
                     {
                         continue;
                     }
+                    // Codes are no text kept by policy: a word in a code string is judged by
+                    // the term check below, never excused by the source holding it too.
                     if matches!(self.v.act(e.tag), None | Some(Act::K))
+                        && &e.vr != b"CS"
                         && known.kept_text.get(&e.tag).is_some_and(|vals| {
                             let t = token.to_uppercase();
                             vals.iter().any(|v| v.contains(&t))
@@ -1207,11 +1405,10 @@ impl Check<'_> {
                         continue;
                     }
                     if &e.vr == b"CS"
-                        && self
-                            .p
-                            .values(self.bytes, e)
-                            .iter()
-                            .any(|v| v.eq_ignore_ascii_case(token))
+                        && self.p.values(self.bytes, e).iter().any(|v| {
+                            v.eq_ignore_ascii_case(token)
+                                && table::Registry::get().is_term(e.tag, &v.to_uppercase())
+                        })
                     {
                         // A defined term that happens to equal a name ("TEXT", "HEAD").
                         continue;

@@ -7,6 +7,10 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 const TABLE_E1_1: &str = include_str!("../../../reference/ps3.15-table-e.1-1.csv");
+/// Veil's additions to Table E.1-1 (issuer sequences), read here by the same parser.
+const VEIL_ADDITIONS: &str = include_str!("../../../reference/veil-additions.csv");
+const UID_REGISTRY: &str = include_str!("../../../reference/uid-registry.csv");
+const CS_TERMS: &str = include_str!("../../../reference/cs-terms.csv");
 const SAFE_PRIVATE: &str = include_str!("../../../reference/safe_private_attributes.csv");
 
 /// A PS3.15 action code (E.1.1), compounds included.
@@ -172,7 +176,7 @@ const DESCRIPTIVE_WORDS: &[&str] = &[
 
 /// Splits CSV text into records (RFC 4180 quoting, quoted fields may hold newlines: the table
 /// has one, in Icon Image Sequence's name).
-fn csv_records(text: &str) -> Vec<Vec<String>> {
+pub(crate) fn csv_records(text: &str) -> Vec<Vec<String>> {
     let mut records = Vec::new();
     let mut fields = Vec::new();
     let mut cur = String::new();
@@ -205,7 +209,62 @@ fn csv_records(text: &str) -> Vec<Vec<String>> {
 }
 
 fn rows() -> Vec<Row> {
-    let mut records = csv_records(TABLE_E1_1).into_iter();
+    let mut rows = table_rows(TABLE_E1_1);
+    rows.extend(table_rows(VEIL_ADDITIONS));
+    rows
+}
+
+/// The registered UIDs (PS3.6 Annex A) and, per CS attribute, every term the standard lists
+/// for it (any value position): the verifier's own reading of the generated tables.
+pub struct Registry {
+    uids: HashSet<String>,
+    terms: HashMap<u32, HashSet<String>>,
+}
+
+impl Registry {
+    fn parse() -> Registry {
+        let uids = csv_records(UID_REGISTRY)
+            .into_iter()
+            .skip(1)
+            .filter_map(|f| f.into_iter().next())
+            .collect();
+        let mut terms: HashMap<u32, HashSet<String>> = HashMap::new();
+        for f in csv_records(CS_TERMS).into_iter().skip(1) {
+            if let (Some(tag), Some(term)) = (
+                f.first().and_then(|t| u32::from_str_radix(t, 16).ok()),
+                f.last(),
+            ) {
+                terms.entry(tag).or_default().insert(term.clone());
+            }
+        }
+        Registry { uids, terms }
+    }
+
+    /// The registry, parsed once.
+    pub fn get() -> &'static Registry {
+        static R: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+        R.get_or_init(Registry::parse)
+    }
+
+    /// Registered in PS3.6 (or a context group, `1.2.840.10008.6.1.<n>`, n < 10000, which the
+    /// registry the table comes from does not list)?
+    pub fn registered(&self, uid: &str) -> bool {
+        let uid = uid.trim_end_matches(['\0', ' ']);
+        self.uids.contains(uid)
+            || uid
+                .strip_prefix("1.2.840.10008.6.1.")
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| n > 0 && n < 10_000)
+    }
+
+    /// Is `value` a term the standard lists for this CS attribute?
+    pub fn is_term(&self, tag: u32, value: &str) -> bool {
+        self.terms.get(&tag).is_some_and(|t| t.contains(value))
+    }
+}
+
+fn table_rows(text: &str) -> Vec<Row> {
+    let mut records = csv_records(text).into_iter();
     let header = records.next().expect("table header");
     let col = |name: &str| header.iter().position(|h| h == name);
     let tag_col = col("tag").expect("tag column");
@@ -408,8 +467,11 @@ mod tests {
 
     #[test]
     fn reads_the_whole_table_and_applies_options() {
-        assert_eq!(rows().len(), 621);
+        assert_eq!(table_rows(TABLE_E1_1).len(), 621);
+        assert_eq!(rows().len(), 621 + table_rows(VEIL_ADDITIONS).len());
         let basic = Rules::new(&PolicySpec::default());
+        // Veil's additions: issuer sequences follow Retain Institution Identity.
+        assert_eq!(basic.public(0x0008_0051), Some(Act::X));
         assert_eq!(basic.public(0x0010_0010), Some(Act::Z)); // PatientName
         assert_eq!(basic.public(0x0008_1030), Some(Act::X)); // StudyDescription
         assert_eq!(basic.public(0x6002_3000), Some(Act::X)); // Overlay Data, any 60xx group

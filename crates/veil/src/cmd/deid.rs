@@ -211,6 +211,12 @@ pub fn print_summary(r: &RunReport, pipeline: &Pipeline) {
         "  actions: {} removed, {} emptied, {} dummy, {} pseudonyms, {} UIDs replaced, {} dates shifted, {} texts cleaned, {} private removed, {} private kept, {} unknown removed",
         a.removed, a.emptied, a.dummied, a.pseudonymised, a.uids_replaced, a.dates_shifted, a.text_cleaned, a.private_removed, a.private_kept, a.unknown_removed
     );
+    if a.numbers_replaced + a.code_values_dropped > 0 {
+        println!(
+            "  identifiers hidden in structured values: {} number(s) holding an ID's digits set to 0, {} code value(s) that were not terms of their attribute dropped",
+            a.numbers_replaced, a.code_values_dropped
+        );
+    }
     println!(
         "  policy {} (sha256 {}), key fingerprint {}",
         r.policy,
