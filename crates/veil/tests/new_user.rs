@@ -742,3 +742,39 @@ fn conflicts_leave_no_empty_folders_and_policy_errors_read_in_order() {
         "{err}"
     );
 }
+
+/// Item 12: on a terminal (a pseudo-terminal from `script`), `deid` counts progress in bytes, so
+/// its estimate holds when a few large cines sit among small files, and `risk --target-k` says
+/// what it is doing while it searches.
+#[test]
+fn progress_on_a_terminal_counts_bytes_and_risk_search_speaks() {
+    let Some(td) = common::pydicom() else { return };
+    if Command::new("script").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "script (util-linux) is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    for f in ["CT_small.dcm", "MR_small.dcm", "rtplan.dcm"] {
+        std::fs::copy(td.join(f), dir.join("in").join(f)).unwrap();
+    }
+    let key = new_key(dir);
+    let bin = env!("CARGO_BIN_EXE_veil");
+    let on_tty = |cmd: String| {
+        let o = Command::new("script")
+            .current_dir(dir)
+            .env_remove("VEIL_KEY")
+            .args(["-qec", &cmd, "/dev/null"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let deid = on_tty(format!("{bin} deid --key {} --out o in", key.display()));
+    assert!(deid.contains("KiB/") && deid.contains("/3 files"), "{deid:?}");
+    let risk = on_tty(format!("{bin} risk o --target-k 2"));
+    assert!(
+        risk.contains("searching the least generalisation with k=2"),
+        "{risk:?}"
+    );
+}
