@@ -3,7 +3,10 @@
 #   1. installs the real peers the tests check outputs with (dcmtk, dicom3tools, GDCM, pydicom),
 #   2. runs every scripts/setup.d/*.sh (services and data other parts of the suite need),
 #   3. fetches the real DICOM test data from PyPI (scripts/fetch-testdata.sh),
-#   4. runs `cargo test --workspace`.
+#   4. runs `cargo test --workspace`,
+#   5. runs the lints: clippy with warnings denied, and the libraries' docs with warnings denied
+#      (the design rules — the verifier links no engine crate, fault injection never reaches the
+#      binary, no unused dependency — are tests of veil-app, run in step 4).
 # Idempotent: a second run installs nothing new.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,3 +33,6 @@ done
 
 ./scripts/fetch-testdata.sh
 cargo test --workspace --no-fail-fast "$@"
+echo "test.sh: lints"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude veil --no-deps --quiet

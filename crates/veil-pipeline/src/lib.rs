@@ -458,6 +458,12 @@ impl Pipeline {
         paths::check(inputs, &self.config.out, &self.config.quarantine)?;
         let files = walk_inputs(inputs, &[&self.config.out, &self.config.quarantine])?;
         let state = store::State::open(&self.config, self.deid.key(), &self.deid.policy().digest)?;
+        // Events name counts, statuses, reasons and keyed references, never a path or a value.
+        tracing::info!(
+            files = files.len(),
+            resuming = state.resuming(),
+            "run started"
+        );
         let report = Mutex::new(RunReport::new(
             self.deid.policy(),
             self.deid.key(),
@@ -516,6 +522,12 @@ impl Pipeline {
                         return;
                     }
                 };
+                tracing::debug!(
+                    input_ref = %outcome.input_ref,
+                    status = outcome.status.as_str(),
+                    reason = outcome.reason.as_deref().unwrap_or(""),
+                    "file finished"
+                );
                 progress(&outcome);
                 report.lock().unwrap().record(&outcome);
             })
@@ -541,6 +553,14 @@ impl Pipeline {
         )?;
         report.held_back_total = state.held_back_total();
         report.finish(started.elapsed());
+        tracing::info!(
+            written = report.written,
+            quarantined = report.quarantined,
+            rejected = report.rejected,
+            excluded = report.excluded,
+            seconds = report.seconds,
+            "run finished"
+        );
         state.write_report(&report)?;
         Ok(report)
     }

@@ -26,7 +26,7 @@ pub enum StateError {
     },
     #[error("release could not be recorded: {0}")]
     Commit(String),
-    #[error("{0}")]
+    #[error("{0}; a quarantine directory belongs to one key: pass --quarantine DIR for runs with another key")]
     HeldBack(String),
 }
 

@@ -2,7 +2,7 @@
 //!
 //! This crate owns: reading quasi-identifiers from DICOM headers, CSV or Parquet
 //! ([`table`]); equivalence classes ([`classes`]); El Emam's prosecutor, journalist and
-//! marketer risk, ℓ-diversity and Pitman population uniqueness ([`measure`]); the search for the
+//! marketer risk, ℓ-diversity and Pitman population uniqueness ([`measure()`]); the search for the
 //! least generalisation meeting a k target within a suppression budget ([`search`]), whose
 //! result is a `[generalize]` policy fragment that `veil deid` applies through
 //! `veil_deid::generalize::apply`; and the text/JSON/HTML reports ([`report`]). The
@@ -20,26 +20,44 @@ pub use measure::{measure, MeasureOptions, RiskReport};
 pub use search::{Found, Search, SearchOptions, SearchResult};
 pub use table::{load, LoadOptions, QiTable, DEFAULT_QUASI};
 
-/// An error caused by what the user gave (arguments, missing column): the CLI maps it to
-/// exit code 2.
-#[derive(Debug)]
-pub struct UsageError(pub String);
+/// Why a risk measurement could not be made: the user's to fix (a missing column, a bad
+/// argument: the CLI's exit 2), or a failure reading or writing (exit 1). Messages name the file
+/// and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RiskError {
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Failed(String),
+}
 
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+impl RiskError {
+    /// Is this the user's to fix?
+    pub fn is_usage(&self) -> bool {
+        matches!(self, RiskError::Usage(_))
     }
 }
 
-impl std::error::Error for UsageError {}
+/// Results of this crate.
+pub type Result<T, E = RiskError> = std::result::Result<T, E>;
 
-pub(crate) fn usage(msg: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(UsageError(msg.into()))
+/// A failure with what was being done, for any error: `.with_context(|| "file: cannot open")`.
+pub(crate) trait Context<T> {
+    fn with_context<F: FnOnce() -> String>(self, what: F) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn with_context<F: FnOnce() -> String>(self, what: F) -> Result<T> {
+        self.map_err(|e| RiskError::Failed(format!("{}: {e}", what())))
+    }
+}
+
+pub(crate) fn usage(msg: impl Into<String>) -> RiskError {
+    RiskError::Usage(msg.into())
 }
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use anyhow::Context;
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path
         .parent()

@@ -184,12 +184,13 @@ fn truncate(v: &str, n: usize) -> String {
 }
 
 /// The `[generalize]` policy fragment, with a header saying what it guarantees.
-pub fn fragment(spec: &GeneralizeSpec, sr: &SearchResult, source: &str) -> anyhow::Result<String> {
+pub fn fragment(spec: &GeneralizeSpec, sr: &SearchResult, source: &str) -> crate::Result<String> {
     #[derive(Serialize)]
     struct Wrapper<'a> {
         generalize: &'a GeneralizeSpec,
     }
-    let body = toml::to_string(&Wrapper { generalize: spec })?;
+    let body = toml::to_string(&Wrapper { generalize: spec })
+        .map_err(|e| crate::RiskError::Failed(format!("the policy fragment: {e}")))?;
     let mut s = String::new();
     let _ = writeln!(
         s,

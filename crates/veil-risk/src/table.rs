@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use crate::{Context, Result, RiskError};
 use dicom_dictionary_std::tags;
 use dicom_object::OpenFileOptions;
 use rayon::prelude::*;
@@ -232,7 +232,7 @@ fn resolve_columns(
             }
         }
         if out.is_empty() {
-            bail!(crate::usage(format!(
+            return Err(crate::usage(format!(
                 "{what} has none of the default quasi-identifiers ({}); name them with --quasi",
                 DEFAULT_QUASI.join(",")
             )));
@@ -306,11 +306,13 @@ pub fn load_csv(path: &Path, opts: &LoadOptions) -> Result<QiTable> {
         match rdr.read_byte_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => bail!(
-                "{}: CSV row {}: {e}; fix the file and rerun",
-                path.display(),
-                row + 2
-            ),
+            Err(e) => {
+                return Err(RiskError::Failed(format!(
+                    "{}: CSV row {}: {e}; fix the file and rerun",
+                    path.display(),
+                    row + 2
+                )))
+            }
         }
         for (b, (_, _, i)) in builders.iter_mut().zip(&cols) {
             b.push_bytes(rec.get(*i));
@@ -383,11 +385,13 @@ fn read_parquet_column(path: &Path, col: usize, name: &str, h: Hierarchy) -> Res
     use parquet::column::reader::ColumnReader;
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let what = path.display();
-    let reader = SerializedFileReader::new(File::open(path)?)
-        .with_context(|| format!("{what}: not a readable Parquet file"))?;
+    let reader = SerializedFileReader::new(
+        File::open(path).with_context(|| format!("{}: cannot open", path.display()))?,
+    )
+    .with_context(|| format!("{what}: not a readable Parquet file"))?;
     let descr = reader.metadata().file_metadata().schema_descr().column(col);
     if descr.max_rep_level() > 0 {
-        bail!(crate::usage(format!(
+        return Err(crate::usage(format!(
             "{what}: column {name} is a list; use a flat column"
         )));
     }
@@ -455,7 +459,7 @@ fn read_parquet_column(path: &Path, col: usize, name: &str, h: Hierarchy) -> Res
                     });
                     recs
                 }
-                _ => bail!(crate::usage(format!(
+                _ => return Err(crate::usage(format!(
                     "{what}: column {name} has a physical type veil risk does not read (INT96 or fixed-length binary)"
                 ))),
             };
@@ -531,7 +535,7 @@ pub fn load_dicom(input: &Path, opts: &LoadOptions) -> Result<QiTable> {
     } else if input.is_file() {
         files.push(input.to_path_buf());
     } else {
-        bail!(crate::usage(format!(
+        return Err(crate::usage(format!(
             "{}: no such file or directory",
             input.display()
         )));
@@ -627,11 +631,11 @@ pub fn load_dicom(input: &Path, opts: &LoadOptions) -> Result<QiTable> {
     }
     let read = files.len() - rejected.len();
     if read == 0 {
-        return Err(anyhow!(crate::usage(format!(
+        return Err(crate::usage(format!(
             "{}: no readable DICOM file ({} rejected)",
             input.display(),
             rejected.len()
-        ))));
+        )));
     }
     Ok(QiTable {
         source: input.display().to_string(),
@@ -667,6 +671,14 @@ fn derived_age(get: &dyn Fn(dicom_core::Tag) -> Option<String>) -> Option<String
         years -= 1;
     }
     (0..=200).contains(&years).then(|| format!("{years:03}Y"))
+}
+
+impl From<parquet::errors::ParquetError> for RiskError {
+    fn from(e: parquet::errors::ParquetError) -> Self {
+        RiskError::Failed(format!(
+            "Parquet: {e}; check that the file is a complete Parquet table"
+        ))
+    }
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ fn parquet_nulls_dates_and_row_groups() {
         ..Default::default()
     };
     let err = load(&data("small.parquet"), &bad).unwrap_err();
-    assert!(err.is::<veil_risk::UsageError>());
+    assert!(err.is_usage());
     assert!(format!("{err:#}").contains("NoSuchColumn"));
 }
 

@@ -68,7 +68,7 @@ pub enum StoreError {
     Usage(String),
     #[error("store {0}: it was created with a different key (fingerprints differ); use the key it was created with")]
     WrongKey(String),
-    #[error("this operation needs the key (pass --key or set VEIL_KEY)")]
+    #[error("this operation needs the key (pass --key, or set VEIL_KEY_FILE or VEIL_KEY)")]
     NeedsKey,
     #[error("store schema: {0}")]
     Schema(String),
@@ -76,6 +76,17 @@ pub enum StoreError {
     Decrypt(&'static str),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// Is this the user's to fix (a bad setting, the wrong key, no key) rather than a failure
+    /// at run time?
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Usage(_) | StoreError::WrongKey(_) | StoreError::NeedsKey
+        )
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -45,15 +45,17 @@ pub fn finish(result: anyhow::Result<u8>) -> ExitCode {
     }
 }
 
-/// A pipeline error as the CLI reports it: overlapping or unusable paths, and a quarantine made
-/// with another key, are the user's to fix (exit 2); the rest are runtime failures.
+/// A pipeline error as the CLI reports it (see [`app_error`]).
 pub fn pipeline_error(e: veil_pipeline::PipelineError) -> anyhow::Error {
-    use veil_pipeline::{PipelineError, StateError};
-    match e {
-        PipelineError::Paths(p) => usage(p.to_string()),
-        PipelineError::State(StateError::HeldBack(m)) => usage(format!(
-            "{m}; a quarantine directory belongs to one key: pass --quarantine DIR for runs with another key"
-        )),
-        other => anyhow::Error::from(other),
+    app_error(e.into())
+}
+
+/// An application-layer error as the CLI reports it: the user's to fix (exit 2) or a runtime
+/// failure (exit 1), decided once by `AppError::is_usage`.
+pub fn app_error(e: veil_app::AppError) -> anyhow::Error {
+    if e.is_usage() {
+        usage(e.to_string())
+    } else {
+        anyhow::Error::from(e)
     }
 }

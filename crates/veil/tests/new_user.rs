@@ -750,7 +750,10 @@ fn conflicts_leave_no_empty_folders_and_policy_errors_read_in_order() {
 fn progress_on_a_terminal_counts_bytes_and_risk_search_speaks() {
     let Some(td) = common::pydicom() else { return };
     if Command::new("script").arg("--version").output().is_err() {
-        assert!(std::env::var("CI").is_err(), "script (util-linux) is not installed");
+        assert!(
+            std::env::var("CI").is_err(),
+            "script (util-linux) is not installed"
+        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -771,7 +774,10 @@ fn progress_on_a_terminal_counts_bytes_and_risk_search_speaks() {
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     let deid = on_tty(format!("{bin} deid --key {} --out o in", key.display()));
-    assert!(deid.contains("KiB/") && deid.contains("/3 files"), "{deid:?}");
+    assert!(
+        deid.contains("KiB/") && deid.contains("/3 files"),
+        "{deid:?}"
+    );
     let risk = on_tty(format!("{bin} risk o --target-k 2"));
     assert!(
         risk.contains("searching the least generalisation with k=2"),

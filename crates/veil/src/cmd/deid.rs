@@ -3,8 +3,7 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use veil_deid::{Deidentifier, PatientMap};
-use veil_pipeline::{Config, FileOutcome, Pipeline, RunReport};
+use veil_pipeline::{FileOutcome, Pipeline, RunReport};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -39,36 +38,20 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Builds the pipeline for `deid`-like commands (also used by the demo).
+/// The pipeline for these arguments, from the one builder every front end uses.
 pub fn build_pipeline(args: &Args) -> anyhow::Result<Pipeline> {
-    let key = super::key::load(args.key.as_deref())?;
-    let policy = super::policy::load(args.policy.as_deref())?;
-    let map = match &args.patient_map {
-        Some(p) => Some(PatientMap::load(p).map_err(|e| crate::exit::usage(e.to_string()))?),
-        None => None,
+    veil_app::build::check_inputs(&args.inputs).map_err(crate::exit::app_error)?;
+    let settings = veil_app::Settings {
+        key: args.key.clone(),
+        policy: args.policy.clone(),
+        patient_map: args.patient_map.clone(),
+        out: args.out.clone(),
+        quarantine: args.quarantine.clone(),
+        threads: args.threads,
+        fsync: args.fsync,
     };
-    for input in &args.inputs {
-        if !input.exists() {
-            return Err(crate::exit::usage(format!(
-                "input {}: no such file or directory",
-                input.display()
-            )));
-        }
-    }
-    let mut config = Config::new(args.out.clone());
-    if let Some(q) = &args.quarantine {
-        config.quarantine = q.clone();
-    }
-    config.threads = args.threads;
-    config.fsync = args.fsync;
-    let verifier = super::verify_adapter::pipeline_verifier(&policy);
-    let pixel_stage = super::pixels::pipeline_pixel_stage(&policy);
-    let deid = Deidentifier::new(policy, key, map);
-    let pipeline = Pipeline::new(deid, verifier, config);
-    Ok(match pixel_stage {
-        Some(stage) => pipeline.with_pixel_stage(stage),
-        None => pipeline,
-    })
+    let resolved = settings.resolve().map_err(crate::exit::app_error)?;
+    Ok(veil_app::build(resolved))
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {

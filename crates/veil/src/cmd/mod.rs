@@ -9,4 +9,3 @@ pub mod quarantine;
 pub mod registry;
 pub mod risk;
 pub mod verify;
-pub mod verify_adapter;

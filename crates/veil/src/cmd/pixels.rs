@@ -295,19 +295,3 @@ fn scan(args: ScanArgs) -> anyhow::Result<u8> {
         exit::OK
     })
 }
-
-/// The pixel stage `veil deid` uses: always present, so instances flagged for burned-in text
-/// (risky modality or SOP class, Burned In Annotation YES) are cleaned instead of quarantined;
-/// with the policy option `clean_pixel_data`, every other image's margins are checked too.
-/// Without Tesseract on the machine, flagged instances are quarantined with a reason saying so.
-pub fn pipeline_pixel_stage(
-    policy: &veil_profile::Policy,
-) -> Option<Box<dyn veil_pipeline::PixelStage>> {
-    let config = Config {
-        scan_unflagged: policy.has(veil_profile::ProfileOption::CleanPixelData),
-        ..Config::default()
-    };
-    Some(Box::new(veil_pixels::PixelCleaner {
-        cleaner: Cleaner::new(config),
-    }))
-}

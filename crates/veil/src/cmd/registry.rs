@@ -4,15 +4,11 @@
 //! `postgres://` URL), else `VEIL_DB`, else `./.veil/veil.db`; institution settings by `--config`,
 //! else `VEIL_CONFIG`, else `./.veil/config.toml` when present, else the built-in defaults.
 
-use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
-use veil_store::consent::{
-    decide, describe_purpose, ConsentInput, ConsentRecord, ConsentState, Decision, Scope,
-};
-use veil_store::ledger::{NewEntry, Uids};
+use veil_store::consent::{describe_purpose, ConsentInput, ConsentState, Decision, Scope};
+use veil_store::ledger::Uids;
 use veil_store::{Settings, Store};
 
 use crate::exit;
@@ -352,12 +348,10 @@ pub struct WithdrawArgs {
 }
 
 fn usage_or_fail(e: veil_store::StoreError) -> anyhow::Error {
-    match e {
-        veil_store::StoreError::Usage(m) => exit::usage(m),
-        veil_store::StoreError::WrongKey(_) | veil_store::StoreError::NeedsKey => {
-            exit::usage(e.to_string())
-        }
-        other => anyhow::Error::new(other),
+    if e.is_usage() {
+        exit::usage(e.to_string())
+    } else {
+        anyhow::Error::new(e)
     }
 }
 
@@ -613,300 +607,78 @@ fn recipient(c: RecipientCommand) -> anyhow::Result<u8> {
     }
 }
 
-/// The consent gate and ledger writer of one release.
-struct Gate<'a> {
-    store: &'a Store,
-    publisher: &'a veil_store::publish::Publisher<'a>,
-    settings: &'a Settings,
-    recipient: String,
-    purpose: String,
-    release_id: String,
-    policy_hash: String,
-    records: Mutex<HashMap<(String, String), Vec<ConsentRecord>>>,
-    /// Excluded patients by internal reference: (reason, instances).
-    excluded: Mutex<BTreeMap<String, (String, u64)>>,
-}
-
-impl Gate<'_> {
-    fn records_of(
-        &self,
-        pid: &str,
-        issuer: &str,
-    ) -> Result<Vec<ConsentRecord>, veil_store::StoreError> {
-        let k = (pid.to_string(), issuer.to_string());
-        if let Some(r) = self.records.lock().unwrap().get(&k) {
-            return Ok(r.clone());
-        }
-        let r = self.store.consent_history(pid, issuer)?;
-        self.records.lock().unwrap().insert(k, r.clone());
-        Ok(r)
-    }
-}
-
-impl veil_pipeline::ReleaseObserver for Gate<'_> {
-    fn admit(&self, p: &veil_pipeline::PatientContext) -> veil_pipeline::Admission {
-        let pref = self
-            .store
-            .patient_ref(&p.patient_id, &p.issuer_of_patient_id)
-            .unwrap_or_default();
-        let decision = if p.patient_id.trim().is_empty() {
-            Decision::Exclude {
-                reason: "no-patient-id".into(),
-                consent_ref: String::new(),
-            }
-        } else {
-            match self.records_of(&p.patient_id, &p.issuer_of_patient_id) {
-                Ok(recs) => decide(
-                    &recs,
-                    self.settings,
-                    &self.purpose,
-                    &p.modality,
-                    &p.study_date,
-                ),
-                // Fail closed: no decision without the registry.
-                Err(_) => Decision::Exclude {
-                    reason: "consent-registry-error".into(),
-                    consent_ref: String::new(),
-                },
-            }
-        };
-        match decision {
-            Decision::Admit { consent_ref } => veil_pipeline::Admission::Admit {
-                consent_ref: Some(consent_ref),
-            },
-            Decision::Exclude { reason, .. } => {
-                let mut ex = self.excluded.lock().unwrap();
-                let e = ex
-                    .entry(veil_store::short_ref(&pref))
-                    .or_insert((reason.clone(), 0));
-                e.1 += 1;
-                veil_pipeline::Admission::Exclude {
-                    reason: format!("consent-{reason}"),
-                }
-            }
-        }
-    }
-
-    fn commit(
-        &self,
-        i: &veil_pipeline::CommittedInstance,
-        rename: &mut dyn FnMut() -> std::io::Result<()>,
-    ) -> Result<(), String> {
-        let patient_ref = self
-            .store
-            .patient_ref(&i.patient.patient_id, &i.patient.issuer_of_patient_id)
-            .map_err(|e| e.to_string())?;
-        let entry = NewEntry {
-            release_id: self.release_id.clone(),
-            recipient: self.recipient.clone(),
-            purpose: self.purpose.clone(),
-            consent_ref: i.consent_ref.clone().unwrap_or_default(),
-            patient_ref,
-            patient_id: i.patient.patient_id.clone(),
-            issuer: i.patient.issuer_of_patient_id.clone(),
-            patient_pseudonym: i.patient_pseudonym.clone(),
-            original: Uids {
-                study: i.original.study.clone(),
-                series: i.original.series.clone(),
-                sop: i.original.sop_instance.clone(),
-            },
-            released: Uids {
-                study: i.released.study.clone(),
-                series: i.released.series.clone(),
-                sop: i.released.sop_instance.clone(),
-            },
-            output_path: i.output_relative.display().to_string(),
-            output_sha256: i.sha256.clone(),
-            policy_hash: self.policy_hash.clone(),
-            veil_version: env!("CARGO_PKG_VERSION").to_string(),
-        };
-        // Intent, rename, then the entry in the next batch commit; a crash in between is
-        // undone by the reconcile at the start of the next release (veil_store::publish).
-        match self.publisher.publish(entry, &i.output, rename) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(format!("ledger: {e}")),
-        }
-    }
-
-    fn retract(&self, output: &Path, output_relative: &Path) -> Result<(), String> {
-        self.publisher
-            .retract(output, output_relative)
-            .map_err(|e| format!("ledger: {e}"))
-    }
-}
-
 fn release(a: ReleaseArgs) -> anyhow::Result<u8> {
-    let settings = settings(&a.store)?;
-    settings.check_purpose(&a.purpose).map_err(usage_or_fail)?;
+    let institution = settings(&a.store)?;
     let master = super::key::load(a.store.key.as_deref())?;
     let store = Store::open(a.store.db.as_deref(), Some(&master)).map_err(usage_or_fail)?;
-    let r = store
-        .recipient(&a.recipient)
-        .map_err(usage_or_fail)?
-        .ok_or_else(|| {
-            exit::usage(format!(
-                "no recipient `{}`: add it with `veil recipient add {} --purpose {}`",
-                a.recipient, a.recipient, a.purpose
-            ))
-        })?;
-    if !r.purposes.contains(&a.purpose) {
-        return Err(exit::usage(format!(
-            "recipient `{}` is registered for {}, not {}",
-            r.name,
-            r.purposes.join(", "),
-            a.purpose
-        )));
-    }
-    for input in &a.inputs {
-        if !input.exists() {
-            return Err(exit::usage(format!(
-                "input {}: no such file or directory",
-                input.display()
-            )));
-        }
-    }
-    // Per-recipient key: pseudonyms and UIDs agree inside one recipient, unlinkable across them.
-    let key = master.subkey("recipient", &r.name);
-    let policy = super::policy::load(a.policy.as_deref())?;
-    let policy_hash = policy.digest.clone();
-    let policy_hash_out = policy_hash.clone();
-    let mut config = veil_pipeline::Config::new(a.out.clone());
-    if let Some(q) = &a.quarantine {
-        config.quarantine = q.clone();
-    }
-    config.threads = a.threads;
-    let verifier = super::verify_adapter::pipeline_verifier(&policy);
-    let pixel_stage = super::pixels::pipeline_pixel_stage(&policy);
-    let pipeline = veil_pipeline::Pipeline::new(
-        veil_deid::Deidentifier::new(policy, key, None),
-        verifier,
-        config,
-    );
-    let pipeline = match pixel_stage {
-        Some(s) => pipeline.with_pixel_stage(s),
-        None => pipeline,
-    };
-    let release_id = store
-        .begin_release(&r.name, &a.purpose, &policy_hash, env!("CARGO_PKG_VERSION"))
-        .map_err(usage_or_fail)?;
-    // Locks OUT and settles what an interrupted release left there before anything is written.
-    let (publisher, settled) =
-        veil_store::publish::Publisher::open(&store, &a.out, &release_id, a.ledger_batch as usize)
-            .map_err(usage_or_fail)?;
-    if settled.rolled_back > 0 || settled.foreign > 0 {
+    let outcome = veil_app::release::run(veil_app::release::ReleaseRequest {
+        store: &store,
+        institution: &institution,
+        master: &master,
+        recipient: a.recipient.clone(),
+        purpose: a.purpose.clone(),
+        inputs: a.inputs.clone(),
+        settings: veil_app::Settings {
+            policy: a.policy.clone(),
+            out: a.out.clone(),
+            quarantine: a.quarantine.clone(),
+            threads: a.threads,
+            ..Default::default()
+        },
+        ledger_batch: a.ledger_batch as usize,
+    })
+    .map_err(exit::app_error)?;
+    let r = &outcome.reconciled;
+    if r.rolled_back > 0 || r.foreign > 0 {
         eprintln!(
             "veil: an interrupted release left {} output(s) without a ledger entry: removed (they are produced again now){}",
-            settled.rolled_back,
-            if settled.foreign > 0 {
-                format!("; {} path(s) hold other files and were left alone", settled.foreign)
+            r.rolled_back,
+            if r.foreign > 0 {
+                format!("; {} path(s) hold other files and were left alone", r.foreign)
             } else {
                 String::new()
             }
         );
     }
-    let gate = Gate {
-        store: &store,
-        publisher: &publisher,
-        settings: &settings,
-        recipient: r.name.clone(),
-        purpose: a.purpose.clone(),
-        release_id: release_id.clone(),
-        policy_hash,
-        records: Mutex::new(HashMap::new()),
-        excluded: Mutex::new(BTreeMap::new()),
-    };
-    let run = pipeline.run_with(&a.inputs, &gate, &|_| {});
-    // Whatever the run's outcome, what it published is recorded now (or removed if that fails).
-    let (recorded, already_recorded) = publisher.finish().map_err(usage_or_fail)?;
-    let report = run.map_err(exit::pipeline_error)?;
-    let excluded = gate.excluded.into_inner().unwrap();
-    let held = report.quarantined + report.rejected;
-    store
-        .finish_release(
-            &release_id,
-            recorded as i64,
-            report.excluded as i64,
-            held as i64,
-        )
-        .map_err(usage_or_fail)?;
-    let excluded_json: Vec<serde_json::Value> = excluded
-        .iter()
-        .map(|(p, (reason, n))| serde_json::json!({"patient_ref": p, "reason": reason, "instances": n}))
-        .collect();
-    let summary = serde_json::json!({
-        "release_id": release_id,
-        "recipient": r.name,
-        "purpose": a.purpose,
-        "recorded_in_ledger": recorded,
-        "already_recorded_by_an_interrupted_run": already_recorded,
-        "reconciled": settled,
-        "excluded_instances": report.excluded,
-        "excluded_patients": excluded_json,
-        "run": report,
-    });
-    // Two reports. The operator's (under the quarantine, never shipped) names who was excluded
-    // and why; the recipient's (in OUT) speaks only of what was released: excluded or refused
-    // patients, even as keyed references, would let two recipients link their trees and learn
-    // who said no.
-    let quarantine = pipeline.config().quarantine.clone();
-    let report_path = quarantine
-        .join(".veil")
-        .join(format!("release-{release_id}.json"));
-    write_report(&report_path, &summary)?;
-    let recipient_summary = serde_json::json!({
-        "release_id": release_id,
-        "recipient": r.name,
-        "purpose": a.purpose,
-        "policy_sha256": policy_hash_out,
-        "veil_version": env!("CARGO_PKG_VERSION"),
-        "instances_released": recorded + already_recorded,
-    });
-    write_report(
-        &a.out
-            .join(".veil")
-            .join(format!("release-{release_id}.json")),
-        &recipient_summary,
-    )?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome.operator_report)?
+        );
     } else {
-        println!(
-            "release {release_id} to {} for {}: {} instance(s) released and recorded, {} excluded by consent ({} patient(s)), {} held back",
-            r.name,
-            a.purpose,
-            recorded,
-            report.excluded,
-            excluded.len(),
-            held
-        );
-        if already_recorded > 0 {
-            println!(
-                "  {already_recorded} instance(s) were already published and recorded by an interrupted earlier run"
-            );
-        }
-        for (p, (reason, n)) in &excluded {
-            println!("  excluded {p}: {reason} ({n} instance(s))");
-        }
-        println!(
-            "  operator's report (not shipped): {}",
-            report_path.display()
-        );
+        print_release(&outcome, &a);
     }
-    Ok(if held > 0 {
+    Ok(if outcome.held() > 0 {
         exit::QUARANTINED
     } else {
         exit::OK
     })
 }
 
-/// Writes a JSON report atomically (temp + rename), creating its directory.
-fn write_report(path: &std::path::Path, value: &serde_json::Value) -> anyhow::Result<()> {
-    let dir = path.parent().expect("a report path has a directory");
-    std::fs::create_dir_all(dir)?;
-    let tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::fs::write(tmp.path(), serde_json::to_vec_pretty(value)?)?;
-    tmp.persist(path)?;
-    Ok(())
+fn print_release(o: &veil_app::release::ReleaseOutcome, a: &ReleaseArgs) {
+    println!(
+        "release {} to {} for {}: {} instance(s) released and recorded, {} excluded by consent ({} patient(s)), {} held back",
+        o.release_id,
+        a.recipient,
+        a.purpose,
+        o.recorded,
+        o.report.excluded,
+        o.excluded.len(),
+        o.held()
+    );
+    if o.already_recorded > 0 {
+        println!(
+            "  {} instance(s) were already published and recorded by an interrupted earlier run",
+            o.already_recorded
+        );
+    }
+    for (p, (reason, n)) in &o.excluded {
+        println!("  excluded {p}: {reason} ({n} instance(s))");
+    }
+    println!(
+        "  operator's report (not shipped): {}",
+        o.operator_report_path.display()
+    );
 }
 
 fn ledger(c: LedgerCommand) -> anyhow::Result<u8> {

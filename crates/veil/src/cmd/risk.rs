@@ -62,7 +62,12 @@ fn parse_share(s: &str) -> Option<f64> {
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
     match run_inner(args) {
-        Err(e) if e.chain().any(|c| c.is::<veil_risk::UsageError>()) => {
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<veil_risk::RiskError>()
+                    .is_some_and(|r| r.is_usage())
+            }) =>
+        {
             Err(crate::exit::usage(format!("{e:#}")))
         }
         other => other,

@@ -117,7 +117,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     let started = Instant::now();
     let verifier = Verifier::new(
-        super::verify_adapter::policy_spec(&policy),
+        veil_app::verify_stage::policy_spec(&policy),
         args.policy.is_some(),
     );
     let outputs = walk(&args.outputs)?;

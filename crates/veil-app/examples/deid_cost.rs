@@ -2,9 +2,9 @@
 //! threads unless `THREADS` says otherwise) run over a corpus with the stage and without it,
 //! alternating, each several times; prints wall and CPU time side by side.
 //!
-//!   cargo run --release -p veil-verify --example deid_cost -- CORPUS_DIR WORK_DIR [REPS]
+//!   cargo run --release -p veil-app --example deid_cost -- CORPUS_DIR WORK_DIR [REPS]
 //!
-//! The stage is `veil deid`'s own adapter, compiled in from the binary crate's source file.
+//! The stage is the one every pipeline gets (`veil_app::verify_stage`).
 //! `PHASES=1` instead times each step single-threaded on 500 files.
 
 use std::path::PathBuf;
@@ -14,9 +14,7 @@ use veil_pipeline::{Config, OutputVerifier, Pipeline};
 use veil_profile::Policy;
 use veil_verify::{PolicySpec, Verifier};
 
-#[path = "../../veil/src/cmd/verify_adapter.rs"]
-#[allow(dead_code)]
-mod verify_adapter;
+use veil_app::verify_stage as verify_adapter;
 
 // The allocator `veil` itself uses, so the figures are the binary's.
 #[global_allocator]

@@ -131,8 +131,8 @@ impl Drop for VeilVerifier {
     fn drop(&mut self) {
         if self.report_timing {
             let t = &self.timing;
-            eprintln!(
-                "veil: verify stage: {} outputs, CPU {:.3} s preparing sources + {:.3} s checking outputs (summed over workers)",
+            tracing::warn!(
+                "verify stage: {} outputs, CPU {:.3} s preparing sources + {:.3} s checking outputs (summed over workers)",
                 t.outputs.load(Ordering::Relaxed),
                 t.prepare_ns.load(Ordering::Relaxed) as f64 / 1e9,
                 t.check_ns.load(Ordering::Relaxed) as f64 / 1e9,
