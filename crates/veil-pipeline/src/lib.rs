@@ -331,6 +331,15 @@ fn conflict_reason() -> (String, String) {
     )
 }
 
+/// An instance held back by a stage, with its reason code and explanation.
+fn held(reason: impl Into<String>, detail: impl Into<String>) -> Staged {
+    Staged::Quarantine {
+        reason: reason.into(),
+        detail: detail.into(),
+        findings: Vec::new(),
+    }
+}
+
 /// What the per-file stages decided, before writing.
 enum Staged {
     Rejected {
@@ -607,11 +616,11 @@ impl Pipeline {
         let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             self.stage(&bytes, observer)
         }))
-        .unwrap_or_else(|_| Staged::Quarantine {
-            reason: "internal_error".into(),
-            detail: "an internal error occurred while processing this file; it was held back"
-                .into(),
-            findings: Vec::new(),
+        .unwrap_or_else(|_| {
+            held(
+                "internal_error",
+                "an internal error occurred while processing this file; it was held back",
+            )
         });
 
         let outcome = match staged {
@@ -636,89 +645,16 @@ impl Pipeline {
         Ok(outcome)
     }
 
-    /// read (parse) → classify → consent → transform → verify, all in memory.
+    /// read (parse) → classify → consent → pixels → transform → encode → verify, all in
+    /// memory. Each hop either hands the instance on or ends it (held back, rejected, excluded).
     fn stage(&self, bytes: &[u8], observer: &dyn ReleaseObserver) -> Staged {
-        if !has_dicm(bytes) && looks_like_raw_dataset(bytes) {
-            // DICOM content (with whatever identifiers it holds) but no Part 10 header to say
-            // how it is encoded: held back for an operator, never guessed at.
-            return Staged::Quarantine {
-                reason: "no_file_meta".into(),
-                detail: "a DICOM data set without the Part 10 preamble and file meta header (transfer syntax unknown); convert it to a Part 10 file (e.g. dcmconv) and rerun".into(),
-                findings: Vec::new(),
-            };
-        }
-        if !has_dicm(bytes) {
-            return Staged::Rejected {
-                reason: "not_dicom",
-                detail: "not a DICOM Part 10 file (no 'DICM' marker after a 128-byte preamble); not copied".into(),
-            };
-        }
-        let framing = match preflight::check(bytes) {
-            Ok(f) => f,
-            Err(e) => {
-                return Staged::Quarantine {
-                    reason: "unparseable".into(),
-                    detail: format!("malformed DICOM framing: {e}"),
-                    findings: Vec::new(),
-                }
-            }
-        };
-        // Pixel Data is carried over as bytes unless a pixel stage may need it (decided below,
-        // from the header, before anything is written).
-        let mut carried = framing
-            .pixel_data
-            .clone()
-            .and_then(|range| splice::PixelBytes::carry(bytes, range, &framing.transfer_syntax));
-        let trimmed = carried.as_ref().map(|c| c.without(bytes));
-        let file = match parse(trimmed.as_deref().unwrap_or(&bytes[128..])) {
-            Ok(f) => f,
-            Err(staged) => return staged,
-        };
-        let mut file = normalize(file);
-        let media_class = file.meta().media_storage_sop_class_uid().to_string();
-        let mut risk = None;
-        if let Some(hold) = classify::classify(&file, &media_class, carried.is_some()) {
-            match hold {
-                Hold::Dicomdir => {
-                    return Staged::Rejected {
-                        reason: "dicomdir",
-                        detail: hold.detail(),
-                    }
-                }
-                Hold::BurnedInRisk(why) if self.pixels.is_some() && !self.config.hold_burned_in => {
-                    risk = Some(why)
-                }
-                // A slide overview, when the policy releases them: the pixel stage reads and
-                // blanks its text (the label end of the slide) like any flagged image.
-                Hold::SlideLabel(why)
-                    if why.contains("OVERVIEW")
-                        && self.deid.policy().release_slide_overviews
-                        && self.pixels.is_some()
-                        && !self.config.hold_burned_in =>
-                {
-                    risk = Some(why)
-                }
-                _ => {
-                    return Staged::Quarantine {
-                        reason: hold.code().into(),
-                        detail: hold.detail(),
-                        findings: Vec::new(),
-                    }
-                }
-            }
-        }
-        let pseudonyms = self.deid.patient_of(&file);
-        let patient = PatientContext {
-            patient_id: text(&file, tags::PATIENT_ID),
-            issuer_of_patient_id: text(&file, tags::ISSUER_OF_PATIENT_ID),
-            modality: text(&file, tags::MODALITY),
-            study_date: text(&file, tags::STUDY_DATE),
-            patient_pseudonym: pseudonyms.id.clone(),
-        };
-        let consent_ref = match observer.admit(&patient) {
-            Admission::Admit { consent_ref } => consent_ref,
-            Admission::Exclude { reason } => return Staged::Excluded { reason },
-        };
+        self.hops(bytes, observer).unwrap_or_else(|ended| ended)
+    }
+
+    fn hops(&self, bytes: &[u8], observer: &dyn ReleaseObserver) -> Result<Staged, Staged> {
+        let (mut file, mut carried) = read_part10(bytes)?;
+        let risk = self.classify(&file, carried.is_some())?;
+        let (patient, consent_ref) = admit(&self.deid, &file, observer)?;
         if carried.is_some()
             && self
                 .pixels
@@ -727,73 +663,26 @@ impl Pipeline {
         {
             // The pixel stage will look at this one: read it whole.
             carried = None;
-            file = match parse(&bytes[128..]) {
-                Ok(f) => normalize(f),
-                Err(staged) => return staged,
-            };
+            file = normalize(parse(&bytes[128..])?);
         }
         let prepared = self.verifier.as_ref().map(|v| v.prepare(&file, bytes));
-        let mut pixels_cleaned = false;
-        if let Some(stage) = &self.pixels {
-            match stage.clean(&mut file, risk.as_deref()) {
-                // A flagged instance the stage examined is clean of burned-in text whether or
-                // not it found any: its markers say so (Clean Pixel Data, Burned In Annotation
-                // NO), and the verifier's OCR check applies to it.
-                Ok(p) => pixels_cleaned = p.modified || (risk.is_some() && p.frames_scanned > 0),
-                Err(reason) => {
-                    return Staged::Quarantine {
-                        reason: "pixel_stage".into(),
-                        detail: reason,
-                        findings: Vec::new(),
-                    }
-                }
-            }
-        }
-        let (out, outcome) = match self.deid.deidentify_with(file, pixels_cleaned) {
-            Ok(r) => r,
-            Err(e) => {
-                return Staged::Quarantine {
-                    reason: "cannot_deidentify".into(),
-                    detail: e.to_string(),
-                    findings: Vec::new(),
-                }
-            }
-        };
+        let pixels_cleaned = self.clean_pixels(&mut file, risk.as_deref())?;
+        let (out, outcome) = self
+            .deid
+            .deidentify_with(file, pixels_cleaned)
+            .map_err(|e| held("cannot_deidentify", e.to_string()))?;
         if outcome.suppressed {
-            return Staged::Suppressed;
+            return Ok(Staged::Suppressed);
         }
-        let mut buf = Vec::with_capacity(bytes.len() + 1024);
-        let encoded = match &carried {
-            Some(pixels) => pixels.encode(bytes, out, &mut buf),
-            None => out
-                .write_all(&mut buf)
-                .map_err(|e| report::describe_error(&e)),
-        };
-        if let Err(e) = encoded {
-            return Staged::Quarantine {
-                reason: "cannot_encode".into(),
-                detail: format!("cannot encode the de-identified instance: {e}"),
-                findings: Vec::new(),
-            };
-        }
+        let buf = encode(bytes, out, carried.as_ref())?;
         if let Some(check) = prepared {
-            let findings = check.verify(&buf);
-            if !findings.is_empty() {
-                return Staged::Quarantine {
-                    reason: "verification_failed".into(),
-                    detail: format!(
-                        "the independent verifier found {} problem(s) in the output",
-                        findings.len()
-                    ),
-                    findings,
-                };
-            }
+            verify(check.as_ref(), &buf)?;
         }
         let relative = PathBuf::from(path_safe(&outcome.patient_pseudonym))
             .join(path_safe(&outcome.released.study))
             .join(path_safe(&outcome.released.series))
             .join(format!("{}.dcm", path_safe(&outcome.released.sop_instance)));
-        Staged::Output(Box::new(Produced {
+        Ok(Staged::Output(Box::new(Produced {
             bytes: buf,
             relative,
             patient,
@@ -801,7 +690,56 @@ impl Pipeline {
             released: outcome.released,
             counts: outcome.counts,
             consent_ref,
-        }))
+        })))
+    }
+
+    /// The classify hop: held back, rejected, or on its way (with the burned-in text risk the
+    /// pixel stage is to look at).
+    fn classify(
+        &self,
+        file: &FileDicomObject<InMemDicomObject>,
+        pixels_elsewhere: bool,
+    ) -> Result<Option<String>, Staged> {
+        let media_class = file.meta().media_storage_sop_class_uid().to_string();
+        let Some(hold) = classify::classify(file, &media_class, pixels_elsewhere) else {
+            return Ok(None);
+        };
+        let cleanable = self.pixels.is_some() && !self.config.hold_burned_in;
+        match hold {
+            Hold::Dicomdir => Err(Staged::Rejected {
+                reason: "dicomdir",
+                detail: hold.detail(),
+            }),
+            Hold::BurnedInRisk(why) if cleanable => Ok(Some(why)),
+            // A slide overview, when the policy releases them: the pixel stage reads and
+            // blanks its text (the label end of the slide) like any flagged image.
+            Hold::SlideLabel(why)
+                if cleanable
+                    && why.contains("OVERVIEW")
+                    && self.deid.policy().release_slide_overviews =>
+            {
+                Ok(Some(why))
+            }
+            _ => Err(held(hold.code(), hold.detail())),
+        }
+    }
+
+    /// The pixel hop: whether the instance's pixels are now clean of burned-in text.
+    fn clean_pixels(
+        &self,
+        file: &mut FileDicomObject<InMemDicomObject>,
+        risk: Option<&str>,
+    ) -> Result<bool, Staged> {
+        let Some(stage) = &self.pixels else {
+            return Ok(false);
+        };
+        match stage.clean(file, risk) {
+            // A flagged instance the stage examined is clean of burned-in text whether or not
+            // it found any: its markers say so (Clean Pixel Data, Burned In Annotation NO), and
+            // the verifier's OCR check applies to it.
+            Ok(p) => Ok(p.modified || (risk.is_some() && p.frames_scanned > 0)),
+            Err(reason) => Err(held("pixel_stage", reason)),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -979,6 +917,98 @@ impl Pipeline {
     }
 }
 
+/// The read hop: a Part 10 file, framing checked, parsed (Pixel Data carried over as bytes
+/// when the framing allows: decoded only if a stage needs it).
+fn read_part10(
+    bytes: &[u8],
+) -> Result<
+    (
+        FileDicomObject<InMemDicomObject>,
+        Option<splice::PixelBytes>,
+    ),
+    Staged,
+> {
+    if !has_dicm(bytes) && looks_like_raw_dataset(bytes) {
+        // DICOM content (with whatever identifiers it holds) but no Part 10 header to say how
+        // it is encoded: held back for an operator, never guessed at.
+        return Err(held("no_file_meta", "a DICOM data set without the Part 10 preamble and file meta header (transfer syntax unknown); convert it to a Part 10 file (e.g. dcmconv) and rerun"));
+    }
+    if !has_dicm(bytes) {
+        return Err(Staged::Rejected {
+            reason: "not_dicom",
+            detail:
+                "not a DICOM Part 10 file (no 'DICM' marker after a 128-byte preamble); not copied"
+                    .into(),
+        });
+    }
+    let framing = preflight::check(bytes)
+        .map_err(|e| held("unparseable", format!("malformed DICOM framing: {e}")))?;
+    let carried = framing
+        .pixel_data
+        .clone()
+        .and_then(|range| splice::PixelBytes::carry(bytes, range, &framing.transfer_syntax));
+    let trimmed = carried.as_ref().map(|c| c.without(bytes));
+    let file = parse(trimmed.as_deref().unwrap_or(&bytes[128..]))?;
+    Ok((normalize(file), carried))
+}
+
+/// The consent hop: what the gate is told about the patient (never logged), and its decision.
+fn admit(
+    deid: &Deidentifier,
+    file: &FileDicomObject<InMemDicomObject>,
+    observer: &dyn ReleaseObserver,
+) -> Result<(PatientContext, Option<String>), Staged> {
+    let patient = PatientContext {
+        patient_id: text(file, tags::PATIENT_ID),
+        issuer_of_patient_id: text(file, tags::ISSUER_OF_PATIENT_ID),
+        modality: text(file, tags::MODALITY),
+        study_date: text(file, tags::STUDY_DATE),
+        patient_pseudonym: deid.patient_of(file).id,
+    };
+    match observer.admit(&patient) {
+        Admission::Admit { consent_ref } => Ok((patient, consent_ref)),
+        Admission::Exclude { reason } => Err(Staged::Excluded { reason }),
+    }
+}
+
+/// The encode hop: the de-identified instance as Part 10 bytes (carried pixels spliced back).
+fn encode(
+    bytes: &[u8],
+    out: FileDicomObject<InMemDicomObject>,
+    carried: Option<&splice::PixelBytes>,
+) -> Result<Vec<u8>, Staged> {
+    let mut buf = Vec::with_capacity(bytes.len() + 1024);
+    let encoded = match carried {
+        Some(pixels) => pixels.encode(bytes, out, &mut buf),
+        None => out
+            .write_all(&mut buf)
+            .map_err(|e| report::describe_error(&e)),
+    };
+    encoded.map_err(|e| {
+        held(
+            "cannot_encode",
+            format!("cannot encode the de-identified instance: {e}"),
+        )
+    })?;
+    Ok(buf)
+}
+
+/// The verify hop: any finding holds the output back, with the findings.
+fn verify(check: &dyn PreparedCheck, output: &[u8]) -> Result<(), Staged> {
+    let findings = check.verify(output);
+    if findings.is_empty() {
+        return Ok(());
+    }
+    Err(Staged::Quarantine {
+        reason: "verification_failed".into(),
+        detail: format!(
+            "the independent verifier found {} problem(s) in the output",
+            findings.len()
+        ),
+        findings,
+    })
+}
+
 /// Removes the directories above a removed output that it leaves empty (series, study, patient
 /// folders), up to but not including the output root.
 fn remove_empty_parents(root: &Path, removed: &Path) {
@@ -996,10 +1026,11 @@ fn parse(stream: &[u8]) -> Result<FileDicomObject<InMemDicomObject>, Staged> {
     OpenFileOptions::new()
         .read_preamble(dicom_object::file::ReadPreamble::Never)
         .from_reader(stream)
-        .map_err(|e| Staged::Quarantine {
-            reason: "unparseable".into(),
-            detail: format!("DICOM parse error: {}", report::describe_error(&e)),
-            findings: Vec::new(),
+        .map_err(|e| {
+            held(
+                "unparseable",
+                format!("DICOM parse error: {}", report::describe_error(&e)),
+            )
         })
 }
 

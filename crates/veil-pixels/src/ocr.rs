@@ -130,17 +130,16 @@ fn bind(lib: Library) -> Result<Api, libloading::Error> {
     }
 }
 
+/// The environment setting front ends give Tesseract's OpenMP runtime before any thread starts
+/// (name, value): one OCR thread per worker.
+pub const OMP_THREAD_LIMIT: (&str, &str) = ("OMP_THREAD_LIMIT", "1");
+
 fn api() -> Result<&'static Api, String> {
     static API: OnceLock<Result<Api, String>> = OnceLock::new();
-    API.get_or_init(|| {
-        // Tesseract's OpenMP threads would fight Veil's own workers (one file per core).
-        if std::env::var_os("OMP_THREAD_LIMIT").is_none() {
-            std::env::set_var("OMP_THREAD_LIMIT", "1");
-        }
-        load_api()
-    })
-    .as_ref()
-    .map_err(Clone::clone)
+    // Tesseract's OpenMP threads would fight Veil's own workers (one file per core): a front
+    // end sets OMP_THREAD_LIMIT=1 at start, while it has one thread ([`OMP_THREAD_LIMIT`]);
+    // changing the environment here, on a worker thread, would race other threads' reads.
+    API.get_or_init(load_api).as_ref().map_err(Clone::clone)
 }
 
 /// Is the OCR engine usable here? (`Err` names what to install.)

@@ -99,6 +99,13 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // One OCR thread per worker (Tesseract's OpenMP reads this once, when loaded). Set here,
+    // before any other thread exists, never from a worker.
+    let (omp, one) = veil_pixels::ocr::OMP_THREAD_LIMIT;
+    if std::env::var_os(omp).is_none() {
+        // SAFETY: still single-threaded (first thing in main).
+        unsafe { std::env::set_var(omp, one) };
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
