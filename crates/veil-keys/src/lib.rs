@@ -231,8 +231,7 @@ impl Key {
         b.copy_from_slice(&mac[..16]);
         b[6] = (b[6] & 0x0f) | 0x80; // version 8
         b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122/9562 variant
-        let n = num_bigint::BigUint::from_bytes_be(&b);
-        format!("2.25.{n}")
+        format!("2.25.{}", u128::from_be_bytes(b))
     }
 
     /// A uniformly distributed integer in `[min, max]` derived from `value` in `domain`.

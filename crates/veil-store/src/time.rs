@@ -13,29 +13,9 @@ pub fn now_utc() -> String {
 
 /// Formats seconds since the epoch.
 pub fn format_unix(secs: i64, micros: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-// Howard Hinnant's days-to-civil algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    let t = chrono::DateTime::from_timestamp(secs, micros.min(999_999) * 1000)
+        .unwrap_or(chrono::DateTime::UNIX_EPOCH);
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// Normalises a user or FHIR timestamp (`2024`, `2024-05`, `2024-05-01`, `2024-05-01T10:00:00Z`,
@@ -109,19 +89,10 @@ pub fn normalize_timestamp(s: &str) -> Option<String> {
         }
         _ => return None,
     };
-    let days = days_from_civil(year, month as u32, day as u32);
-    let secs = days * 86_400 + h * 3600 + mi * 60 + se - offset_secs;
+    let date = chrono::NaiveDate::from_ymd_opt(year as i32, month as u32, day as u32)?;
+    let midnight = date.and_hms_opt(0, 0, 0)?.and_utc().timestamp();
+    let secs = midnight + h * 3600 + mi * 60 + se - offset_secs;
     Some(format_unix(secs, micros))
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Normalises a date (`YYYYMMDD` or `YYYY-MM-DD`) to `YYYYMMDD` (the DICOM DA form).

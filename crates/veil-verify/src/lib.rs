@@ -303,37 +303,12 @@ fn date_forms(d: &str) -> Vec<String> {
 
 /// Days since 1970-01-01 of a `YYYYMMDD` date (proleptic Gregorian).
 fn days_from_civil(d: &str) -> Option<i64> {
-    if d.len() < 8 || !d.as_bytes()[..8].iter().all(|c| c.is_ascii_digit()) {
+    let d = d.get(..8)?;
+    if !d.bytes().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let y: i64 = d[0..4].parse().ok()?;
-    let m: i64 = d[4..6].parse().ok()?;
-    let day: i64 = d[6..8].parse().ok()?;
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let dim = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&m) || day < 1 || day > dim[(m - 1) as usize] {
-        return None;
-    }
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    Some(era * 146_097 + doe - 719_468)
+    let date = chrono::NaiveDate::parse_from_str(d, "%Y%m%d").ok()?;
+    Some((date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?).num_days())
 }
 
 /// Does a UI attribute name a class, a syntax or a coding scheme (public registry values)?
