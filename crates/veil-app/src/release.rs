@@ -98,11 +98,11 @@ impl veil_pipeline::ReleaseObserver for Gate<'_> {
         &self,
         i: &veil_pipeline::CommittedInstance,
         rename: &mut dyn FnMut() -> std::io::Result<()>,
-    ) -> Result<(), String> {
+    ) -> Result<(), veil_pipeline::RecordError> {
         let patient_ref = self
             .store
             .patient_ref(&i.patient.patient_id, &i.patient.issuer_of_patient_id)
-            .map_err(|e| e.to_string())?;
+            .map_err(record)?;
         let entry = NewEntry {
             release_id: self.release_id.clone(),
             recipient: self.recipient.clone(),
@@ -129,17 +129,26 @@ impl veil_pipeline::ReleaseObserver for Gate<'_> {
         };
         // Intent, rename, then the entry in the next batch commit; a crash in between is
         // undone by the reconcile at the start of the next release (veil_store::publish).
-        match self.publisher.publish(entry, &i.output, rename) {
-            Ok(_) => Ok(()),
-            Err(e) => Err(format!("ledger: {e}")),
-        }
+        self.publisher
+            .publish(entry, &i.output, rename)
+            .map(|_| ())
+            .map_err(record)
     }
 
-    fn retract(&self, output: &Path, output_relative: &Path) -> Result<(), String> {
+    fn retract(
+        &self,
+        output: &Path,
+        output_relative: &Path,
+    ) -> Result<(), veil_pipeline::RecordError> {
         self.publisher
             .retract(output, output_relative)
-            .map_err(|e| format!("ledger: {e}"))
+            .map_err(record)
     }
+}
+
+/// A store failure as the pipeline's record error (the store's error is its source).
+fn record(e: veil_store::StoreError) -> veil_pipeline::RecordError {
+    veil_pipeline::RecordError::Record(Box::new(e))
 }
 
 /// What a release is asked to do.

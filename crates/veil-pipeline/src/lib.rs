@@ -65,6 +65,24 @@ pub struct PixelOutcome {
     pub modified: bool,
 }
 
+/// Why a pixel stage will not let an instance through (an encoding it cannot decode, no OCR
+/// engine on the machine): the instance is held back with this explanation.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PixelRefusal(pub String);
+
+/// Why a release hook could not record, publish or take back an output. The run stops; the
+/// publishing protocol leaves nothing half-recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Renaming the output into place failed.
+    #[error("cannot publish the output: {0}")]
+    Publish(#[from] std::io::Error),
+    /// The observer's own record (the ledger) failed.
+    #[error("the release record failed: {0}")]
+    Record(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// Removes identifying text burned into pixel data (issue 5). Runs on the source instance before
 /// header de-identification, so it can compare text it finds with the file's own identifiers.
 pub trait PixelStage: Send + Sync {
@@ -75,7 +93,7 @@ pub trait PixelStage: Send + Sync {
         &self,
         file: &mut FileDicomObject<InMemDicomObject>,
         risk: Option<&str>,
-    ) -> Result<PixelOutcome, String>;
+    ) -> Result<PixelOutcome, PixelRefusal>;
 
     /// Whether `clean` would look at this instance's pixels (`risk` as in `clean`). The pipeline
     /// parses Pixel Data only when it is needed; answering `false` for an instance `clean` would
@@ -134,7 +152,7 @@ pub trait ReleaseObserver: Sync {
         &self,
         instance: &CommittedInstance,
         rename: &mut dyn FnMut() -> std::io::Result<()>,
-    ) -> Result<(), String>;
+    ) -> Result<(), RecordError>;
     /// Does the observer record [`CommittedInstance::sha256`]? (Hashing every output costs
     /// about a tenth of a plain `deid` run, so it is skipped when nobody records it.)
     fn wants_sha256(&self) -> bool {
@@ -145,7 +163,7 @@ pub trait ReleaseObserver: Sync {
     /// instance another input contradicts. `output` is still in place; the pipeline removes it
     /// after this returns `Ok` (so a crash in between leaves the file, and the resumed run
     /// retracts it again: this must be idempotent). An `Err` stops the run.
-    fn retract(&self, _output: &Path, _output_relative: &Path) -> Result<(), String> {
+    fn retract(&self, _output: &Path, _output_relative: &Path) -> Result<(), RecordError> {
         Ok(())
     }
 }
@@ -219,8 +237,8 @@ impl ReleaseObserver for NoObserver {
         &self,
         _: &CommittedInstance,
         rename: &mut dyn FnMut() -> std::io::Result<()>,
-    ) -> Result<(), String> {
-        rename().map_err(|e| e.to_string())
+    ) -> Result<(), RecordError> {
+        Ok(rename()?)
     }
 }
 
@@ -738,7 +756,7 @@ impl Pipeline {
             // it found any: its markers say so (Clean Pixel Data, Burned In Annotation NO), and
             // the verifier's OCR check applies to it.
             Ok(p) => Ok(p.modified || (risk.is_some() && p.frames_scanned > 0)),
-            Err(reason) => Err(held("pixel_stage", reason)),
+            Err(refusal) => Err(held("pixel_stage", refusal.0)),
         }
     }
 

@@ -25,7 +25,7 @@ pub enum StateError {
         error: std::io::Error,
     },
     #[error("release could not be recorded: {0}")]
-    Commit(String),
+    Commit(#[from] crate::RecordError),
     #[error("{0}; a quarantine directory belongs to one key: pass --quarantine DIR for runs with another key")]
     HeldBack(String),
 }

@@ -16,7 +16,7 @@ use veil_keys::Key;
 use veil_pipeline::report::Status;
 use veil_pipeline::{
     Admission, CommittedInstance, Config, OutputVerifier, PatientContext, Pipeline, PixelOutcome,
-    PixelStage, PreparedCheck, ReleaseObserver, VerifyFinding,
+    PixelRefusal, PixelStage, PreparedCheck, RecordError, ReleaseObserver, VerifyFinding,
 };
 use veil_profile::Policy;
 
@@ -138,11 +138,11 @@ impl ReleaseObserver for Observer {
         &self,
         _: &CommittedInstance,
         rename: &mut dyn FnMut() -> std::io::Result<()>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RecordError> {
         self.commits.fetch_add(1, Ordering::Relaxed);
-        rename().map_err(|e| e.to_string())
+        Ok(rename()?)
     }
-    fn retract(&self, _: &Path, _: &Path) -> Result<(), String> {
+    fn retract(&self, _: &Path, _: &Path) -> Result<(), RecordError> {
         self.retracts.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -210,9 +210,9 @@ impl PixelStage for Refusing {
         &self,
         _: &mut FileDicomObject<InMemDicomObject>,
         risk: Option<&str>,
-    ) -> Result<PixelOutcome, String> {
+    ) -> Result<PixelOutcome, PixelRefusal> {
         match risk {
-            Some(_) => Err("cannot decode this test's pixels".into()),
+            Some(_) => Err(PixelRefusal("cannot decode this test's pixels".into())),
             None => Ok(PixelOutcome::default()),
         }
     }

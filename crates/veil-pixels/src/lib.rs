@@ -689,11 +689,11 @@ impl PixelStage for PixelCleaner {
         &self,
         file: &mut FileDicomObject<InMemDicomObject>,
         risk: Option<&str>,
-    ) -> Result<PixelOutcome, String> {
+    ) -> Result<PixelOutcome, veil_pipeline::PixelRefusal> {
         self.cleaner
             .redact(file, risk.is_some())
             .map(|(o, _)| o)
-            .map_err(|e| format!("pixel stage: {e}"))
+            .map_err(|e| veil_pipeline::PixelRefusal(format!("pixel stage: {e}")))
     }
 
     fn needs_pixels(&self, file: &FileDicomObject<InMemDicomObject>, risk: Option<&str>) -> bool {

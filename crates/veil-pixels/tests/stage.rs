@@ -69,7 +69,7 @@ fn flagged_image_that_cannot_be_decoded_is_refused() {
         cleaner: Cleaner::default(),
     };
     let e = stage.clean(&mut f, Some("modality US")).unwrap_err();
-    assert!(e.contains("cannot decode"), "{e}");
+    assert!(e.to_string().contains("cannot decode"), "{e}");
 }
 
 #[test]
