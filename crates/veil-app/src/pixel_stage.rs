@@ -5,13 +5,48 @@
 
 use veil_pixels::{Cleaner, Config};
 
+/// The stage's settings under a policy: its defaults, changed by the policy's `[pixels]`.
+pub fn pixel_config(policy: &veil_profile::Policy) -> Config {
+    let d = Config::default();
+    let p = &policy.pixels;
+    Config {
+        scan_unflagged: policy.has(veil_profile::ProfileOption::CleanPixelData),
+        min_confidence: p.min_confidence.unwrap_or(d.min_confidence),
+        margin: p.margin.unwrap_or(d.margin),
+        margin_band: p.margin_band.unwrap_or(d.margin_band),
+        max_ocr_frames: p.max_ocr_frames.unwrap_or(d.max_ocr_frames),
+        ocr_scale: p.ocr_scale.unwrap_or(d.ocr_scale),
+        ..d
+    }
+}
+
 /// The stage for a policy.
 pub fn pixel_stage(policy: &veil_profile::Policy) -> Box<dyn veil_pipeline::PixelStage> {
-    let config = Config {
-        scan_unflagged: policy.has(veil_profile::ProfileOption::CleanPixelData),
-        ..Config::default()
-    };
     Box::new(veil_pixels::PixelCleaner {
-        cleaner: Cleaner::new(config),
+        cleaner: Cleaner::new(pixel_config(policy)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_policy_sets_the_stage() {
+        let policy = veil_profile::Policy::from_toml_str(
+            "[profile]\noptions = [\"clean_pixel_data\"]\n[pixels]\nmin_confidence = 75\nmargin = 8\n",
+            "t",
+        )
+        .unwrap();
+        let c = pixel_config(&policy);
+        assert_eq!(
+            (c.min_confidence, c.margin, c.scan_unflagged),
+            (75.0, 8, true)
+        );
+        let d = pixel_config(&veil_profile::Policy::default_policy());
+        assert_eq!(
+            (d.min_confidence, d.margin_band, d.max_ocr_frames),
+            (60.0, 0.15, 6)
+        );
+    }
 }

@@ -198,6 +198,8 @@ pub struct Policy {
     /// Whole-slide OVERVIEW images go through the pixel stage instead of being held back
     /// (`[slides] release_overviews = true`; LABEL images are always held back).
     pub release_slide_overviews: bool,
+    /// The pixel stage's settings (`[pixels]`).
+    pub pixels: PixelSettings,
     /// SHA-256 of the effective rules (see `with_effective_digest`), written into every output's
     /// De-identification Method and into reports and ledgers.
     pub digest: String,
@@ -227,6 +229,66 @@ struct RawPolicy {
     overrides: Vec<Spanned<RawOverride>>,
     generalize: Option<GeneralizeSpec>,
     slides: Option<RawSlides>,
+    pixels: Option<PixelSettings>,
+}
+
+/// Settings of the pixel stage a policy may change (`[pixels]`); a field left out keeps the
+/// stage's default (docs/pixels.md gives them and what they trade).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PixelSettings {
+    /// OCR confidence (0–100) a word needs to be removed on its own (default 60).
+    pub min_confidence: Option<f32>,
+    /// Extra pixels around each removed word, plus a quarter of its height (default 4, ≤ 64).
+    pub margin: Option<u32>,
+    /// Share of the rows in each margin band looked at in unflagged images (default 0.15,
+    /// 0.01–0.5).
+    pub margin_band: Option<f32>,
+    /// Frames of one multi-frame instance that go to OCR at most (default 6, 1–1000).
+    pub max_ocr_frames: Option<u32>,
+    /// OCR upscale factor, 0 = automatic (default 0, ≤ 4).
+    pub ocr_scale: Option<u32>,
+}
+
+impl PixelSettings {
+    /// The first setting out of its range, as (field, what is allowed).
+    fn out_of_range(&self) -> Option<(&'static str, &'static str)> {
+        let bad = |ok: bool, field, allowed| (!ok).then_some((field, allowed));
+        bad(
+            self.min_confidence
+                .is_none_or(|c| (0.0..=100.0).contains(&c)),
+            "min_confidence",
+            "a confidence from 0 to 100",
+        )
+        .or_else(|| {
+            bad(
+                self.margin.is_none_or(|m| m <= 64),
+                "margin",
+                "0 to 64 pixels",
+            )
+        })
+        .or_else(|| {
+            bad(
+                self.margin_band.is_none_or(|b| (0.01..=0.5).contains(&b)),
+                "margin_band",
+                "a share of the rows from 0.01 to 0.5",
+            )
+        })
+        .or_else(|| {
+            bad(
+                self.max_ocr_frames.is_none_or(|f| (1..=1000).contains(&f)),
+                "max_ocr_frames",
+                "1 to 1000 frames",
+            )
+        })
+        .or_else(|| {
+            bad(
+                self.ocr_scale.is_none_or(|k| k <= 4),
+                "ocr_scale",
+                "0 (automatic) to 4",
+            )
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -613,6 +675,14 @@ impl Policy {
             }
         }
 
+        if let Some((field, allowed)) = raw.pixels.as_ref().and_then(PixelSettings::out_of_range) {
+            let at = text.find(field).unwrap_or(0);
+            issue(
+                at..at,
+                format!("pixels.{field}"),
+                format!("expected {allowed}"),
+            );
+        }
         if let Some(spec) = &raw.generalize {
             // A fragment that does not resolve would make every file suppressed: say so now.
             if let Err(m) = spec.resolve() {
@@ -638,6 +708,7 @@ impl Policy {
                 .as_ref()
                 .and_then(|s| s.release_overviews)
                 .unwrap_or(false),
+            pixels: raw.pixels.clone().unwrap_or_default(),
             digest: String::new(),
         }
         .with_effective_digest())
@@ -689,6 +760,12 @@ impl Policy {
         }
         if self.release_slide_overviews {
             line("slides release_overviews".into());
+        }
+        if self.pixels != PixelSettings::default() {
+            line(format!(
+                "pixels {}",
+                serde_json::to_string(&self.pixels).expect("JSON of plain data")
+            ));
         }
         if let Some(g) = &self.generalize {
             line(format!(
@@ -783,6 +860,20 @@ mod tests {
             panic!()
         };
         assert_eq!(issues[0].line, Some(1));
+    }
+
+    #[test]
+    fn pixel_settings_are_checked_and_change_the_hash() {
+        let ok = Policy::from_toml_str("[pixels]\nmin_confidence = 80\nmax_ocr_frames = 2\n", "t")
+            .unwrap();
+        assert_eq!(ok.pixels.min_confidence, Some(80.0));
+        assert_ne!(ok.digest, Policy::default_policy().digest);
+        let err = Policy::from_toml_str("[pixels]\nmargin_band = 0.9\n", "t").unwrap_err();
+        let PolicyError::Invalid { issues, .. } = err else {
+            panic!("{err}")
+        };
+        assert_eq!(issues[0].field, "pixels.margin_band");
+        assert_eq!(issues[0].line, Some(2));
     }
 
     #[test]
