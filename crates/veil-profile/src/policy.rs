@@ -384,6 +384,45 @@ pub fn tag_for_keyword(keyword: &str) -> Option<u32> {
     })
 }
 
+/// Problems found in a policy, each with its line and column.
+struct Issues<'t> {
+    text: &'t str,
+    list: Vec<PolicyIssue>,
+}
+
+impl Issues<'_> {
+    fn add(&mut self, span: std::ops::Range<usize>, field: String, message: String) {
+        let (l, c) = line_col(self.text, span.start);
+        self.list.push(PolicyIssue {
+            line: Some(l),
+            column: Some(c),
+            field,
+            message,
+        });
+    }
+}
+
+/// The policy's TOML, or the syntax error with its line, column and field.
+fn parse_raw(text: &str, origin: &str) -> Result<RawPolicy, PolicyError> {
+    let invalid = |issues| PolicyError::Invalid {
+        origin: origin.to_string(),
+        issues,
+    };
+    toml::from_str(text).map_err(|e| {
+        let (line, column) = e
+            .span()
+            .map(|s| line_col(text, s.start))
+            .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+        let message = e.message().trim().to_string();
+        invalid(vec![PolicyIssue {
+            line,
+            column,
+            field: syntax_field(text, line, &message),
+            message,
+        }])
+    })
+}
+
 impl Policy {
     /// The built-in default: Basic Profile + Retain Longitudinal Modified Dates + Retain Patient
     /// Characteristics + Clean Descriptors.
@@ -402,34 +441,46 @@ impl Policy {
 
     /// Parses and validates policy text; every problem found is reported, not just the first.
     pub fn from_toml_str(text: &str, origin: &str) -> Result<Policy, PolicyError> {
-        let invalid = |issues| PolicyError::Invalid {
-            origin: origin.to_string(),
-            issues,
+        let raw = parse_raw(text, origin)?;
+        let mut issues = Issues {
+            text,
+            list: Vec::new(),
         };
-        let raw: RawPolicy = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .map_or((None, None), |(l, c)| (Some(l), Some(c)));
-            let message = e.message().trim().to_string();
-            invalid(vec![PolicyIssue {
-                line,
-                column,
-                field: syntax_field(text, line, &message),
-                message,
-            }])
-        })?;
-        let mut issues = Vec::new();
-        let mut issue = |span: std::ops::Range<usize>, field: String, message: String| {
-            let (l, c) = line_col(text, span.start);
-            issues.push(PolicyIssue {
-                line: Some(l),
-                column: Some(c),
-                field,
-                message,
+        let options = Self::options_of(&raw, &mut issues);
+        let (pid, pname) = Self::templates_of(&raw, &mut issues);
+        let shift = Self::dates_of(&raw, &mut issues);
+        let overrides = Self::overrides_of(&raw, &mut issues);
+        Self::check_sections(&raw, text, &mut issues);
+        if !issues.list.is_empty() {
+            // In the order a person reads the file.
+            let mut list = issues.list;
+            list.sort_by_key(|i| (i.line, i.column));
+            return Err(PolicyError::Invalid {
+                origin: origin.to_string(),
+                issues: list,
             });
-        };
+        }
+        Ok(Policy {
+            origin: origin.to_string(),
+            options,
+            patient_id_template: pid.expect("checked"),
+            patient_name_template: pname.expect("checked"),
+            date_shift_days: shift,
+            overrides,
+            generalize: raw.generalize,
+            release_slide_overviews: raw
+                .slides
+                .as_ref()
+                .and_then(|s| s.release_overviews)
+                .unwrap_or(false),
+            pixels: raw.pixels.clone().unwrap_or_default(),
+            digest: String::new(),
+        }
+        .with_effective_digest())
+    }
 
+    /// `[profile] options`: the options chosen (the default set when none are given).
+    fn options_of(raw: &RawPolicy, issues: &mut Issues) -> BTreeSet<ProfileOption> {
         let mut options = BTreeSet::new();
         match raw.profile.as_ref().and_then(|p| p.options.as_ref()) {
             None => options.extend(DEFAULT_OPTIONS),
@@ -439,7 +490,7 @@ impl Policy {
                         Some(o) => {
                             options.insert(o);
                         }
-                        None => issue(
+                        None => issues.add(
                             name.span(),
                             format!("profile.options[{i}]"),
                             format!(
@@ -466,13 +517,18 @@ impl Policy {
                 .and_then(|l| l.first())
                 .map(|s| s.span())
                 .unwrap_or(0..0);
-            issue(
+            issues.add(
                 span,
                 "profile.options".into(),
                 "retain_longitudinal_full_dates and retain_longitudinal_modified_dates exclude each other; choose one".into(),
             );
         }
 
+        options
+    }
+
+    /// `[pseudonyms]`: the patient ID and name templates, checked for entropy and length.
+    fn templates_of(raw: &RawPolicy, issues: &mut Issues) -> (Option<Template>, Option<Template>) {
         let mut template =
             |field: &str, value: Option<&Spanned<String>>, default: &str, allow_id: bool| {
                 let (text_value, span) = match value {
@@ -482,7 +538,7 @@ impl Policy {
                 match Template::parse(text_value, allow_id) {
                     Ok(t) => Some(t),
                     Err(m) => {
-                        issue(span, field.to_string(), m);
+                        issues.add(span, field.to_string(), m);
                         None
                     }
                 }
@@ -509,7 +565,7 @@ impl Policy {
                 .map(|s| s.span())
                 .unwrap_or(0..0);
             if t.entropy_bits() < MIN_PSEUDONYM_BITS {
-                issue(
+                issues.add(
                     span.clone(),
                     "pseudonyms.patient_id".into(),
                     format!(
@@ -519,7 +575,7 @@ impl Policy {
                 );
             }
             if t.max_len(0) > 64 {
-                issue(
+                issues.add(
                     span,
                     "pseudonyms.patient_id".into(),
                     "longer than 64 characters (LO)".into(),
@@ -534,7 +590,7 @@ impl Policy {
                     .and_then(|p| p.patient_name.as_ref())
                     .map(|s| s.span())
                     .unwrap_or(0..0);
-                issue(
+                issues.add(
                     span,
                     "pseudonyms.patient_name".into(),
                     "longer than 64 characters (PN component)".into(),
@@ -542,6 +598,11 @@ impl Policy {
             }
         }
 
+        (pid, pname)
+    }
+
+    /// `[dates]`: the range per-patient date offsets are drawn from.
+    fn dates_of(raw: &RawPolicy, issues: &mut Issues) -> (i64, i64) {
         let dates = raw.dates.as_ref();
         let min = dates.and_then(|d| d.shift_min_days.as_ref());
         let max = dates.and_then(|d| d.shift_max_days.as_ref());
@@ -551,7 +612,7 @@ impl Policy {
         );
         let shift_span = min.or(max).map(|s| s.span()).unwrap_or(0..0);
         if shift.0 > shift.1 {
-            issue(
+            issues.add(
                 shift_span.clone(),
                 "dates.shift_min_days".into(),
                 format!(
@@ -560,20 +621,25 @@ impl Policy {
                 ),
             );
         } else if shift.0 <= 0 && shift.1 >= 0 {
-            issue(
+            issues.add(
                 shift_span.clone(),
                 "dates".into(),
                 "the shift range includes 0, which would leave some patients' real dates in place; use a range that excludes 0 (e.g. -3650 to -365)".into(),
             );
         }
         if shift.0.abs() > 36_500 || shift.1.abs() > 36_500 {
-            issue(
+            issues.add(
                 shift_span,
                 "dates".into(),
                 "shifts beyond 100 years are not supported".into(),
             );
         }
 
+        shift
+    }
+
+    /// `[[override]]`: per-attribute actions, by keyword, tag, or private creator + element.
+    fn overrides_of(raw: &RawPolicy, issues: &mut Issues) -> Vec<Override> {
         let mut overrides = Vec::new();
         for (i, o) in raw.overrides.iter().enumerate() {
             let span = o.span();
@@ -582,7 +648,7 @@ impl Policy {
             let action = match Action::parse(o.action.get_ref()) {
                 Some(a) => Some(a),
                 None => {
-                    issue(
+                    issues.add(
                         o.action.span(),
                         field("action"),
                         format!(
@@ -598,7 +664,7 @@ impl Policy {
                 .filter(|b| **b)
                 .count();
             if given != 1 {
-                issue(
+                issues.add(
                     span.clone(),
                     format!("override[{i}]"),
                     "give exactly one of keyword, tag, or creator (+ group and element)".into(),
@@ -609,7 +675,7 @@ impl Policy {
                 match tag_for_keyword(k.get_ref()) {
                     Some(t) => Some(OverrideTarget::Tag(t)),
                     None => {
-                        issue(
+                        issues.add(
                             k.span(),
                             field("keyword"),
                             format!(
@@ -623,12 +689,12 @@ impl Policy {
             } else if let Some(t) = &o.tag {
                 match parse_tag(t.get_ref()) {
                     Some(tag) if (tag >> 16) & 1 == 1 && (tag & 0xFFFF) > 0xFF => {
-                        issue(t.span(), field("tag"), "private attributes are matched by creator, group and element, not by raw tag (the block number differs between files)".into());
+                        issues.add(t.span(), field("tag"), "private attributes are matched by creator, group and element, not by raw tag (the block number differs between files)".into());
                         None
                     }
                     Some(tag) => Some(OverrideTarget::Tag(tag)),
                     None => {
-                        issue(
+                        issues.add(
                             t.span(),
                             field("tag"),
                             format!("{:?} is not a tag like \"(0008,1030)\"", t.get_ref()),
@@ -657,7 +723,7 @@ impl Policy {
                         element_low: e,
                     }),
                     (Some(_), Some(_)) => {
-                        issue(
+                        issues.add(
                             o.group.as_ref().unwrap().span(),
                             field("group"),
                             "a private group is odd".into(),
@@ -665,7 +731,7 @@ impl Policy {
                         None
                     }
                     _ => {
-                        issue(creator.span(), format!("override[{i}]"), "a private override needs group = \"gggg\" (odd, hex) and element = \"xxEE\" (the low byte, hex)".into());
+                        issues.add(creator.span(), format!("override[{i}]"), "a private override needs group = \"gggg\" (odd, hex) and element = \"xxEE\" (the low byte, hex)".into());
                         None
                     }
                 }
@@ -675,9 +741,14 @@ impl Policy {
             }
         }
 
+        overrides
+    }
+
+    /// `[pixels]` and `[generalize]`: settings checked as a whole.
+    fn check_sections(raw: &RawPolicy, text: &str, issues: &mut Issues) {
         if let Some((field, allowed)) = raw.pixels.as_ref().and_then(PixelSettings::out_of_range) {
             let at = text.find(field).unwrap_or(0);
-            issue(
+            issues.add(
                 at..at,
                 format!("pixels.{field}"),
                 format!("expected {allowed}"),
@@ -687,31 +758,9 @@ impl Policy {
             // A fragment that does not resolve would make every file suppressed: say so now.
             if let Err(m) = spec.resolve() {
                 let at = text.find("[generalize").unwrap_or(0);
-                issue(at..at, "generalize".into(), m);
+                issues.add(at..at, "generalize".into(), m);
             }
         }
-        if !issues.is_empty() {
-            // In the order a person reads the file.
-            issues.sort_by_key(|i| (i.line, i.column));
-            return Err(invalid(issues));
-        }
-        Ok(Policy {
-            origin: origin.to_string(),
-            options,
-            patient_id_template: pid.expect("checked"),
-            patient_name_template: pname.expect("checked"),
-            date_shift_days: shift,
-            overrides,
-            generalize: raw.generalize,
-            release_slide_overviews: raw
-                .slides
-                .as_ref()
-                .and_then(|s| s.release_overviews)
-                .unwrap_or(false),
-            pixels: raw.pixels.clone().unwrap_or_default(),
-            digest: String::new(),
-        }
-        .with_effective_digest())
     }
 
     /// Sets [`Policy::digest`] to the SHA-256 of the effective rules in a canonical form: the
