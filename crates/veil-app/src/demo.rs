@@ -232,15 +232,179 @@ fn phantom(slice: u32) -> Vec<u16> {
 }
 
 /// Writes the demo input; returns every planted value to look for afterwards.
+/// Where one generated CT image sits: patient (1-based), study, series, instance.
+#[derive(Clone, Copy)]
+struct Slot {
+    pi: u32,
+    study: u32,
+    series: u32,
+    inst: u32,
+}
+
+/// The demo's UIDs, under a root of the demo's own.
+fn uid(parts: &[u32]) -> String {
+    let mut s = String::from("1.2.826.0.1.3680043.10.1137");
+    for p in parts {
+        s.push_str(&format!(".{p}"));
+    }
+    s
+}
+
+/// The elements of one CT image full of the patient's identifiers (names, IDs, dates, contact
+/// details, free text, a request three levels deep, a private block, a UN value), and the
+/// values it plants.
+fn ct_elements(p: &Patient, at: Slot) -> (Vec<InMemElement>, Vec<String>) {
+    let Slot {
+        pi,
+        study,
+        series,
+        inst,
+    } = at;
+    let mut planted = Vec::new();
+    let study_uid = uid(&[pi, study]);
+    let series_uid = uid(&[pi, study, series]);
+    let sop = uid(&[pi, study, series, inst]);
+    let accession = format!("ACC{pi}{study}7730591");
+    let study_date = format!("2023{:02}{:02}", 2 + study * 3, 10 + pi);
+    let surname = p.name.split('^').next().unwrap_or_default();
+    let staff = STAFF[((pi + study) % 3) as usize];
+    // Three levels deep: Request Attributes > Referenced Study > a name.
+    let deepest = InMemDicomObject::from_element_iter([
+        el(
+            tags::REFERENCED_SOP_CLASS_UID,
+            VR::UI,
+            uids::CT_IMAGE_STORAGE,
+        ),
+        el(
+            tags::REFERENCED_SOP_INSTANCE_UID,
+            VR::UI,
+            uid(&[pi, study, 9, 9]),
+        ),
+        el(tags::PATIENT_NAME, VR::PN, p.name),
+    ]);
+    let request = InMemDicomObject::from_element_iter([
+        el(
+            tags::REQUESTED_PROCEDURE_ID,
+            VR::SH,
+            format!("RP{pi}{study}88412"),
+        ),
+        el(
+            tags::SCHEDULED_PROCEDURE_STEP_ID,
+            VR::SH,
+            format!("SPS{pi}{study}3319"),
+        ),
+        seq(tags::REFERENCED_STUDY_SEQUENCE, vec![deepest]),
+    ]);
+    planted.extend([format!("RP{pi}{study}88412"), format!("SPS{pi}{study}3319")]);
+    let mut elements = vec![
+        el(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100"),
+        el(tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\AXIAL"),
+        el(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
+        el(tags::SOP_INSTANCE_UID, VR::UI, sop.clone()),
+        el(tags::STUDY_DATE, VR::DA, study_date.clone()),
+        el(tags::STUDY_TIME, VR::TM, "101500"),
+        el(tags::ACCESSION_NUMBER, VR::SH, accession.clone()),
+        el(tags::MODALITY, VR::CS, "CT"),
+        el(tags::MANUFACTURER, VR::LO, "Veil Demo Scanners"),
+        el(tags::INSTITUTION_NAME, VR::LO, INSTITUTION),
+        el(tags::REFERRING_PHYSICIAN_NAME, VR::PN, staff),
+        el(tags::STATION_NAME, VR::SH, "OTTOLINE-CT2"),
+        el(
+            tags::STUDY_DESCRIPTION,
+            VR::LO,
+            format!("CT CHEST {surname} follow-up"),
+        ),
+        el(
+            tags::SERIES_DESCRIPTION,
+            VR::LO,
+            format!("AX 1.25mm lung {}", &study_date),
+        ),
+        el(tags::OPERATORS_NAME, VR::PN, STAFF[(pi % 3) as usize]),
+        el(tags::PATIENT_NAME, VR::PN, p.name),
+        el(tags::PATIENT_ID, VR::LO, p.id),
+        el(tags::PATIENT_BIRTH_DATE, VR::DA, p.birth),
+        el(tags::PATIENT_SEX, VR::CS, if pi == 2 { "M" } else { "F" }),
+        el(tags::PATIENT_ADDRESS, VR::LO, p.address),
+        el(tags::PATIENT_TELEPHONE_NUMBERS, VR::SH, p.phone),
+        // Other Patient IDs (0010,1000), retired but still exported by many PACS.
+        el(Tag(0x0010, 0x1000), VR::LO, format!("NHS{pi}4420917")),
+        el(
+            tags::ADDITIONAL_PATIENT_HISTORY,
+            VR::LT,
+            format!(
+                "Contact {} or {}; seen by {}",
+                p.phone,
+                p.email,
+                staff.replace('^', " ")
+            ),
+        ),
+        el(tags::DEVICE_SERIAL_NUMBER, VR::LO, "SN-77120034"),
+        el(tags::STUDY_INSTANCE_UID, VR::UI, study_uid.clone()),
+        el(tags::SERIES_INSTANCE_UID, VR::UI, series_uid.clone()),
+        el(tags::STUDY_ID, VR::SH, format!("S{pi}{study}")),
+        el(tags::SERIES_NUMBER, VR::IS, series.to_string()),
+        el(tags::INSTANCE_NUMBER, VR::IS, inst.to_string()),
+        el(
+            tags::FRAME_OF_REFERENCE_UID,
+            VR::UI,
+            uid(&[pi, study, series, 0]),
+        ),
+        el(
+            tags::IMAGE_COMMENTS,
+            VR::LT,
+            format!("{} {} DOB {}", p.name.replace('^', " "), p.id, p.birth),
+        ),
+        seq(tags::REQUEST_ATTRIBUTES_SEQUENCE, vec![request]),
+        // A private block of a creator nobody knows, one value hidden as UN.
+        el(Tag(0x0011, 0x0010), VR::LO, "OTTOLINE PACS 2.1"),
+        el(Tag(0x0011, 0x1001), VR::LO, format!("{} {}", p.id, p.email)),
+        DataElement::new(
+            Tag(0x0011, 0x1002),
+            VR::UN,
+            PrimitiveValue::from(p.address.as_bytes().to_vec()),
+        ),
+        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
+        el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+        DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(128u16)),
+        DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(128u16)),
+        DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
+        DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16)),
+        DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16)),
+        DataElement::new(
+            tags::PIXEL_REPRESENTATION,
+            VR::US,
+            PrimitiveValue::from(0u16),
+        ),
+        el(tags::RESCALE_INTERCEPT, VR::DS, "-1024"),
+        el(tags::RESCALE_SLOPE, VR::DS, "1"),
+        DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OW,
+            PrimitiveValue::U16(phantom(inst).into()),
+        ),
+    ];
+    if inst > 1 {
+        // Each image points back at the first of its series.
+        let reference = InMemDicomObject::from_element_iter([
+            el(
+                tags::REFERENCED_SOP_CLASS_UID,
+                VR::UI,
+                uids::CT_IMAGE_STORAGE,
+            ),
+            el(
+                tags::REFERENCED_SOP_INSTANCE_UID,
+                VR::UI,
+                uid(&[pi, study, series, 1]),
+            ),
+        ]);
+        elements.push(seq(tags::REFERENCED_IMAGE_SEQUENCE, vec![reference]));
+    }
+    planted.extend([format!("NHS{pi}4420917"), uid(&[pi, study, series, 0])]);
+    (elements, planted)
+}
+
 pub fn generate(input: &Path, pixels: Option<&[InMemElement]>) -> Result<Vec<String>, DemoError> {
     let mut planted: Vec<String> = Vec::new();
-    let uid = |parts: &[u32]| {
-        let mut s = String::from("1.2.826.0.1.3680043.10.1137");
-        for p in parts {
-            s.push_str(&format!(".{p}"));
-        }
-        s
-    };
     for (pi, p) in PATIENTS.iter().enumerate() {
         let pi = pi as u32 + 1;
         for part in p.name.split('^').filter(|s| s.len() > 1) {
@@ -248,154 +412,20 @@ pub fn generate(input: &Path, pixels: Option<&[InMemElement]>) -> Result<Vec<Str
         }
         planted.extend([p.id, p.birth, p.phone, p.address, p.email].map(String::from));
         for study in 1..=2u32 {
-            let study_uid = uid(&[pi, study]);
-            let accession = format!("ACC{pi}{study}7730591");
-            let study_date = format!("2023{:02}{:02}", 2 + study * 3, 10 + pi);
-            planted.extend([study_uid.clone(), accession.clone()]);
-            let surname = p.name.split('^').next().unwrap_or_default();
+            planted.extend([uid(&[pi, study]), format!("ACC{pi}{study}7730591")]);
             for series in 1..=2u32 {
-                let series_uid = uid(&[pi, study, series]);
-                planted.push(series_uid.clone());
+                planted.push(uid(&[pi, study, series]));
                 for inst in 1..=4u32 {
                     let sop = uid(&[pi, study, series, inst]);
                     planted.push(sop.clone());
-                    let staff = STAFF[((pi + study) % 3) as usize];
-                    // Three levels deep: Request Attributes > Referenced Study > a name.
-                    let deepest = InMemDicomObject::from_element_iter([
-                        el(
-                            tags::REFERENCED_SOP_CLASS_UID,
-                            VR::UI,
-                            uids::CT_IMAGE_STORAGE,
-                        ),
-                        el(
-                            tags::REFERENCED_SOP_INSTANCE_UID,
-                            VR::UI,
-                            uid(&[pi, study, 9, 9]),
-                        ),
-                        el(tags::PATIENT_NAME, VR::PN, p.name),
-                    ]);
-                    let request = InMemDicomObject::from_element_iter([
-                        el(
-                            tags::REQUESTED_PROCEDURE_ID,
-                            VR::SH,
-                            format!("RP{pi}{study}88412"),
-                        ),
-                        el(
-                            tags::SCHEDULED_PROCEDURE_STEP_ID,
-                            VR::SH,
-                            format!("SPS{pi}{study}3319"),
-                        ),
-                        seq(tags::REFERENCED_STUDY_SEQUENCE, vec![deepest]),
-                    ]);
-                    planted.extend([format!("RP{pi}{study}88412"), format!("SPS{pi}{study}3319")]);
-                    let mut elements = vec![
-                        el(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100"),
-                        el(tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\AXIAL"),
-                        el(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
-                        el(tags::SOP_INSTANCE_UID, VR::UI, sop.clone()),
-                        el(tags::STUDY_DATE, VR::DA, study_date.clone()),
-                        el(tags::STUDY_TIME, VR::TM, "101500"),
-                        el(tags::ACCESSION_NUMBER, VR::SH, accession.clone()),
-                        el(tags::MODALITY, VR::CS, "CT"),
-                        el(tags::MANUFACTURER, VR::LO, "Veil Demo Scanners"),
-                        el(tags::INSTITUTION_NAME, VR::LO, INSTITUTION),
-                        el(tags::REFERRING_PHYSICIAN_NAME, VR::PN, staff),
-                        el(tags::STATION_NAME, VR::SH, "OTTOLINE-CT2"),
-                        el(
-                            tags::STUDY_DESCRIPTION,
-                            VR::LO,
-                            format!("CT CHEST {surname} follow-up"),
-                        ),
-                        el(
-                            tags::SERIES_DESCRIPTION,
-                            VR::LO,
-                            format!("AX 1.25mm lung {}", &study_date),
-                        ),
-                        el(tags::OPERATORS_NAME, VR::PN, STAFF[(pi % 3) as usize]),
-                        el(tags::PATIENT_NAME, VR::PN, p.name),
-                        el(tags::PATIENT_ID, VR::LO, p.id),
-                        el(tags::PATIENT_BIRTH_DATE, VR::DA, p.birth),
-                        el(tags::PATIENT_SEX, VR::CS, if pi == 2 { "M" } else { "F" }),
-                        el(tags::PATIENT_ADDRESS, VR::LO, p.address),
-                        el(tags::PATIENT_TELEPHONE_NUMBERS, VR::SH, p.phone),
-                        // Other Patient IDs (0010,1000), retired but still exported by many PACS.
-                        el(Tag(0x0010, 0x1000), VR::LO, format!("NHS{pi}4420917")),
-                        el(
-                            tags::ADDITIONAL_PATIENT_HISTORY,
-                            VR::LT,
-                            format!(
-                                "Contact {} or {}; seen by {}",
-                                p.phone,
-                                p.email,
-                                staff.replace('^', " ")
-                            ),
-                        ),
-                        el(tags::DEVICE_SERIAL_NUMBER, VR::LO, "SN-77120034"),
-                        el(tags::STUDY_INSTANCE_UID, VR::UI, study_uid.clone()),
-                        el(tags::SERIES_INSTANCE_UID, VR::UI, series_uid.clone()),
-                        el(tags::STUDY_ID, VR::SH, format!("S{pi}{study}")),
-                        el(tags::SERIES_NUMBER, VR::IS, series.to_string()),
-                        el(tags::INSTANCE_NUMBER, VR::IS, inst.to_string()),
-                        el(
-                            tags::FRAME_OF_REFERENCE_UID,
-                            VR::UI,
-                            uid(&[pi, study, series, 0]),
-                        ),
-                        el(
-                            tags::IMAGE_COMMENTS,
-                            VR::LT,
-                            format!("{} {} DOB {}", p.name.replace('^', " "), p.id, p.birth),
-                        ),
-                        seq(tags::REQUEST_ATTRIBUTES_SEQUENCE, vec![request]),
-                        // A private block of a creator nobody knows, one value hidden as UN.
-                        el(Tag(0x0011, 0x0010), VR::LO, "OTTOLINE PACS 2.1"),
-                        el(Tag(0x0011, 0x1001), VR::LO, format!("{} {}", p.id, p.email)),
-                        DataElement::new(
-                            Tag(0x0011, 0x1002),
-                            VR::UN,
-                            PrimitiveValue::from(p.address.as_bytes().to_vec()),
-                        ),
-                        DataElement::new(
-                            tags::SAMPLES_PER_PIXEL,
-                            VR::US,
-                            PrimitiveValue::from(1u16),
-                        ),
-                        el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
-                        DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(128u16)),
-                        DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(128u16)),
-                        DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
-                        DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16)),
-                        DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16)),
-                        DataElement::new(
-                            tags::PIXEL_REPRESENTATION,
-                            VR::US,
-                            PrimitiveValue::from(0u16),
-                        ),
-                        el(tags::RESCALE_INTERCEPT, VR::DS, "-1024"),
-                        el(tags::RESCALE_SLOPE, VR::DS, "1"),
-                        DataElement::new(
-                            tags::PIXEL_DATA,
-                            VR::OW,
-                            PrimitiveValue::U16(phantom(inst).into()),
-                        ),
-                    ];
-                    if inst > 1 {
-                        // Each image points back at the first of its series.
-                        let reference = InMemDicomObject::from_element_iter([
-                            el(
-                                tags::REFERENCED_SOP_CLASS_UID,
-                                VR::UI,
-                                uids::CT_IMAGE_STORAGE,
-                            ),
-                            el(
-                                tags::REFERENCED_SOP_INSTANCE_UID,
-                                VR::UI,
-                                uid(&[pi, study, series, 1]),
-                            ),
-                        ]);
-                        elements.push(seq(tags::REFERENCED_IMAGE_SEQUENCE, vec![reference]));
-                    }
-                    planted.extend([format!("NHS{pi}4420917"), uid(&[pi, study, series, 0])]);
+                    let at = Slot {
+                        pi,
+                        study,
+                        series,
+                        inst,
+                    };
+                    let (elements, more) = ct_elements(p, at);
+                    planted.extend(more);
                     let mut obj = InMemDicomObject::from_element_iter(elements);
                     if let Some(module) = pixels {
                         for e in module {
