@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use veil_pipeline::{Config, OutputVerifier, Pipeline};
 use veil_profile::Policy;
-use veil_verify::{PolicySpec, Verifier};
+use veil_verify::Verifier;
 
 use veil_app::verify_stage as verify_adapter;
 
@@ -43,15 +43,7 @@ fn main() {
         .and_then(|t| t.parse().ok())
         .unwrap_or(2);
     let policy = Policy::default_policy();
-    let spec = PolicySpec {
-        options: policy
-            .enabled_option_columns()
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        ..PolicySpec::default()
-    };
-    let verifier = Verifier::new(spec, true).scan_pixel_data(false);
+    let verifier = Verifier::new(verify_adapter::policy_spec(&policy), true).scan_pixel_data(false);
     if std::env::var_os("PHASES").is_some() {
         phases(&corpus, &verifier);
         return;

@@ -215,11 +215,8 @@ pub fn run(req: ReleaseRequest) -> Result<ReleaseOutcome, AppError> {
     build::check_inputs(&req.inputs)?;
     // Per-recipient key: pseudonyms and UIDs agree inside one recipient, unlinkable across them.
     let key = req.master.subkey("recipient", &recipient);
-    let mut resolved = Settings {
-        key: None,
-        ..req.settings.clone()
-    }
-    .resolve_with_key(key)?;
+    // A release has no patient map: pseudonyms are the recipient's keyed ones.
+    let mut resolved = req.settings.resolve_with_key(key)?;
     resolved.patient_map = None;
     let policy_hash = resolved.policy.digest.clone();
     let out = resolved.config.out.clone();

@@ -265,7 +265,7 @@ fn is_class_like_uid(tag: Tag, value: &str) -> bool {
 
 /// Bulk sample data released byte-identical or not at all (waveform samples, audio).
 fn is_sample_data(tag: Tag) -> bool {
-    tag == tags::WAVEFORM_DATA || tag.group() == 0x5400 && tag.element() == 0x1010
+    tag == tags::WAVEFORM_DATA
 }
 
 impl Deidentifier {
@@ -792,7 +792,7 @@ impl Walk<'_> {
                 self.counts.removed += 1;
                 None
             }
-            Action::Z => Some(self.empty_or_dummy(elem, top)),
+            Action::Z => Some(self.empty_or_dummy(elem)),
             Action::D => Some(self.dummy(elem, mode)),
             Action::K => {
                 if vr == VR::SQ {
@@ -844,7 +844,7 @@ impl Walk<'_> {
                         return elem;
                     }
                     self.counts.unparseable_values_emptied += 1;
-                    return self.empty_or_dummy(elem, false);
+                    return self.empty_or_dummy(elem);
                 }
             }
         }
@@ -895,7 +895,7 @@ impl Walk<'_> {
             && !values::numbers_carry(p, |d| self.screen.number_carries_identifier(d))
         {
             self.counts.unparseable_values_emptied += 1;
-            return self.empty_or_dummy(elem, false);
+            return self.empty_or_dummy(elem);
         }
         match values::replace_numbers(p, |d| self.screen.number_carries_identifier(d)) {
             Some((replaced, n)) => {
@@ -924,9 +924,8 @@ impl Walk<'_> {
         let mut dropped = 0;
         for (i, v) in vals.iter().enumerate() {
             let t = v.trim_matches(|c: char| c == ' ' || c == '\0');
-            let printable = t.bytes().all(|b| (0x20..=0x7E).contains(&b));
-            let identifying = !printable
-                || self.screen.text_carries_identifier_digits(t)
+            // hides_text also refuses characters outside printable ASCII.
+            let identifying = self.screen.text_carries_identifier_digits(t)
                 || self.screen.hides_text(VR::CS, &PrimitiveValue::from(t));
             // The character set and the pixel module's codes are read by every decoder: they
             // are screened for identifiers but not cut to the term lists.
@@ -961,20 +960,21 @@ impl Walk<'_> {
         }
         let out: Vec<String> = out.into_iter().map(Option::unwrap_or_default).collect();
         if out.is_empty() {
-            return self.empty_or_dummy(elem, false);
+            return self.empty_or_dummy(elem);
         }
         with_strings(tag, VR::CS, out)
     }
 
     /// An emptied value, unless the instance's IOD requires the attribute (Type 1): then a
     /// dummy of its VR (a code's first enumerated value), which PS3.15's Z allows ("or a
-    /// dummy value") and keeps the output a valid instance. Only for top-level attributes.
-    fn empty_or_dummy(&mut self, elem: InMemElement, top: bool) -> InMemElement {
+    /// dummy value") and keeps the output a valid instance. The types table lists top-level
+    /// attributes; one that is Type 1 there gets a dummy at any depth (harmless where it is not
+    /// required).
+    fn empty_or_dummy(&mut self, elem: InMemElement) -> InMemElement {
         let tag = elem.tag();
         let required = veil_profile::standard::standard()
             .attribute_type(&self.sop_class, tag_u32(tag))
             == Some(1);
-        let _ = top;
         if required && elem.vr() != VR::SQ {
             let code = (elem.vr() == VR::CS)
                 .then(|| {

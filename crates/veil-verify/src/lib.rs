@@ -273,10 +273,7 @@ fn meaningful(t: &str) -> bool {
         return false;
     }
     // "000000", "XXXX", "1111": fillers, not identifiers.
-    let mut distinct: Vec<char> = t.chars().collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if distinct.len() < 3 {
+    if low_entropy(t) {
         return false;
     }
     let lower = t.to_lowercase();
@@ -529,11 +526,15 @@ impl Verifier {
     /// Checks one output file. With `known`, also searches for the sources' values.
     pub fn check(&self, output: &[u8], known: Option<&Known>) -> Checked {
         let p = walk::parse(output);
+        // Which sources the output may come from: found once (it hashes the pixel data), used
+        // by the date, byte and number checks.
+        let candidates = known.and_then(|k| k.candidates(self, &p, output));
         let mut c = Check {
             v: self,
             p: &p,
             bytes: output,
             known,
+            candidates,
             flagged: vec![false; p.elems.len()],
             skipped: vec![false; p.elems.len()],
             findings: Vec::new(),
@@ -770,8 +771,7 @@ impl Known {
     /// The source an output was made from, when it can be told.
     /// The candidate sources' dates, and whether they pair the output unambiguously (one
     /// source, or several that agree on every date).
-    fn paired(&self, v: &Verifier, p: &Parsed, bytes: &[u8]) -> Option<(Vec<&SourceDates>, bool)> {
-        let candidates = self.candidates(v, p, bytes)?;
+    fn paired(&self, candidates: &[u32]) -> Option<(Vec<&SourceDates>, bool)> {
         if candidates.len() > MAX_DATE_CANDIDATES {
             return None;
         }
@@ -786,6 +786,8 @@ impl Known {
 
 struct Check<'a> {
     v: &'a Verifier,
+    /// The sources the output may have been made from, when that can be told.
+    candidates: Option<&'a [u32]>,
     p: &'a Parsed,
     bytes: &'a [u8],
     known: Option<&'a Known>,
@@ -988,9 +990,7 @@ impl Check<'_> {
         if known.digits.is_empty() {
             return;
         }
-        let candidates = known
-            .candidates(self.v, self.p, self.bytes)
-            .map(<[u32]>::to_vec);
+        let candidates = self.candidates;
         for i in 0..self.p.elems.len() {
             let e = &self.p.elems[i];
             if self.flagged[i] || e.is_sequence || (e.tag >> 16) & 1 == 1 || e.tag >> 16 == 0x0002 {
@@ -1220,7 +1220,7 @@ impl Check<'_> {
         // With several candidates (same pixels and position: e.g. one patient's repeated
         // studies), a date equal to any candidate's original date at the same path is still
         // unshifted; shift offsets are only measured against an unambiguous source.
-        let (srcs, unique) = known.paired(self.v, self.p, self.bytes)?;
+        let (srcs, unique) = known.paired(self.candidates?)?;
         let mut deltas: BTreeMap<i64, usize> = BTreeMap::new();
         let mut per_elem = Vec::new();
         for i in 0..self.p.elems.len() {
@@ -1280,7 +1280,7 @@ impl Check<'_> {
             return;
         }
         let mut seen: HashSet<(Option<usize>, usize)> = HashSet::new();
-        let candidates = known.candidates(self.v, self.p, self.bytes);
+        let candidates = self.candidates;
         for buf in [walk::Buf::File, walk::Buf::Inflated] {
             let hay: &[u8] = match buf {
                 walk::Buf::File => self.bytes,

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{dciodvfy_errors, text};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -73,23 +75,6 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         rec(dir, dir, &mut m);
     }
     m
-}
-
-fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
-    obj.get(tag)
-        .map(|e| {
-            e.to_str()
-                .unwrap()
-                .trim_end_matches(['\0', ' '])
-                .to_string()
-        })
-        .unwrap_or_default()
-}
-
-fn dciodvfy_errors(path: &Path) -> Option<usize> {
-    let o = Command::new("dciodvfy").arg(path).output().ok()?;
-    let all = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
-    Some(all.lines().filter(|l| l.starts_with("Error")).count())
 }
 
 #[test]

@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::{dciodvfy_errors, text};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -107,12 +109,6 @@ fn assert_absent(outputs: &[PathBuf], values: &[&str]) {
     }
 }
 
-fn dciodvfy_errors(path: &Path) -> Option<usize> {
-    let o = Command::new("dciodvfy").arg(path).output().ok()?;
-    let all = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
-    Some(all.lines().filter(|l| l.starts_with("Error")).count())
-}
-
 /// dciodvfy finds no more errors in the output than in its source.
 fn assert_no_new_errors(source: &Path, output: &Path) {
     match (dciodvfy_errors(source), dciodvfy_errors(output)) {
@@ -128,17 +124,6 @@ fn assert_no_new_errors(source: &Path, output: &Path) {
             "dciodvfy (dicom3tools) is not installed"
         ),
     }
-}
-
-fn text(obj: &InMemDicomObject, tag: Tag) -> String {
-    obj.get(tag)
-        .map(|e| {
-            e.to_str()
-                .unwrap()
-                .trim_end_matches(['\0', ' '])
-                .to_string()
-        })
-        .unwrap_or_default()
 }
 
 fn put(obj: &mut InMemDicomObject, tag: Tag, vr: VR, value: &str) {

@@ -62,14 +62,14 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     let out = dir.join("output");
     let demo_key = key.clone();
     // The same builder as `veil deid`: the ultrasound goes through the pixel stage.
-    let mut resolved = veil_app::Settings {
+    // No policy file: the built-in default.
+    let resolved = veil_app::Settings {
         out: out.clone(),
         quarantine: Some(dir.join("quarantine")),
         ..Default::default()
     }
     .resolve_with_key(key)
     .map_err(crate::exit::app_error)?;
-    resolved.policy = veil_profile::Policy::default_policy();
     let pipeline = veil_app::build(resolved);
     let report = super::deid::run_pipeline(&pipeline, std::slice::from_ref(&input), true)?;
     super::deid::print_summary(&report, &pipeline);

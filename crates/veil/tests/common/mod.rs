@@ -40,3 +40,25 @@ pub fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         })
         .collect()
 }
+
+/// A text attribute's value, padding removed; empty when absent.
+pub fn text(obj: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> String {
+    obj.get(tag)
+        .map(|e| {
+            e.to_str()
+                .unwrap()
+                .trim_end_matches(['\0', ' '])
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+/// dciodvfy's error count for a file, or `None` when dciodvfy is not installed.
+pub fn dciodvfy_errors(path: &Path) -> Option<usize> {
+    let o = std::process::Command::new("dciodvfy")
+        .arg(path)
+        .output()
+        .ok()?;
+    let all = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    Some(all.lines().filter(|l| l.starts_with("Error")).count())
+}
