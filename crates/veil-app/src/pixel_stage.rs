@@ -3,7 +3,7 @@
 //! with the policy option `clean_pixel_data`, every other image's margins are checked too.
 //! Without Tesseract on the machine, flagged instances are quarantined with a reason saying so.
 
-use veil_pixels::{Cleaner, Config};
+use veil_pixels::{Cleaner, Config, Limits};
 
 /// The stage's settings under a policy: its defaults, changed by the policy's `[pixels]`.
 pub fn pixel_config(policy: &veil_profile::Policy) -> Config {
@@ -16,6 +16,16 @@ pub fn pixel_config(policy: &veil_profile::Policy) -> Config {
         margin_band: p.margin_band.unwrap_or(d.margin_band),
         max_ocr_frames: p.max_ocr_frames.unwrap_or(d.max_ocr_frames),
         ocr_scale: p.ocr_scale.unwrap_or(d.ocr_scale),
+        limits: Limits {
+            max_second_looks: p
+                .max_second_looks
+                .map_or(d.limits.max_second_looks, |n| n as usize),
+            max_line_looks: p
+                .max_line_looks
+                .map_or(d.limits.max_line_looks, |n| n as usize),
+            max_text_height: p.max_text_height.unwrap_or(d.limits.max_text_height),
+            ..d.limits.clone()
+        },
         ..d
     }
 }
@@ -34,7 +44,7 @@ mod tests {
     #[test]
     fn the_policy_sets_the_stage() {
         let policy = veil_profile::Policy::from_toml_str(
-            "[profile]\noptions = [\"clean_pixel_data\"]\n[pixels]\nmin_confidence = 75\nmargin = 8\n",
+            "[profile]\noptions = [\"clean_pixel_data\"]\n[pixels]\nmin_confidence = 75\nmargin = 8\nmax_line_looks = 40\nmax_text_height = 96\n",
             "t",
         )
         .unwrap();
@@ -43,6 +53,11 @@ mod tests {
             (c.min_confidence, c.margin, c.scan_unflagged),
             (75.0, 8, true)
         );
+        assert_eq!(
+            (c.limits.max_line_looks, c.limits.max_text_height),
+            (40, 96)
+        );
+        assert_eq!(c.limits.max_second_looks, 16);
         let d = pixel_config(&veil_profile::Policy::default_policy());
         assert_eq!(
             (d.min_confidence, d.margin_band, d.max_ocr_frames),

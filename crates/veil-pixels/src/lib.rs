@@ -5,7 +5,7 @@
 //! ([`image::Pixels`]); detection by region templates ([`templates`]) and by Tesseract OCR
 //! ([`ocr`], loaded at run time) behind a cheap text-likeness pre-filter ([`detect`]), and text
 //! lines found from the pixels alone ([`glyphs`]) that OCR reads partly or not at all; the
-//! decision of which text to remove ([`Cleaner::analyze`]); redaction with a margin on every
+//! decision of which text to remove ([`Cleaner::analyze`], its bounds in [`Limits`]); redaction with a margin on every
 //! frame and re-encoding that keeps native native and never adds a lossy pass
 //! ([`image::Pixels::write_back`]); human-review previews ([`preview`]). [`PixelCleaner`] plugs it
 //! into `veil-pipeline` as its [`veil_pipeline::PixelStage`].
@@ -14,6 +14,7 @@
 //! re-encoded is an `Err` (the pipeline quarantines it); an instance with nothing to remove is
 //! not touched (its Pixel Data stays byte-identical).
 
+mod analyze;
 pub mod detect;
 pub mod glyphs;
 pub mod identifiers;
@@ -22,13 +23,12 @@ pub mod ocr;
 pub mod preview;
 pub mod templates;
 
-use std::collections::BTreeSet;
-
 use dicom_dictionary_std::tags;
 use dicom_object::{FileDicomObject, InMemDicomObject};
 use serde::Serialize;
 use veil_pipeline::{PixelOutcome, PixelStage};
 
+pub use analyze::Limits;
 pub use identifiers::{Identifiers, Kind};
 pub use image::{Pixels, Rect};
 pub use templates::Templates;
@@ -59,6 +59,8 @@ pub struct Config {
     /// closely, grow removed words to whole lines, and in flagged instances remove strong lines
     /// OCR did not read. Off: OCR's words only (for comparison).
     pub pixel_lines: bool,
+    /// Work bounds and text-shape thresholds of the analysis.
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -73,6 +75,7 @@ impl Default for Config {
             margin_band: 0.15,
             max_ocr_frames: 6,
             pixel_lines: true,
+            limits: Limits::default(),
         }
     }
 }
@@ -132,18 +135,6 @@ pub struct Analysis {
     pub redacted_fraction: f64,
 }
 
-/// At most this many second-look crops per OCR'd frame.
-const MAX_SECOND_LOOKS: usize = 16;
-
-/// At most this many glyph lines read on their own per OCR'd frame.
-const MAX_LINE_LOOKS: usize = 24;
-
-/// Of which at most this many weak lines (mostly texture that lines up by chance).
-const MAX_WEAK_LINE_LOOKS: usize = 8;
-
-/// Taller word boxes are not rendered annotation text (at the usual 8–40 px font sizes).
-const MAX_TEXT_HEIGHT: u32 = 64;
-
 /// The pixel cleaner.
 #[derive(Debug, Clone, Default)]
 pub struct Cleaner {
@@ -173,351 +164,6 @@ impl Cleaner {
             0 => 1,
             k => k.min(4),
         }
-    }
-
-    /// Finds text in the decoded frames and decides what to remove.
-    pub fn analyze(
-        &self,
-        obj: &InMemDicomObject,
-        px: &Pixels,
-        ids: &Identifiers,
-        flagged: bool,
-        keep_text: bool,
-    ) -> Result<Analysis, String> {
-        let (cols, rows) = (px.cols, px.rows);
-        let (template_regions, template_names) = self.config.templates.regions_for(obj, rows, cols);
-        let mut words: Vec<(u32, detect::FoundWord)> = Vec::new();
-        let mut frames_ocr = Vec::new();
-        let mut text_like = 0u32;
-        let bx = cols.div_ceil(detect::BLOCK);
-        let band = ((rows as f32 * self.config.margin_band).ceil() as u32).max(detect::BLOCK);
-        let in_band = |b: u32| {
-            let y = (b / bx) * detect::BLOCK;
-            y < band || y + detect::BLOCK > rows.saturating_sub(band)
-        };
-        let mut seen: BTreeSet<u32> = BTreeSet::new();
-        let scale = self.scale_for(cols);
-        let mut line_base = 0u32;
-        let mut text_lines: Vec<(u32, glyphs::GlyphLine)> = Vec::new();
-        for f in 0..px.frames {
-            let grey = px.grey(f);
-            let mut blocks = detect::text_blocks(&grey, cols, rows);
-            if !flagged {
-                blocks.retain(|b| in_band(*b));
-            }
-            if !blocks.is_empty() {
-                text_like += 1;
-            }
-            let novel = blocks.iter().filter(|b| !seen.contains(b)).count();
-            let first = f == 0 && flagged;
-            let go = self.config.ocr
-                && (frames_ocr.len() as u32) < self.config.max_ocr_frames
-                && (first || novel >= 3);
-            if !go {
-                continue;
-            }
-            seen.extend(blocks.iter().copied());
-            frames_ocr.push(f);
-            let regions = if flagged {
-                vec![Rect {
-                    x: 0,
-                    y: 0,
-                    w: cols,
-                    h: rows,
-                }]
-            } else {
-                vec![
-                    Rect {
-                        x: 0,
-                        y: 0,
-                        w: cols,
-                        h: band.min(rows),
-                    },
-                    Rect {
-                        x: 0,
-                        y: rows.saturating_sub(band),
-                        w: cols,
-                        h: band.min(rows),
-                    },
-                ]
-            };
-            let first_word = words.len();
-            for region in &regions {
-                for w in detect::ocr_region(&grey, cols, rows, *region, scale, line_base, false)? {
-                    words.push((f, w));
-                }
-                line_base += 10_000;
-            }
-            // Second look at text-like areas the full pass left unread (dark text on light
-            // banners, text over texture), each cropped on its own, plain and inverted.
-            // Only confidently read words count as covering: a block read as garbage gets a
-            // second look too.
-            let found: Vec<Rect> = words[first_word..]
-                .iter()
-                .filter(|(_, w)| {
-                    w.confidence >= self.config.min_confidence && w.rect.h <= MAX_TEXT_HEIGHT
-                })
-                .map(|(_, w)| w.rect.grown(2, cols, rows))
-                .collect();
-            // Text lines from the pixels alone; those no confident word covers get a closer
-            // look of their own, upscaled until glyphs are about 32 px tall.
-            let first_line = text_lines.len();
-            for region in regions.iter().filter(|_| self.config.pixel_lines) {
-                for l in glyphs::glyph_lines(&grey, cols, rows, Some(*region)) {
-                    text_lines.push((f, l));
-                }
-            }
-            let mut looks: Vec<&glyphs::GlyphLine> = text_lines[first_line..]
-                .iter()
-                .map(|(_, l)| l)
-                .filter(|l| {
-                    (l.strong || (l.glyphs >= 3 && l.rect.h <= 2 * l.height))
-                        && width_covered(&l.rect, &found) * 10 < l.rect.w * 9
-                })
-                .collect();
-            looks.sort_by_key(|l| (!l.strong, std::cmp::Reverse(l.glyphs), l.rect.y, l.rect.x));
-            let mut weak = 0;
-            looks.retain(|l| {
-                weak += !l.strong as usize;
-                l.strong || weak <= MAX_WEAK_LINE_LOOKS
-            });
-            for l in looks.into_iter().take(MAX_LINE_LOOKS) {
-                let k = 32u32.div_ceil(l.height.max(1)).clamp(2, 4);
-                let crop = l.rect.grown((l.height / 2).max(4), cols, rows);
-                for w in detect::ocr_line(&grey, cols, rows, crop, k, line_base, l.bright)? {
-                    // Only words on the line itself (not texture around it read as letters).
-                    if w.rect.intersects(&l.rect) && w.rect.h <= 2 * l.height + 4 {
-                        words.push((f, w));
-                    }
-                }
-                line_base += 10_000;
-            }
-            let frame_area = cols as u64 * rows as u64;
-            let mut budget = frame_area / 2;
-            for region in detect::uncovered_regions(&blocks, cols, rows, &found)
-                .into_iter()
-                .take(MAX_SECOND_LOOKS)
-            {
-                if region.area() > budget || !regions.iter().any(|r| r.intersects(&region)) {
-                    continue;
-                }
-                budget -= region.area();
-                let k = if region.h < 48 { 3 } else { scale.max(2) };
-                for w in detect::ocr_region(&grey, cols, rows, region, k, line_base, true)? {
-                    words.push((f, w));
-                }
-                line_base += 10_000;
-            }
-        }
-
-        // Tesseract's box of a word over texture or crossed by a curve often takes in what is
-        // above and below (and then fails the glyph-height test, and margins scale with it):
-        // where a text line from the pixels runs through the word, the word is as tall as the line.
-        for (f, w) in words.iter_mut() {
-            let cx = w.rect.x + w.rect.w / 2;
-            if let Some((_, l)) = text_lines.iter().find(|(g, l)| {
-                g == f
-                    && (l.strong || (l.glyphs >= 3 && l.rect.h <= 2 * l.height))
-                    && l.rect.x <= cx
-                    && cx < l.rect.right()
-                    && l.rect.y >= w.rect.y
-                    && l.rect.bottom() <= w.rect.bottom()
-                    && 3 * l.rect.h < 2 * w.rect.h
-            }) {
-                w.rect.y = l.rect.y;
-                w.rect.h = l.rect.h;
-            }
-        }
-        // Decide: identifier matches always; confident words with two or more letters/digits;
-        // identifier-like patterns at half the confidence; then whole lines of removed words.
-        let min = self.config.min_confidence;
-        let mut boxes: Vec<TextBox> = Vec::with_capacity(words.len());
-        let mut lines: BTreeSet<u32> = BTreeSet::new();
-        let cine = frames_ocr.len() >= 2;
-        for (f, w) in &words {
-            let chars = w.text.chars().filter(|c| !c.is_whitespace()).count();
-            let alnum = w.text.chars().filter(|c| c.is_alphanumeric()).count();
-            // Where the pre-filter also saw glyph strokes, or the word lies on a text line found
-            // from the pixels, half the confidence will do (not in cines, where moving speckle
-            // looks like strokes).
-            let on_line = text_lines.iter().any(|(g, l)| {
-                g == f
-                    && (l.strong || (l.glyphs >= 3 && l.rect.h <= 2 * l.height))
-                    && overlap(&l.rect, &w.rect) >= 0.5
-            });
-            // One or two characters read from speckle ("1", "SS", "Ae") are noise unless they
-            // sit on a text line: a short patient ID then matches anatomy, and a cine's moving
-            // texture yields such "words" on every frame.
-            let short_needs_line = alnum >= 3 || on_line;
-            let matches = ids.matches(&w.text).filter(|_| short_needs_line);
-            let pattern = identifiers::looks_identifying(&w.text);
-            // Glyph-sized boxes only: Tesseract also "reads" speckle and anatomy as big,
-            // low-confidence, mostly-punctuation words.
-            let text_shaped = w.rect.h <= MAX_TEXT_HEIGHT && alnum * 2 > chars;
-            // In a cine, burned-in text stays put while anatomy moves: an unmatched word seen
-            // in one OCR'd frame only must be very confident.
-            let steady = frames_ocr.len() < 2
-                || w.confidence >= 85.0
-                || words
-                    .iter()
-                    .any(|(g, o)| g != f && overlap(&o.rect, &w.rect) >= 0.5);
-            let min = if (w.second_look || on_line) && !cine {
-                min / 2.0
-            } else {
-                min
-            };
-            // One or two characters identify no one on their own ("CF", "2D", or speckle read
-            // as "Zz"): they go only as part of a line with a removed word (below).
-            let redact = matches.is_some()
-                || (text_shaped && steady && w.confidence >= min && alnum >= 3)
-                || (text_shaped && steady && pattern && w.confidence >= min / 2.0);
-            if redact {
-                lines.insert(w.line);
-            }
-            boxes.push(TextBox {
-                frame: *f,
-                rect: w.rect,
-                confidence: w.confidence,
-                matches,
-                identifying_pattern: pattern,
-                redact,
-                text: keep_text.then(|| w.text.clone()),
-            });
-        }
-        // Neighbours on a removed line (a name's second half read with low confidence).
-        let line_height: std::collections::BTreeMap<u32, u32> = boxes
-            .iter()
-            .zip(&words)
-            .filter(|(b, _)| b.redact)
-            .map(|(b, (_, w))| (w.line, b.rect.h))
-            .collect();
-        for (b, (_, w)) in boxes.iter_mut().zip(&words) {
-            if b.redact || !lines.contains(&w.line) || !w.text.chars().any(|c| c.is_alphanumeric())
-            {
-                continue;
-            }
-            let h = line_height.get(&w.line).copied().unwrap_or(0);
-            if b.rect.h <= h * 2 && b.rect.h * 2 >= h && b.confidence >= 10.0 {
-                b.redact = true;
-            }
-        }
-        // Each removed line as one box (covers the gaps between its words, where OCR may have
-        // split or dropped a character), plus a margin.
-        let mut line_boxes: std::collections::BTreeMap<(u32, u32), Rect> =
-            std::collections::BTreeMap::new();
-        for (b, (f, w)) in boxes.iter().zip(&words) {
-            if b.redact {
-                line_boxes
-                    .entry((*f, w.line))
-                    .and_modify(|r| *r = r.union(&b.rect))
-                    .or_insert(b.rect);
-            }
-        }
-        let mut redaction: Vec<Rect> = Vec::new();
-        for b in boxes.iter().filter(|b| b.redact) {
-            let m = self.config.margin + b.rect.h / 4;
-            let mut r = b.rect.grown(m, cols, rows);
-            if b.matches.is_some() || b.identifying_pattern {
-                // An identifier rarely stands alone ("DOB", a first name, the rest of an ID
-                // that OCR dropped): take a few glyph widths on each side too.
-                let side = 3 * b.rect.h;
-                let x = r.x.saturating_sub(side);
-                let right = (r.right() + side).min(cols);
-                r = Rect {
-                    x,
-                    y: r.y,
-                    w: right - x,
-                    h: r.h,
-                };
-            }
-            redaction.push(r);
-        }
-        // Each removed word grown along its row over strokes of its own ink: the rest of a line
-        // OCR read only part of.
-        let mut greys: std::collections::BTreeMap<u32, Vec<u8>> = Default::default();
-        for b in boxes.iter().filter(|b| b.redact && self.config.pixel_lines) {
-            let grey = greys.entry(b.frame).or_insert_with(|| px.grey(b.frame));
-            let e = glyphs::extend_along_row(grey, cols, rows, b.rect);
-            if e.w > b.rect.w {
-                let m = self.config.margin + b.rect.h / 4;
-                redaction.push(e.grown(m, cols, rows));
-            }
-        }
-        for r in line_boxes.values() {
-            // A line box's height can exceed a word's; use the margin of its smallest word.
-            let m = self.config.margin + r.h.min(MAX_TEXT_HEIGHT) / 6;
-            redaction.push(r.grown(m, cols, rows));
-        }
-        // Whole text lines from the pixels: a line holding a removed word goes entirely (OCR
-        // often reads only part of a line over speckle or across an edge); in a flagged image a
-        // strong line goes even if OCR read nothing in it (in a cine only where it stays put).
-        let mut glyph_lines = Vec::with_capacity(text_lines.len());
-        for (f, l) in &text_lines {
-            let holds_removed = l.strong
-                && boxes.iter().any(|b| {
-                    b.redact
-                        && b.frame == *f
-                        && b.rect.intersects(&l.rect)
-                        && b.rect.h <= 3 * l.height
-                        && l.height <= 3 * b.rect.h
-                });
-            // Burned-in text stays in place from frame to frame; speckle that happens to line
-            // up does not. Same rows and one end within 2 px on another OCR'd frame (texture
-            // touching the other end changes how far a line seems to reach).
-            let steady = frames_ocr.len() < 2
-                || text_lines.iter().any(|(g, o)| {
-                    g != f
-                        && o.rect.y.abs_diff(l.rect.y) <= 2
-                        && o.rect.bottom().abs_diff(l.rect.bottom()) <= 2
-                        && (o.rect.x.abs_diff(l.rect.x) <= 2
-                            || o.rect.right().abs_diff(l.rect.right()) <= 2)
-                });
-            let redact = holds_removed || (flagged && l.strong && steady);
-            if redact {
-                let m = self.config.margin + l.height / 4;
-                let grey = greys.entry(*f).or_insert_with(|| px.grey(*f));
-                let e = glyphs::extend_along_row(grey, cols, rows, l.rect);
-                redaction.push(e.grown(m, cols, rows));
-            }
-            glyph_lines.push(LineBox {
-                frame: *f,
-                rect: l.rect,
-                glyphs: l.glyphs,
-                strong: l.strong,
-                redact,
-            });
-        }
-        // Template regions are blanked whatever OCR read there (a banner known to hold the
-        // patient's name); they count as text to remove only where text is seen in them, so a
-        // cleaned image, whose banner is already blank, scans clean.
-        let template_text = template_regions.iter().any(|t| {
-            boxes
-                .iter()
-                .any(|b| b.rect.intersects(t) && b.confidence >= min / 2.0)
-                || glyph_lines.iter().any(|l| l.rect.intersects(t))
-        });
-        let text_to_remove =
-            template_text || boxes.iter().any(|b| b.redact) || glyph_lines.iter().any(|l| l.redact);
-        redaction.extend(template_regions.iter().copied());
-        let redaction = merge(redaction);
-        let redacted_fraction =
-            covered_area(&redaction, cols, rows) as f64 / (cols as f64 * rows as f64);
-        Ok(Analysis {
-            rows,
-            columns: cols,
-            frames: px.frames,
-            photometric: px.photometric.clone(),
-            flagged,
-            frames_with_text_like_blocks: text_like,
-            frames_ocr,
-            words: boxes,
-            glyph_lines,
-            templates: template_names,
-            template_regions,
-            text_to_remove,
-            redaction,
-            redacted_fraction,
-        })
     }
 
     /// Decodes and analyses an instance without changing it.

@@ -248,6 +248,12 @@ pub struct PixelSettings {
     pub max_ocr_frames: Option<u32>,
     /// OCR upscale factor, 0 = automatic (default 0, ≤ 4).
     pub ocr_scale: Option<u32>,
+    /// Closer looks at unread text-like blocks per OCR'd frame (default 16, ≤ 256).
+    pub max_second_looks: Option<u32>,
+    /// Closer looks at pixel text lines per OCR'd frame (default 24, ≤ 256).
+    pub max_line_looks: Option<u32>,
+    /// Word boxes taller than this many pixels are not annotation text (default 64, 16–512).
+    pub max_text_height: Option<u32>,
 }
 
 impl PixelSettings {
@@ -286,6 +292,27 @@ impl PixelSettings {
                 self.ocr_scale.is_none_or(|k| k <= 4),
                 "ocr_scale",
                 "0 (automatic) to 4",
+            )
+        })
+        .or_else(|| {
+            bad(
+                self.max_second_looks.is_none_or(|n| n <= 256),
+                "max_second_looks",
+                "0 to 256 looks",
+            )
+        })
+        .or_else(|| {
+            bad(
+                self.max_line_looks.is_none_or(|n| n <= 256),
+                "max_line_looks",
+                "0 to 256 looks",
+            )
+        })
+        .or_else(|| {
+            bad(
+                self.max_text_height.is_none_or(|h| (16..=512).contains(&h)),
+                "max_text_height",
+                "16 to 512 pixels",
             )
         })
     }
@@ -923,6 +950,13 @@ mod tests {
         };
         assert_eq!(issues[0].field, "pixels.margin_band");
         assert_eq!(issues[0].line, Some(2));
+        let err =
+            Policy::from_toml_str("[pixels]\nmargin = 4\nmax_text_height = 8\n", "t").unwrap_err();
+        let PolicyError::Invalid { issues, .. } = err else {
+            panic!("{err}")
+        };
+        assert_eq!(issues[0].field, "pixels.max_text_height");
+        assert_eq!(issues[0].line, Some(3));
     }
 
     #[test]
