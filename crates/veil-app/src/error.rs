@@ -23,6 +23,9 @@ pub enum AppError {
     /// The demo's synthetic data could not be made.
     #[error("demo: {0}")]
     Demo(String),
+    /// A page template failed to render (a bug: templates are compiled in and tested).
+    #[error("cannot render a page: {0}")]
+    Render(String),
     #[error("{what} {path}: {error}")]
     Io {
         what: &'static str,
@@ -45,7 +48,7 @@ impl AppError {
             | AppError::Pipeline(PipelineError::State(StateError::HeldBack(_))) => true,
             AppError::Pipeline(_) => false,
             AppError::Store(e) => e.is_usage(),
-            AppError::Io { .. } | AppError::Demo(_) => false,
+            AppError::Io { .. } | AppError::Demo(_) | AppError::Render(_) => false,
         }
     }
 

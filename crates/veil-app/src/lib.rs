@@ -4,7 +4,8 @@
 //! This crate owns turning what a user gave into a pipeline ([`build()`]: key, policy, patient map,
 //! the engine, the pixel stage and the independent verify stage), release orchestration with the
 //! consent gate and the ledger writer ([`release`]), the demo's synthetic export with planted
-//! identifiers ([`demo`], also a test kit), and the one error type front ends map to their exit
+//! identifiers ([`demo`], also a test kit), the registry's shared steps and documents
+//! ([`registry`], [`pages`]: HTML from templates with auto-escaping), and the one error type front ends map to their exit
 //! codes or responses ([`AppError`]). It does not parse arguments, print, or exit: front ends do.
 //! Rules live in `veil-profile`, transformation in `veil-deid`, the per-file stages in
 //! `veil-pipeline`, the checks in `veil-verify` and `veil-pixels`, the registry and ledger in
@@ -13,7 +14,9 @@
 pub mod build;
 pub mod demo;
 pub mod error;
+pub mod pages;
 pub mod pixel_stage;
+pub mod registry;
 pub mod release;
 pub mod verify_stage;
 

@@ -305,17 +305,8 @@ pub fn run(req: ReleaseRequest) -> Result<ReleaseOutcome, AppError> {
     })
 }
 
-/// Writes a JSON report atomically (a temp file persisted over the name), creating its
-/// directory.
+/// Writes a JSON report atomically, creating its directory.
 pub fn write_report(path: &Path, value: &serde_json::Value) -> Result<(), AppError> {
-    let dir = path.parent().expect("a report path has a directory");
-    std::fs::create_dir_all(dir).map_err(AppError::io("cannot create", dir))?;
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(AppError::io("cannot write in", dir))?;
-    use std::io::Write;
-    tmp.write_all(&serde_json::to_vec_pretty(value).expect("JSON of plain data"))
-        .map_err(AppError::io("cannot write", path))?;
-    tmp.persist(path)
-        .map_err(|e| AppError::io("cannot write", path)(e.error))?;
-    Ok(())
+    let bytes = serde_json::to_vec_pretty(value).expect("JSON of plain data");
+    crate::registry::write_atomic(path, &bytes)
 }

@@ -7,6 +7,7 @@
 
 use std::fmt::Write;
 
+use minijinja::context;
 use serde::Serialize;
 use veil_profile::generalize::GeneralizeSpec;
 
@@ -220,11 +221,9 @@ pub fn fragment(spec: &GeneralizeSpec, sr: &SearchResult, source: &str) -> crate
     Ok(s)
 }
 
+/// An SVG label or title, HTML-escaped by the template engine's own escaper.
 fn esc(v: &str) -> String {
-    v.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    minijinja::HtmlEscape(v).to_string()
 }
 
 /// Vertical bar chart (labels under bars), log-free, values printed above bars.
@@ -383,119 +382,99 @@ pub fn svg_risk(r: &RiskReport, after: Option<&RiskReport>, title: &str) -> Stri
     risk_curve(title, &curves)
 }
 
-/// The self-contained HTML report.
+/// The self-contained HTML report, from `templates/report.html` (values HTML-escaped by the
+/// template engine; the plots are SVG this module built with escaped labels).
 pub fn html(r: &RiskReport, search: Option<&SearchResult>, after: Option<&RiskReport>) -> String {
-    let mut s = String::from(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>veil risk report</title>\
-         <style>body{font-family:sans-serif;max-width:900px;margin:2em auto;color:#222}\
-         table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\
-         th{background:#eee}td.l,th.l{text-align:left}figure{margin:1em 0}figcaption{font-weight:bold}</style></head><body>",
-    );
-    let _ = write!(
-        s,
-        "<h1>Re-identification risk</h1><p>Source: <code>{}</code>. ",
-        esc(&r.source)
-    );
-    let _ = write!(
-        s,
-        "This report lists quasi-identifier values: keep it as private as the data.</p><p>Quasi-identifiers: {}</p>",
-        esc(&r.quasi.join(", "))
-    );
     let mut rows = vec![("measured", r)];
     if let Some(a) = after {
         rows.push(("after reduction", a));
     }
-    s.push_str("<table><tr><th class=\"l\"></th><th>records</th><th>classes</th><th>k</th><th>unique</th><th>prosecutor max</th><th>prosecutor avg</th><th>journalist max</th><th>journalist avg</th><th>marketer</th></tr>");
-    for (name, x) in &rows {
-        let _ = write!(
-            s,
-            "<tr><td class=\"l\">{name}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td></tr>",
-            x.records, x.classes, x.k, x.unique_records, pct(x.unique_share), x.prosecutor.max,
-            x.prosecutor.average, x.journalist.max, x.journalist.average, x.marketer
-        );
-    }
-    s.push_str("</table>");
-    if let Some(p) = &r.population {
-        let _ = write!(
-            s,
-            "<p>Population {}: the {} estimates {:.0} population uniques ({}).</p>",
-            p.population,
-            esc(&p.estimator),
-            p.population_uniques,
-            pct(p.population_unique_share)
-        );
-    }
-    for (name, l) in rows
+    let measures: Vec<_> = rows
         .iter()
-        .filter_map(|(n, x)| x.l_diversity.as_ref().map(|l| (n, l)))
-    {
-        let _ = write!(
-            s,
-            "<p>ℓ-diversity of {} ({name}): distinct ℓ = {}, entropy ℓ = {:.2}; {} records in classes with a single value.</p>",
-            esc(&l.field),
-            l.distinct_l,
-            l.entropy_l,
-            l.records_in_homogeneous_classes
-        );
-    }
-    if let Some(sr) = search {
-        let levels: Vec<String> = sr
-            .levels
-            .iter()
-            .map(|(f, l)| format!("{f} = {l}"))
-            .collect();
-        let _ = write!(
-            s,
-            "<h2>Reduction to k = {}</h2><p>Levels: {}. Suppressed {} records ({}) in {} classes. \
-             Information loss (precision metric, suppressed records fully generalised): {:.4}; \
-             discernibility {:.4e}. {} of {:.0} lattice nodes evaluated in {:.1} s.</p>",
-            sr.k,
-            esc(&levels.join(", ")),
-            sr.suppressed_records,
-            pct(sr.suppressed_share),
-            sr.suppressed_classes,
-            sr.precision_loss,
-            sr.discernibility,
-            sr.evaluated_nodes,
-            sr.lattice_nodes,
-            sr.seconds
-        );
-    }
-    s.push_str("<h2>Plots</h2>");
-    s.push_str(&svg_class_sizes(
+        .map(|(name, x)| {
+            let cells = [
+                x.records.to_string(),
+                x.classes.to_string(),
+                x.k.to_string(),
+                format!("{} ({})", x.unique_records, pct(x.unique_share)),
+                format!("{:.4}", x.prosecutor.max),
+                format!("{:.4}", x.prosecutor.average),
+                format!("{:.4}", x.journalist.max),
+                format!("{:.4}", x.journalist.average),
+                format!("{:.4}", x.marketer),
+            ];
+            context! { name, cells }
+        })
+        .collect();
+    let population = r.population.as_ref().map(|p| {
+        context! {
+            size => p.population,
+            estimator => &p.estimator,
+            uniques => format!("{:.0}", p.population_uniques),
+            share => pct(p.population_unique_share),
+        }
+    });
+    let diversity: Vec<_> = rows
+        .iter()
+        .filter_map(|(name, x)| x.l_diversity.as_ref().map(|l| (name, l)))
+        .map(|(name, l)| {
+            context! {
+                name, field => &l.field, distinct => l.distinct_l,
+                entropy => format!("{:.2}", l.entropy_l),
+                homogeneous => l.records_in_homogeneous_classes,
+            }
+        })
+        .collect();
+    let search = search.map(|sr| {
+        context! {
+            k => sr.k,
+            levels => sr.levels.iter().map(|(f, l)| format!("{f} = {l}")).collect::<Vec<_>>(),
+            suppressed => sr.suppressed_records,
+            suppressed_share => pct(sr.suppressed_share),
+            suppressed_classes => sr.suppressed_classes,
+            precision_loss => format!("{:.4}", sr.precision_loss),
+            discernibility => format!("{:.4e}", sr.discernibility),
+            evaluated => sr.evaluated_nodes,
+            lattice => format!("{:.0}", sr.lattice_nodes),
+            seconds => format!("{:.1}", sr.seconds),
+        }
+    });
+    let mut plots = vec![svg_class_sizes(
         r,
         "Records by equivalence-class size (measured)",
-    ));
+    )];
     if let Some(a) = after {
-        s.push_str(&svg_class_sizes(
+        plots.push(svg_class_sizes(
             a,
             "Records by equivalence-class size (after reduction)",
         ));
     }
-    s.push_str(&svg_risk(r, after, "Prosecutor risk by record"));
-    s.push_str(&svg_fields(
+    plots.push(svg_risk(r, after, "Prosecutor risk by record"));
+    plots.push(svg_fields(
         r,
         "Which fields matter: unique records that leaving the field out would remove",
     ));
-    if !r.rare_values.is_empty() {
-        let _ = write!(
-            s,
-            "<h2>Rare values driving the risk</h2><p>Values held by fewer than {} records, ranked by the records in classes below k they appear in.</p>\
-             <table><tr><th class=\"l\">field</th><th class=\"l\">value</th><th>records</th><th>at risk</th></tr>",
-            r.k_threshold
-        );
-        for v in &r.rare_values {
-            let _ = write!(
-                s,
-                "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&v.field),
-                esc(&truncate(&v.value, 60)),
-                v.records,
-                v.records_at_risk
-            );
-        }
-        s.push_str("</table>");
-    }
-    s.push_str("</body></html>\n");
-    s
+    let rare_values: Vec<_> = r
+        .rare_values
+        .iter()
+        .map(|v| {
+            context! {
+                field => &v.field, value => truncate(&v.value, 60),
+                records => v.records, at_risk => v.records_at_risk,
+            }
+        })
+        .collect();
+    let mut env = minijinja::Environment::new();
+    env.add_template("report.html", include_str!("../templates/report.html"))
+        .expect("the report template parses");
+    let page = env
+        .get_template("report.html")
+        .and_then(|t| {
+            t.render(context! {
+                source => &r.source, quasi => &r.quasi, measures, population, diversity, search,
+                plots, rare_values, k_threshold => r.k_threshold,
+            })
+        })
+        .expect("the report template renders plain values");
+    page + "\n"
 }

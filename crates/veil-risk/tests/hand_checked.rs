@@ -241,3 +241,17 @@ fn search_with_l_diversity_target() {
     );
     assert_eq!(s.run().unwrap().result.levels["PatientAge"], "10y");
 }
+
+// The HTML report carries rare values from the data: they are text, never markup.
+#[test]
+fn html_report_escapes_values_and_shows_the_measures() {
+    let odd: &[&str] = &["<script>x</script>", "A&B", "C", "C", "C", "D", "D"];
+    let t = table(&[("InstitutionName", odd), ("PatientSex", SEX)], None, None);
+    let r = measure(&t, &MeasureOptions::default());
+    let page = veil_risk::report::html(&r, None, None);
+    assert!(!page.contains("<script>"), "{page}");
+    assert!(page.contains("&lt;script&gt;"));
+    assert!(page.contains("A&amp;B"));
+    assert!(page.contains("<td class=\"l\">measured</td><td>7</td>"), "{page}");
+    assert_eq!(page.matches("<svg").count(), 3);
+}
