@@ -23,6 +23,9 @@ pub enum AppError {
     /// The demo's synthetic data could not be made.
     #[error("demo: {0}")]
     Demo(String),
+    /// An output could not be read or OCR'd for verification (the message names the file).
+    #[error("{0}")]
+    Verify(String),
     /// A page template failed to render (a bug: templates are compiled in and tested).
     #[error("cannot render a page: {0}")]
     Render(String),
@@ -48,7 +51,9 @@ impl AppError {
             | AppError::Pipeline(PipelineError::State(StateError::HeldBack(_))) => true,
             AppError::Pipeline(_) => false,
             AppError::Store(e) => e.is_usage(),
-            AppError::Io { .. } | AppError::Demo(_) | AppError::Render(_) => false,
+            AppError::Io { .. } | AppError::Demo(_) | AppError::Render(_) | AppError::Verify(_) => {
+                false
+            }
         }
     }
 

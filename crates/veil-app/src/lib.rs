@@ -18,6 +18,7 @@ pub mod pages;
 pub mod pixel_stage;
 pub mod registry;
 pub mod release;
+pub mod verify_files;
 pub mod verify_stage;
 
 pub use build::{build, Resolved, Settings};

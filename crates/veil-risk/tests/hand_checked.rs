@@ -252,6 +252,9 @@ fn html_report_escapes_values_and_shows_the_measures() {
     assert!(!page.contains("<script>"), "{page}");
     assert!(page.contains("&lt;script&gt;"));
     assert!(page.contains("A&amp;B"));
-    assert!(page.contains("<td class=\"l\">measured</td><td>7</td>"), "{page}");
+    assert!(
+        page.contains("<td class=\"l\">measured</td><td>7</td>"),
+        "{page}"
+    );
     assert_eq!(page.matches("<svg").count(), 3);
 }

@@ -114,13 +114,18 @@ struct Setup {
     inputs: BTreeMap<PathBuf, Vec<u8>>,
 }
 
-fn setup(td: &Path) -> Setup {
+/// Two generated CT files in `in/`, a key, and a third generated file kept aside (`spare`) for
+/// tests that add an input.
+fn setup() -> Setup {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     std::fs::create_dir_all(dir.join("in")).unwrap();
-    for f in ["CT_small.dcm", "MR_small.dcm"] {
-        std::fs::copy(td.join(f), dir.join("in").join(f)).unwrap();
+    let kit = common::generated(&dir.join("kit"));
+    for (i, f) in kit.iter().take(2).enumerate() {
+        std::fs::copy(f, dir.join("in").join(format!("ct{i}.dcm"))).unwrap();
     }
+    std::fs::copy(kit.last().unwrap(), dir.join("spare.dcm")).unwrap();
+    std::fs::remove_dir_all(dir.join("kit")).unwrap();
     let (code, _, err) = run(veil(&dir).args(["key", "new", "k.key"]));
     assert_eq!(code, 0, "{err}");
     let inputs = snapshot(&dir.join("in"));
@@ -149,8 +154,7 @@ impl Setup {
 
 #[test]
 fn bad_arguments_exit_2_naming_the_argument() {
-    let Some(td) = common::pydicom() else { return };
-    let s = setup(&td);
+    let s = setup();
     for (args, names) in [
         (
             vec![
@@ -204,8 +208,7 @@ fn bad_arguments_exit_2_naming_the_argument() {
 
 #[test]
 fn a_bad_policy_names_the_file_line_and_field() {
-    let Some(td) = common::pydicom() else { return };
-    let s = setup(&td);
+    let s = setup();
     std::fs::write(
         s.dir.join("bad.toml"),
         "# site policy\n[profile]\noptions = [\"clean-descriptors\"]\nretian = true\n",
@@ -250,8 +253,7 @@ fn a_bad_policy_names_the_file_line_and_field() {
 
 #[test]
 fn a_missing_or_bad_key_says_how_to_get_one() {
-    let Some(td) = common::pydicom() else { return };
-    let s = setup(&td);
+    let s = setup();
     std::fs::write(s.dir.join("bad.key"), "not a key\n").unwrap();
     std::fs::set_permissions(
         s.dir.join("bad.key"),
@@ -298,11 +300,10 @@ fn a_missing_or_bad_key_says_how_to_get_one() {
 
 #[test]
 fn an_unreadable_input_is_reported_by_name_and_the_rest_goes_through() {
-    let Some(td) = common::pydicom() else { return };
-    let s = setup(&td);
+    let s = setup();
     let root = is_root();
     let locked = s.dir.join("in/locked.dcm");
-    std::fs::copy(td.join("rtplan.dcm"), &locked).unwrap();
+    std::fs::copy(s.dir.join("spare.dcm"), &locked).unwrap();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
     let mut c = deid_meeting_permissions(&s, &[]);
     let (code, _, err) = run(&mut c);
@@ -329,22 +330,21 @@ fn an_unreadable_input_is_reported_by_name_and_the_rest_goes_through() {
     let mut expected = s.inputs.clone();
     expected.insert(
         locked.clone(),
-        std::fs::read(td.join("rtplan.dcm")).unwrap(),
+        std::fs::read(s.dir.join("spare.dcm")).unwrap(),
     );
     same_files(&snapshot(&s.dir.join("in")), &expected);
 }
 
 #[test]
 fn an_unreadable_input_directory_stops_before_anything_is_written() {
-    let Some(td) = common::pydicom() else { return };
-    let s = setup(&td);
+    let s = setup();
     let sub = s.dir.join("in/locked");
     std::fs::create_dir(&sub).unwrap();
-    std::fs::copy(td.join("rtplan.dcm"), sub.join("rtplan.dcm")).unwrap();
+    std::fs::copy(s.dir.join("spare.dcm"), sub.join("rtplan.dcm")).unwrap();
     let mut expected = s.inputs.clone();
     expected.insert(
         sub.join("rtplan.dcm"),
-        std::fs::read(td.join("rtplan.dcm")).unwrap(),
+        std::fs::read(s.dir.join("spare.dcm")).unwrap(),
     );
     std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o000)).unwrap();
     let mut c = deid_meeting_permissions(&s, &[&sub]);
@@ -379,8 +379,7 @@ fn an_unreadable_input_directory_stops_before_anything_is_written() {
 
 #[test]
 fn a_full_disk_stops_the_run_naming_where_and_a_rerun_completes() {
-    let Some(td) = common::pydicom() else { return };
-    let s = setup(&td);
+    let s = setup();
     let (code, _, err) = run(veil(&s.dir).args(["deid", "--key", "k.key", "--out", "ref", "in"]));
     assert!(code == 0 || code == 3, "{err}");
     // A file-size limit makes every write past 20 kB fail as on a full disk (EFBIG; SIGXFSZ is
@@ -431,8 +430,7 @@ fn a_full_disk_stops_the_run_naming_where_and_a_rerun_completes() {
 
 #[test]
 fn a_database_that_is_down_is_named_without_its_password() {
-    let Some(td) = common::pydicom() else { return };
-    let s = setup(&td);
+    let s = setup();
     // Port 1 on loopback: nothing listens there, the connection is refused at once.
     let url = "postgres://veil:s3cret-pw@127.0.0.1:1/veil";
     for args in [

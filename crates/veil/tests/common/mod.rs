@@ -26,6 +26,25 @@ pub fn pydicom() -> Option<PathBuf> {
     None
 }
 
+/// A generated corpus that needs no fetched data: the demo's synthetic CT export (two patients,
+/// planted identifiers) written under `dir`. Returns its DICOM files, sorted.
+pub fn generated(dir: &Path) -> Vec<PathBuf> {
+    veil_app::demo::generate(dir, None).expect("the demo generator writes its export");
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= 4,
+        "the generator wrote {} files",
+        files.len()
+    );
+    files
+}
+
 /// The files of a run's output or quarantine, by relative path, without the run's `.veil/`
 /// state.
 pub fn tree(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {

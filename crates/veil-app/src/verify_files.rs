@@ -1,0 +1,298 @@
+//! `veil verify` for every front end: the independent verifier (`veil-verify`) over files or
+//! directories, optionally against the originals, with the date-shift consistency check and
+//! OCR of cleaned pixels. The report is data; front ends print it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use dicom_core::header::Header;
+use rayon::prelude::*;
+use serde::Serialize;
+use veil_profile::Policy;
+use veil_verify::{Finding, Verifier, CATEGORIES};
+
+use crate::AppError;
+
+/// An output that is not DICOM, with why.
+#[derive(Debug, Serialize)]
+pub struct Skipped {
+    pub file: String,
+    pub reason: String,
+}
+
+/// One finding in one output.
+#[derive(Debug, Serialize)]
+pub struct FileFinding {
+    pub file: String,
+    pub path: String,
+    pub tag: String,
+    pub category: String,
+    pub rule: String,
+    pub masked: String,
+}
+
+/// The outcome of one verification run.
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub files_scanned: u64,
+    pub bytes_scanned: u64,
+    pub files_with_findings: u64,
+    pub skipped: Vec<Skipped>,
+    pub by_category: BTreeMap<&'static str, u64>,
+    pub findings: Vec<FileFinding>,
+    #[serde(skip)]
+    pub seconds: f64,
+    /// The outputs were compared with sources (`against`).
+    #[serde(skip)]
+    pub against_sources: bool,
+}
+
+/// Files under the given paths, sorted, without Veil's run state; a path that does not exist is
+/// a usage error.
+pub fn walk(paths: &[PathBuf]) -> Result<Vec<PathBuf>, AppError> {
+    let mut files = Vec::new();
+    for p in paths {
+        if !p.exists() {
+            return Err(AppError::Usage(format!(
+                "{}: no such file or directory",
+                p.display()
+            )));
+        }
+        // `.veil/` below a directory is a Veil run's state (journal, report), never an output.
+        let walker = walkdir::WalkDir::new(p)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || e.file_name() != ".veil");
+        for entry in walker {
+            let entry = entry.map_err(|e| {
+                let path = e.path().unwrap_or(p.as_path()).to_path_buf();
+                AppError::Io {
+                    what: "cannot list",
+                    path,
+                    error: e.into(),
+                }
+            })?;
+            if entry.file_type().is_file() {
+                files.push(entry.into_path());
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, AppError> {
+    std::fs::read(path).map_err(AppError::io("cannot read", path))
+}
+
+enum One {
+    Skipped(String),
+    Checked {
+        bytes: u64,
+        checked: veil_verify::Checked,
+        pixels_cleaned: bool,
+    },
+}
+
+/// What to verify and how.
+pub struct VerifyRequest<'a> {
+    /// De-identified files or directories (walked recursively, `.veil/` run state left out).
+    pub outputs: &'a [PathBuf],
+    /// Original files or directories: their identifiers are searched for in every output.
+    pub against: &'a [PathBuf],
+    pub policy: &'a Policy,
+    /// The policy was given (not the default): method codes are compared for every output.
+    pub policy_given: bool,
+    /// OCR the outputs whose pixels a pixel stage cleaned (needs `against`).
+    pub ocr: bool,
+}
+
+/// Verifies de-identified files (Veil's or any tool's) with the independent verifier,
+/// optionally against the originals: identifiers, UIDs, dates, date-shift consistency, and
+/// with `ocr` burned-in text.
+pub fn verify_files(args: VerifyRequest) -> Result<VerifyReport, AppError> {
+    let policy = args.policy;
+    if args.ocr && args.against.is_empty() {
+        return Err(AppError::Usage(
+            "--ocr compares burned-in text with the sources' identifiers: give --against".into(),
+        ));
+    }
+    let started = Instant::now();
+    let verifier = Verifier::new(crate::verify_stage::policy_spec(policy), args.policy_given);
+    let outputs = walk(args.outputs)?;
+    let known = if args.against.is_empty() {
+        None
+    } else {
+        let sources = walk(args.against)?;
+        let mut set = verifier.sources();
+        for s in &sources {
+            let bytes = read(s)?;
+            if veil_verify::walk::looks_like_dicom(&bytes) {
+                set.add(&bytes);
+            }
+        }
+        if set.is_empty() {
+            return Err(AppError::Usage(
+                "--against: no DICOM file found among the sources".into(),
+            ));
+        }
+        Some(set.finish())
+    };
+    let results: Vec<Result<One, AppError>> = outputs
+        .par_iter()
+        .map(|path| {
+            let bytes = read(path)?;
+            if !veil_verify::walk::looks_like_dicom(&bytes) {
+                return Ok(One::Skipped(
+                    "not DICOM (no Part 10 header and no data set at the start)".into(),
+                ));
+            }
+            let checked = verifier.check(&bytes, known.as_ref());
+            let pixels_cleaned = args.ocr && claims_clean_pixels(&bytes);
+            Ok(One::Checked {
+                bytes: bytes.len() as u64,
+                checked,
+                pixels_cleaned,
+            })
+        })
+        .collect();
+    let mut report = VerifyReport {
+        files_scanned: 0,
+        bytes_scanned: 0,
+        files_with_findings: 0,
+        skipped: Vec::new(),
+        by_category: CATEGORIES.iter().map(|c| (*c, 0)).collect(),
+        findings: Vec::new(),
+        seconds: 0.0,
+        against_sources: false,
+    };
+    let mut per_file: Vec<(usize, Vec<Finding>)> = Vec::new();
+    let mut shifts = Vec::new();
+    let mut shift_files = Vec::new();
+    let mut ocr_files = Vec::new();
+    for (i, r) in results.into_iter().enumerate() {
+        match r? {
+            One::Skipped(reason) => report.skipped.push(Skipped {
+                file: outputs[i].display().to_string(),
+                reason,
+            }),
+            One::Checked {
+                bytes,
+                checked,
+                pixels_cleaned,
+            } => {
+                report.files_scanned += 1;
+                report.bytes_scanned += bytes;
+                shifts.push((checked.patient_id, checked.date_shift_days));
+                shift_files.push(i);
+                if pixels_cleaned {
+                    ocr_files.push(i);
+                }
+                per_file.push((i, checked.findings));
+            }
+        }
+    }
+    if policy.shifts_dates() && known.is_some() {
+        for (k, f) in veil_verify::shift_consistency(&shifts) {
+            let file = shift_files[k];
+            if let Some(entry) = per_file.iter_mut().find(|(i, _)| *i == file) {
+                entry.1.push(f);
+            }
+        }
+    }
+    if !ocr_files.is_empty() {
+        ocr_check(args.against, &outputs, &ocr_files, &mut per_file)?;
+    }
+    for (i, findings) in per_file {
+        if findings.is_empty() {
+            continue;
+        }
+        report.files_with_findings += 1;
+        for f in findings {
+            if let Some(n) = report.by_category.get_mut(f.category.as_str()) {
+                *n += 1;
+            }
+            report.findings.push(FileFinding {
+                file: outputs[i].display().to_string(),
+                path: f.path,
+                tag: f.tag,
+                category: f.category,
+                rule: f.rule,
+                masked: f.masked,
+            });
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report.against_sources = known.is_some();
+    Ok(report)
+}
+
+/// Does the output's De-identification Method Code Sequence claim Clean Pixel Data (113101)?
+fn claims_clean_pixels(bytes: &[u8]) -> bool {
+    let p = veil_verify::walk::parse(bytes);
+    p.elems.iter().any(|e| {
+        e.tag == 0x0008_0100
+            && e.parent
+                .is_some_and(|s| p.elems[s as usize].tag == 0x0012_0064)
+            && p.text(bytes, e).trim() == "113101"
+    })
+}
+
+/// OCR of outputs whose pixels were cleaned, compared with every source's identifiers.
+fn ocr_check(
+    against: &[PathBuf],
+    outputs: &[PathBuf],
+    files: &[usize],
+    per_file: &mut [(usize, Vec<Finding>)],
+) -> Result<(), AppError> {
+    // One data set holding every source's values (multi-valued per tag), so one OCR pass per
+    // output compares its text with all sources at once.
+    let mut merged: BTreeMap<dicom_core::Tag, (dicom_core::VR, Vec<String>)> = BTreeMap::new();
+    for s in walk(against)? {
+        let Ok(obj) = dicom_object::OpenFileOptions::new()
+            .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
+            .open_file(&s)
+        else {
+            continue;
+        };
+        for e in obj.iter() {
+            if let (dicom_core::value::Value::Primitive(_), Ok(v)) = (e.value(), e.to_multi_str()) {
+                let entry = merged.entry(e.tag()).or_insert((e.vr(), Vec::new()));
+                entry.1.extend(v.iter().map(|x| x.trim().to_string()));
+            }
+        }
+    }
+    let ids = veil_pixels::Identifiers::of(&dicom_object::InMemDicomObject::from_element_iter(
+        merged.into_iter().map(|(tag, (vr, values))| {
+            dicom_core::DataElement::new(
+                tag,
+                vr,
+                dicom_core::value::PrimitiveValue::Strs(values.into()),
+            )
+        }),
+    ));
+    for &i in files {
+        let obj = dicom_object::open_file(&outputs[i]).map_err(|e| {
+            AppError::Verify(format!(
+                "{}: cannot read for OCR: {e}",
+                outputs[i].display()
+            ))
+        })?;
+        let found = veil_pixels::surviving_identifiers(&ids, &obj)
+            .map_err(|e| AppError::Verify(format!("{}: OCR failed: {e}", outputs[i].display())))?;
+        if let Some(entry) = per_file.iter_mut().find(|(k, _)| *k == i) {
+            for (frame, _, kind) in found {
+                entry.1.push(Finding {
+                    path: format!("PixelData frame {frame}"),
+                    tag: "(7FE0,0010)".into(),
+                    category: "known_identifier".into(),
+                    rule: format!(
+                        "known:burned_in_text OCR reads a source {kind:?} in the cleaned pixels"
+                    ),
+                    masked: String::new(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
