@@ -24,6 +24,7 @@ pub fn policy_spec(policy: &Policy) -> PolicySpec {
             .into_iter()
             .map(String::from)
             .collect(),
+        free_text_allow: policy.free_text_allow.clone(),
         ..PolicySpec::default()
     };
     for o in &policy.overrides {

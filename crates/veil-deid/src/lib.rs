@@ -7,6 +7,7 @@
 //! the file meta rewrite. It does no I/O: reading, classifying, verifying and writing are the
 //! pipeline's stages.
 
+pub mod freetext;
 pub mod generalize;
 pub mod normalize;
 pub mod patient;
@@ -176,6 +177,8 @@ pub struct Deidentifier {
     patient_map: Option<PatientMap>,
     method_values: Vec<String>,
     method_codes: Vec<(&'static str, &'static str)>,
+    /// Free-text allowlist: the built-in vocabulary plus the policy's `[free_text] allow`.
+    vocabulary: freetext::Vocabulary,
     fault: Option<Fault>,
 }
 
@@ -286,6 +289,8 @@ impl Deidentifier {
             veil_profile::BASIC_PROFILE_CODE.1.to_string(),
         ];
         method_values.extend(applied.iter().map(|o| o.cid7050().1.to_string()));
+        let vocabulary =
+            freetext::Vocabulary::with_terms(policy.free_text_allow.iter().map(String::as_str));
         Deidentifier {
             policy,
             rules,
@@ -293,6 +298,7 @@ impl Deidentifier {
             patient_map,
             method_values,
             method_codes,
+            vocabulary,
             fault: None,
         }
     }
@@ -390,6 +396,7 @@ impl Deidentifier {
             counts: ActionCounts::default(),
             sop_class: sop_class.clone(),
             hold: None,
+            nested: false,
         };
         let mut meta = file.meta().clone();
         let obj = file.into_inner();
@@ -615,6 +622,9 @@ struct Walk<'a> {
     sop_class: String,
     /// Set when something cannot be cleaned and the whole instance must be held back.
     hold: Option<String>,
+    /// Walking a sequence item (not the top-level data set): the IOD tables do not say which
+    /// nested attributes are required.
+    nested: bool,
 }
 
 impl Walk<'_> {
@@ -623,6 +633,13 @@ impl Walk<'_> {
     }
 
     fn dataset(&mut self, obj: InMemDicomObject, mode: Mode, top: bool) -> InMemDicomObject {
+        let outer = std::mem::replace(&mut self.nested, !top);
+        let out = self.dataset_items(obj, mode, top);
+        self.nested = outer;
+        out
+    }
+
+    fn dataset_items(&mut self, obj: InMemDicomObject, mode: Mode, top: bool) -> InMemDicomObject {
         // Private creators of this dataset level: (group, block) -> creator.
         let creators: HashMap<(u16, u8), String> = obj
             .iter()
@@ -970,11 +987,14 @@ impl Walk<'_> {
     /// dummy value") and keeps the output a valid instance. The types table lists top-level
     /// attributes; one that is Type 1 there gets a dummy at any depth (harmless where it is not
     /// required).
+    /// Is the attribute Type 1 in the instance's IOD (top level)?
+    fn required(&self, tag: Tag) -> bool {
+        veil_profile::standard::standard().attribute_type(&self.sop_class, tag_u32(tag)) == Some(1)
+    }
+
     fn empty_or_dummy(&mut self, elem: InMemElement) -> InMemElement {
         let tag = elem.tag();
-        let required = veil_profile::standard::standard()
-            .attribute_type(&self.sop_class, tag_u32(tag))
-            == Some(1);
+        let required = self.required(tag);
         if required && elem.vr() != VR::SQ {
             let code = (elem.vr() == VR::CS)
                 .then(|| {
@@ -1089,7 +1109,10 @@ impl Walk<'_> {
         with_strings(tag, vr, out)
     }
 
-    fn clean_text(&mut self, elem: InMemElement) -> InMemElement {
+    /// Cleans a text value: by allowlist when it is free text (`free`: action C, or an attribute
+    /// people type prose or labels into), else the data set's identifiers and the recognisers'
+    /// spans only (technical values such as model names and software versions).
+    fn clean_text(&mut self, elem: InMemElement, free: bool) -> InMemElement {
         if self.engine.faulty(Fault::SkipDescriptorCleaning) {
             return elem;
         }
@@ -1107,7 +1130,7 @@ impl Walk<'_> {
         let mut changed = false;
         let out: Vec<String> = vals
             .into_iter()
-            .map(|v| match self.screen.clean(&v) {
+            .map(|v| match self.clean_value(&v, free) {
                 Some(c) => {
                     changed = true;
                     c
@@ -1115,12 +1138,27 @@ impl Walk<'_> {
                 None => v,
             })
             .collect();
-        if changed {
+        if changed && out.iter().all(|v| v.trim().is_empty()) && (self.nested || self.required(tag))
+        {
+            // Nothing survived in a value that must not be empty (Type 1 here, or an attribute
+            // of a sequence item, where 1C text such as Segment Algorithm Name is common).
+            self.counts.dummied += 1;
+            let d = values::dummy_text(vr).unwrap_or("ANONYMIZED");
+            DataElement::new(tag, vr, PrimitiveValue::from(d))
+        } else if changed {
             self.counts.text_cleaned += 1;
             with_strings(tag, vr, out)
         } else {
             self.counts.kept += 1;
             elem
+        }
+    }
+
+    fn clean_value(&self, v: &str, free: bool) -> Option<String> {
+        if free {
+            self.screen.clean_free_text(v, &self.engine.vocabulary)
+        } else {
+            self.screen.clean_kept_text(v)
         }
     }
 
@@ -1148,7 +1186,7 @@ impl Walk<'_> {
                 self.counts.dummied += 1;
                 DataElement::new(tag, VR::PN, PrimitiveValue::from("ANONYMIZED"))
             }
-            vr if values::is_text_vr(vr) => self.clean_text(elem),
+            vr if values::is_text_vr(vr) => self.clean_text(elem, true),
             VR::OB | VR::OW | VR::UN => {
                 // Overlay bitmaps and curve data cannot be cleaned without the pixel stage:
                 // removing them is the safe form of "clean" until it exists.
@@ -1215,12 +1253,39 @@ impl Walk<'_> {
                     self.counts.dummied += 1;
                     DataElement::new(tag, vr, PrimitiveValue::from("ANONYMIZED"))
                 } else {
-                    self.clean_text(elem)
+                    self.clean_text(elem, is_free_text(tag, vr))
                 }
             }
             _ => self.keep(elem),
         })
     }
+}
+
+/// Attributes the table does not list whose values are prose or labels people type (cleaned by
+/// allowlist): the free-text VRs, and short texts whose keyword says so (Beam Description, Segment
+/// Algorithm Name, ROI Name, Derivation Description...). Code meanings are terminology.
+fn is_free_text(tag: Tag, vr: VR) -> bool {
+    const WORDS: [&str; 11] = [
+        "Description",
+        "Comment",
+        "History",
+        "Diagnos",
+        "Label",
+        "Reason",
+        "Text",
+        "Note",
+        "Annotation",
+        "AlgorithmName",
+        "ROIName",
+    ];
+    if matches!(vr, VR::ST | VR::LT | VR::UT) {
+        return true;
+    }
+    if !matches!(vr, VR::LO | VR::SH | VR::UC) || tag == tags::CODE_MEANING {
+        return false;
+    }
+    let kw = keyword(tag);
+    WORDS.iter().any(|w| kw.contains(w))
 }
 
 /// Attributes whose dummy is a keyed pseudonym of the value (so the same ID stays linked across

@@ -23,6 +23,9 @@ const NAME_NOISE: &[&str] = &[
 #[derive(Debug, Default, Clone)]
 pub struct Identifiers {
     tokens: Vec<String>,
+    /// Single words of person names (folded), matched in free text in every case, accent and
+    /// transliteration ([`crate::freetext::variants`]).
+    words: Vec<String>,
     /// Identifier digit strings (MRNs, accession and other IDs, phone numbers, dates as
     /// YYYYMMDD), leading zeros dropped, at least [`MIN_IDENTIFIER_DIGITS`] digits: what a number
     /// that carries an identifier would hold.
@@ -61,6 +64,9 @@ impl Identifiers {
             if part.chars().count() >= 2 && !NAME_NOISE.iter().any(|n| n.eq_ignore_ascii_case(part))
             {
                 self.tokens.push(part.to_string());
+                for (_, w) in crate::freetext::tokens(part) {
+                    self.words.push(crate::freetext::fold(w));
+                }
             }
         }
     }
@@ -152,10 +158,16 @@ impl Identifiers {
                 .ok()
         };
         let short: Vec<bool> = self.tokens.iter().map(|t| t.chars().count() <= 3).collect();
+        let own_words = self
+            .words
+            .iter()
+            .flat_map(|w| crate::freetext::variants(w))
+            .collect();
         Screen {
             matcher,
             short,
             digits: self.digits,
+            own_words,
         }
     }
 }
@@ -344,6 +356,8 @@ pub struct Screen {
     matcher: Option<AhoCorasick>,
     short: Vec<bool>,
     digits: Vec<String>,
+    /// The person-name words of the data set, in every variant.
+    own_words: std::collections::HashSet<String>,
 }
 
 impl Screen {
@@ -371,6 +385,24 @@ impl Screen {
         }
         ranges.extend(patterns().find_iter(text).map(|m| m.range()));
         ranges
+    }
+
+    /// Free text cleaned by allowlist ([`crate::freetext`]): `None` when it stays as written.
+    pub fn clean_free_text(
+        &self,
+        text: &str,
+        vocabulary: &crate::freetext::Vocabulary,
+    ) -> Option<String> {
+        crate::freetext::clean(text, self.ranges(text), &self.own_words, vocabulary)
+    }
+
+    /// Other kept text (technical values such as software versions and model names): the data
+    /// set's own identifiers, the generic patterns and the free-text recognisers are removed,
+    /// the rest stays without a vocabulary check.
+    pub fn clean_kept_text(&self, text: &str) -> Option<String> {
+        let mut spans = self.ranges(text);
+        spans.extend(crate::freetext::recognised(text, false));
+        crate::freetext::remove_spans(text, spans)
     }
 
     /// Does the text hold one of the dataset's own identifying values of at least

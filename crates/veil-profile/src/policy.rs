@@ -200,6 +200,8 @@ pub struct Policy {
     pub release_slide_overviews: bool,
     /// The pixel stage's settings (`[pixels]`).
     pub pixels: PixelSettings,
+    /// Terms a site adds to the free-text allowlist (`[free_text] allow`), as written.
+    pub free_text_allow: Vec<String>,
     /// SHA-256 of the effective rules (see `with_effective_digest`), written into every output's
     /// De-identification Method and into reports and ledgers.
     pub digest: String,
@@ -230,6 +232,15 @@ struct RawPolicy {
     generalize: Option<GeneralizeSpec>,
     slides: Option<RawSlides>,
     pixels: Option<PixelSettings>,
+    free_text: Option<RawFreeText>,
+}
+
+/// `[free_text]`: terms the site's descriptions use that the built-in vocabulary lacks.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFreeText {
+    #[serde(default)]
+    allow: Vec<String>,
 }
 
 /// Settings of the pixel stage a policy may change (`[pixels]`); a field left out keeps the
@@ -501,6 +512,11 @@ impl Policy {
                 .and_then(|s| s.release_overviews)
                 .unwrap_or(false),
             pixels: raw.pixels.clone().unwrap_or_default(),
+            free_text_allow: raw
+                .free_text
+                .as_ref()
+                .map(|f| f.allow.clone())
+                .unwrap_or_default(),
             digest: String::new(),
         }
         .with_effective_digest())
@@ -842,6 +858,9 @@ impl Policy {
                 "pixels {}",
                 serde_json::to_string(&self.pixels).expect("JSON of plain data")
             ));
+        }
+        for t in &self.free_text_allow {
+            line(format!("free_text allow {t:?}"));
         }
         if let Some(g) = &self.generalize {
             line(format!(

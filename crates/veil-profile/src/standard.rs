@@ -20,6 +20,20 @@ const UID_REGISTRY: &str = include_str!("../../../reference/uid-registry.csv");
 const CS_TERMS: &str = include_str!("../../../reference/cs-terms.csv");
 const IOD_TYPES: &str = include_str!("../../../reference/iod-attribute-types.csv");
 const SOP_IOD: &str = include_str!("../../../reference/sop-class-iod.csv");
+/// The free-text allowlist (`scripts/gen-vocabulary.py`): one folded token per line.
+const VOCABULARY: &str = include_str!("../../../reference/vocabulary.txt");
+
+/// The free-text allowlist: tokens (NFKC, lower case) that may stay in cleaned free text.
+pub fn vocabulary() -> &'static std::collections::HashSet<&'static str> {
+    static WORDS: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    WORDS.get_or_init(|| {
+        VOCABULARY
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect()
+    })
+}
 
 /// The DICOM root: UIDs under it are the standard's own.
 pub const DICOM_ROOT: &str = "1.2.840.10008.";
@@ -187,11 +201,11 @@ pub fn standard() -> &'static Standard {
     S.get_or_init(Standard::parse)
 }
 
-/// SHA-256 of the four tables, for the policy digest: the same rules with other tables are
+/// SHA-256 of the tables and the vocabulary, for the policy digest: the same rules with other tables are
 /// another policy.
 pub fn digest() -> String {
     let mut h = Sha256::new();
-    for t in [UID_REGISTRY, CS_TERMS, IOD_TYPES, SOP_IOD] {
+    for t in [UID_REGISTRY, CS_TERMS, IOD_TYPES, SOP_IOD, VOCABULARY] {
         h.update(Sha256::digest(t.as_bytes()));
     }
     hex::encode(h.finalize())

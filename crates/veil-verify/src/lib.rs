@@ -15,6 +15,7 @@
 //! or [`Verifier::sources`] (many, as in `veil verify --against`), then [`Verifier::check`] on
 //! the output bytes.
 
+pub mod freetext;
 pub mod pattern;
 pub mod table;
 pub mod walk;
@@ -29,7 +30,7 @@ pub use table::{Act, PolicySpec, Rules};
 use walk::{Elem, Parsed};
 
 /// Every finding category, in report order.
-pub const CATEGORIES: [&str; 7] = [
+pub const CATEGORIES: [&str; 8] = [
     "removed_attribute",
     "private",
     "marker",
@@ -37,6 +38,7 @@ pub const CATEGORIES: [&str; 7] = [
     "date",
     "known_identifier",
     "pattern",
+    "free_text",
 ];
 
 /// Veil's Implementation Class UID (file meta). Written here as a literal rather than imported
@@ -164,6 +166,8 @@ pub struct Verifier {
     /// Compare the code sequence with the options even for files not written by Veil.
     policy_explicit: bool,
     scan_pixel_data: bool,
+    /// The policy's free-text terms, lower case.
+    free_text_allow: HashSet<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -466,11 +470,21 @@ impl Verifier {
     /// de-identification method codes of every output must match its options (otherwise only
     /// outputs written by Veil are held to the default policy's codes).
     pub fn new(spec: PolicySpec, policy_explicit: bool) -> Verifier {
+        let free_text_allow = spec
+            .free_text_allow
+            .iter()
+            .flat_map(|t| {
+                t.split(|c: char| !c.is_alphanumeric())
+                    .map(str::to_lowercase)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
         Verifier {
             rules: Rules::new(&spec),
             spec,
             policy_explicit,
             scan_pixel_data: true,
+            free_text_allow,
         }
     }
 
@@ -1208,6 +1222,16 @@ impl Check<'_> {
                 hit.rule.to_string(),
                 &text[hit.start..hit.end],
             );
+        }
+        if !id_like && freetext::is_free_text(&e.vr, walk::keyword(e.tag)) {
+            for hit in freetext::scan(&text, &self.v.free_text_allow) {
+                self.report(
+                    Some(i),
+                    "free_text",
+                    hit.rule.to_string(),
+                    &text[hit.start..hit.end],
+                );
+            }
         }
     }
 

@@ -312,6 +312,8 @@ pub struct PolicySpec {
     pub tag_overrides: Vec<(u32, Act)>,
     /// Private overrides: (group, private creator, low byte of the element), action.
     pub private_overrides: Vec<(u16, String, u8, Act)>,
+    /// Terms the site's policy allows in free text (`[free_text] allow`): not names here.
+    pub free_text_allow: Vec<String>,
 }
 
 impl PolicySpec {

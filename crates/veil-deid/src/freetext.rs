@@ -1,0 +1,416 @@
+//! Free text cleaned by allowlist. A token of free text survives only if it is in the
+//! vocabulary (`reference/vocabulary.txt`: description terms many patients share across public
+//! archives, plus common words, minus personal and place names; a policy adds its own terms),
+//! lies in no span an identifier recogniser marks (dates in every order, separator, language and
+//! Roman-numeral month; ages over 89; phone numbers; chains of digit groups such as chart
+//! numbers; e-mail and web addresses; postal addresses), and is not one of the data set's own
+//! identifiers in any case, accent or transliteration. Everything else is removed.
+//!
+//! Matching works on NFKC-normalised, lower-cased text, so full-width letters, ligatures and
+//! accented capitals compare as their plain forms; the output keeps the surviving parts of the
+//! value as they were written (the writer re-encodes them in the data set's character set, so
+//! no escape sequence is ever cut in half).
+//!
+//! The verifier (`veil-verify`) does not use any of this: it looks for names, places, dates
+//! and numbers with its own lists and scanner.
+
+use std::collections::HashSet;
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use regex::Regex;
+use unicode_normalization::UnicodeNormalization;
+
+/// The allowlist of free-text tokens (folded: NFKC, lower case): the built-in vocabulary
+/// (`veil_profile::standard::vocabulary`) and a policy's own terms.
+#[derive(Debug, Clone, Default)]
+pub struct Vocabulary {
+    extra: HashSet<String>,
+}
+
+impl Vocabulary {
+    /// The built-in vocabulary plus a policy's own terms (any case; split into tokens).
+    pub fn with_terms<'a>(terms: impl IntoIterator<Item = &'a str>) -> Vocabulary {
+        let extra = terms
+            .into_iter()
+            .flat_map(|t| tokens(t).map(|(_, w)| fold(w)).collect::<Vec<_>>())
+            .collect();
+        Vocabulary { extra }
+    }
+
+    /// Is this folded token allowed in released free text?
+    pub fn allows(&self, folded: &str) -> bool {
+        veil_profile::standard::vocabulary().contains(folded) || self.extra.contains(folded)
+    }
+}
+
+/// NFKC, lower case: the form tokens are compared in.
+pub fn fold(s: &str) -> String {
+    s.nfkc().flat_map(char::to_lowercase).collect()
+}
+
+/// The letters without their accents (NFD, combining marks dropped): "müller" → "muller".
+fn strip_accents(s: &str) -> String {
+    s.nfd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .collect()
+}
+
+/// German and Scandinavian transliteration: "müller" → "mueller", "straße" → "strasse".
+fn transliterate(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 4);
+    for c in s.chars() {
+        match c {
+            'ä' | 'æ' => out.push_str("ae"),
+            'ö' | 'ø' => out.push_str("oe"),
+            'ü' => out.push_str("ue"),
+            'ß' => out.push_str("ss"),
+            'å' => out.push_str("aa"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Every form a folded word of the data set is matched in.
+pub fn variants(folded: &str) -> [String; 3] {
+    [
+        folded.to_string(),
+        strip_accents(folded),
+        transliterate(folded),
+    ]
+}
+
+/// Tokens: maximal runs of alphanumeric characters, with their byte ranges.
+pub fn tokens(text: &str) -> impl Iterator<Item = (Range<usize>, &str)> {
+    let mut iter = text.char_indices().peekable();
+    std::iter::from_fn(move || {
+        while let Some(&(_, c)) = iter.peek() {
+            if c.is_alphanumeric() {
+                break;
+            }
+            iter.next();
+        }
+        let (start, _) = *iter.peek()?;
+        let mut end = start;
+        while let Some(&(i, c)) = iter.peek() {
+            if !c.is_alphanumeric() {
+                break;
+            }
+            end = i + c.len_utf8();
+            iter.next();
+        }
+        Some((start..end, &text[start..end]))
+    })
+}
+
+/// Month names in English, German, French, Spanish, Italian and Dutch (full and short), and the
+/// Roman numerals used for months ("13.II.1958").
+const MONTHS: &str = r"(?:jan(?:uary|uar|vier|uari)?|ene(?:ro)?|gen(?:naio)?|feb(?:ruary|ruar|rero|braio|ruari)?|f[eé]v(?:rier)?|m[aä]r(?:ch|z|s|zo|t)?|maart|apr(?:il|ile)?|avr(?:il)?|abr(?:il)?|may|mai|mayo|maggio|mei|jun(?:e|i|io)?|juin|giu(?:gno)?|jul(?:y|i|io)?|juil(?:let)?|lug(?:lio)?|aug(?:ust|usti|ustus)?|ao[uû]t|ago(?:sto)?|sep(?:t|tember|tiembre|tembre)?|set(?:tembre)?|o[ck]t(?:ober|obre|ubre|obre)?|nov(?:ember|embre|iembre)?|d[eé]c(?:ember|embre)?|dez(?:ember)?|dic(?:iembre|embre)?)";
+const ROMAN_MONTHS: &str = r"(?:xii|xi|x|ix|viii|vii|vi|v|iv|iii|ii|i)";
+
+/// Web addresses: identifying in prose ("see www.smith-family.org"), ordinary in technical
+/// values (a model name that is a software URL).
+fn web_addresses() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| Regex::new(r"(?i)(?:https?://|www\.)[^\s]+").expect("compiles"))
+}
+
+/// The recognisers, one alternation: each match is removed whole.
+fn recognisers() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        let m = MONTHS;
+        let r = ROMAN_MONTHS;
+        let day = r"(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th|er|\.)?";
+        let year = r"(?:1[89]\d{2}|20\d{2}|'?\d{2})";
+        let sep = r"[\s./,-]*";
+        let parts = [
+            // e-mail and web addresses
+            r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)+".to_string(),
+            // dates with a month name: 13th of February 1958, February 13th, 1958, 1958-Feb-13,
+            // 13-Feb-58, February 1958
+            format!(r"\b{day}{sep}(?:of\s+|de\s+|del\s+)?{m}\b\.?{sep}(?:{year}\b)?"),
+            format!(r"\b{m}\b\.?{sep}{day}\b(?:{sep},?{sep}{year}\b)?"),
+            format!(r"\b(?:1[89]|20)\d{{2}}{sep}{m}\b\.?(?:{sep}{day}\b)?"),
+            format!(r"\b{m}\b\.?{sep}(?:1[89]|20)\d{{2}}\b"),
+            // Roman-numeral months: 13.II.1958, 13 II 58
+            format!(r"\b{day}\s*[./\s-]\s*{r}\s*[./\s-]\s*(?:1[89]\d{{2}}|20\d{{2}}|\d{{2}})\b"),
+            // numeric dates in any order and separator (space too): 1958 02 13, 13.02.1958,
+            // 02/13/58, and partial month/year: 02/1958, 1958-02
+            r"\b(?:1[89]|20)\d{2}[\s./-]+\d{1,2}[\s./-]+\d{1,2}\b".to_string(),
+            r"\b\d{1,2}[\s./-]+\d{1,2}[\s./-]+(?:1[89]\d{2}|20\d{2}|\d{2})\b".to_string(),
+            r"\b(?:0?[1-9]|1[0-2])[./-](?:1[89]|20)\d{2}\b".to_string(),
+            r"\b(?:1[89]|20)\d{2}[./-](?:0?[1-9]|1[0-2])\b".to_string(),
+            // ages over 89: 93 y.o., 93-year-old, 93 Jahre, aged 93, 093Y
+            r"\b(?:9\d|1[0-4]\d)\s*-?\s*(?:y(?:/o|\.\s?o\.?|o|rs?|ears?)?|year|jahre?|j|ans?|a[nñ]os?|anni|jaar)\b\.?(?:\s*-?\s*old)?".to_string(),
+            r"\b(?:age[ds]?|alter|[aâ]ge|edad|et[aà])\s*:?\s*(?:9\d|1[0-4]\d)\b".to_string(),
+            r"\b0?(?:9\d|1[0-4]\d)[yY]\b".to_string(),
+            // postal addresses: 12 Main Street, Hauptstraße 12, rue de la Paix 5, D-93047
+            r"\b\d{1,5}[a-z]?\s+(?:[\w'-]+\s+){0,3}(?:street|road|avenue|ave|lane|drive|boulevard|blvd|court|place|square|terrace|crescent|highway|hwy)\b\.?".to_string(),
+            r"\b[\w-]*(?:stra(?:ss|ß)e|str|weg|gasse|allee|platz|ring|damm|ufer|laan|straat|gracht)\b\.?\s*\d{1,5}[a-z]?\b".to_string(),
+            r"\b(?:rue|avenue|boulevard|via|viale|calle|avenida|plaza|piazza|chemin|impasse)\s+(?:[\w'-]+\s+){0,4}\d{1,5}\b".to_string(),
+            r"\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b".to_string(),
+            // P.O. boxes
+            r"\bp\.?\s*o\.?\s*box\s*\d+".to_string(),
+        ];
+        Regex::new(&format!("(?i){}", parts.join("|"))).expect("free-text recognisers compile")
+    })
+}
+
+/// Chains of digit groups joined by single separators (space, dot, dash, slash, parentheses),
+/// with a leading + allowed: phone numbers in any national format ("09419 155 769",
+/// "+49 (0)9419 155769"), chart numbers with dashes ("12-345-678"). A chain with 5 digits or
+/// more is an identifier, except one decimal number ("12.345").
+fn digit_chains(text: &str) -> Vec<Range<usize>> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = if i > 0 && matches!(b[i - 1], b'+' | b'(') {
+            i - 1
+        } else {
+            i
+        };
+        let (mut j, mut digits, mut groups, mut dots_only) = (i, 0, 0, true);
+        loop {
+            let g = j;
+            while j < b.len() && b[j].is_ascii_digit() {
+                j += 1;
+            }
+            digits += j - g;
+            groups += 1;
+            // One separator (or ") " / " (") and then digits: the chain goes on.
+            let mut k = j;
+            let mut seps = 0;
+            while k < b.len() && matches!(b[k], b' ' | b'.' | b'-' | b'/' | b'(' | b')') && seps < 2
+            {
+                if b[k] != b'.' {
+                    dots_only = false;
+                }
+                k += 1;
+                seps += 1;
+            }
+            if seps > 0 && k < b.len() && b[k].is_ascii_digit() {
+                j = k;
+            } else {
+                break;
+            }
+        }
+        let decimal = groups == 2 && dots_only;
+        if digits >= 5 && !decimal {
+            out.push(start..j);
+        }
+        i = j.max(i + 1);
+    }
+    out
+}
+
+/// The spans of `text` that a recogniser marks as identifying (web addresses only in free
+/// text, `free`).
+pub fn recognised(text: &str, free: bool) -> Vec<Range<usize>> {
+    let mut spans: Vec<Range<usize>> = recognisers().find_iter(text).map(|m| m.range()).collect();
+    if free {
+        spans.extend(web_addresses().find_iter(text).map(|m| m.range()));
+    }
+    spans.extend(digit_chains(text));
+    spans
+}
+
+/// Is a token kept? (`folded`: its folded form; own: the data set's own words, in every
+/// variant.)
+fn keeps(folded: &str, vocabulary: &Vocabulary, own: &HashSet<String>) -> bool {
+    if variants(folded).iter().any(|v| own.contains(v)) {
+        return false;
+    }
+    let digits = folded.chars().filter(char::is_ascii_digit).count();
+    if digits == folded.chars().count() {
+        // A short number (a count, a dose, a year) is kept; long ones are identifiers.
+        return digits < 5;
+    }
+    if vocabulary.allows(folded) {
+        return true;
+    }
+    // A number with a unit or a label with a number ("5mm", "t1", "b800", "c2"): the letters
+    // must be vocabulary and the digits few.
+    digits <= 3 && letter_runs(folded).all(|w| w.chars().count() == 1 || vocabulary.allows(w))
+}
+
+fn letter_runs(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|c: char| c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+}
+
+/// Cleans one free-text value: `None` when every token is kept (the value stays as written),
+/// else what survives, gaps collapsed line by line. `own_spans` are spans the data set's own
+/// identifiers cover (from the screen); `own` its words in every variant.
+pub fn clean(
+    text: &str,
+    own_spans: Vec<Range<usize>>,
+    own: &HashSet<String>,
+    vocabulary: &Vocabulary,
+) -> Option<String> {
+    let mut remove = own_spans;
+    remove.extend(recognised(text, true));
+    for (range, word) in tokens(text) {
+        if remove
+            .iter()
+            .any(|r| r.start <= range.start && range.end <= r.end)
+        {
+            continue;
+        }
+        if !keeps(&fold(word), vocabulary, own) {
+            remove.push(range);
+        }
+    }
+    remove_spans(text, remove)
+}
+
+/// `text` without the spans (`None` when there are none), gaps collapsed line by line so that
+/// multi-line text keeps its lines.
+pub fn remove_spans(text: &str, mut remove: Vec<Range<usize>>) -> Option<String> {
+    if remove.is_empty() {
+        return None;
+    }
+    remove.sort_by_key(|r| r.start);
+    let mut out = String::with_capacity(text.len());
+    let mut pos = 0;
+    for r in remove {
+        if r.start > pos {
+            out.push_str(&text[pos..r.start]);
+        }
+        pos = pos.max(r.end);
+    }
+    out.push_str(&text[pos.min(text.len())..]);
+    let lines: Vec<String> = out
+        .split('\n')
+        .map(|line| {
+            // Punctuation left alone by a removed word goes too ("Dr. , MRN -" → "").
+            line.split_whitespace()
+                .filter(|w| {
+                    !w.chars()
+                        .all(|c| matches!(c, ',' | ';' | ':' | '^' | '-' | '/' | '.'))
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    Some(lines.join("\n").trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cleaned(text: &str) -> String {
+        let own: HashSet<String> = ["müller", "hans"]
+            .iter()
+            .flat_map(|w| variants(w))
+            .collect();
+        clean(text, Vec::new(), &own, &Vocabulary::default()).unwrap_or_else(|| text.to_string())
+    }
+
+    #[test]
+    fn imaging_descriptions_stay_as_written() {
+        for d in [
+            "CT HEAD W/O CONTRAST",
+            "AX T1 POST GAD",
+            "Sag T2 FLAIR 3mm",
+            "CHEST PA and LATERAL",
+            "MRI Brain with and without contrast",
+            "Thorax 1.0 B31f",
+            "DWI b1000 ADC",
+        ] {
+            assert_eq!(cleaned(d), d, "{d}");
+        }
+    }
+
+    #[test]
+    fn names_places_and_words_outside_the_vocabulary_go() {
+        assert_eq!(
+            cleaned("Mother Rose called about the scan"),
+            "Mother called about the scan"
+        );
+        assert_eq!(
+            cleaned("seen by Dr Kowalczyk in Regensburg"),
+            "seen by Dr in"
+        );
+        assert_eq!(cleaned("Patient: MUELLER, Hans-Peter"), "Patient:");
+        assert_eq!(cleaned("maiden name Schulze-Müller"), "maiden name");
+        assert_eq!(cleaned("山田 太郎 Chest"), "Chest");
+        assert_eq!(cleaned("ＭＵＬＬＥＲ chest"), "chest");
+    }
+
+    #[test]
+    fn dates_in_every_form_go() {
+        for d in [
+            "13th of February 1958",
+            "February 13th, 1958",
+            "1958 02 13",
+            "13.II.1958",
+            "1958-Feb-13",
+            "13-Feb-58",
+            "13.02.1958",
+            "02/13/1958",
+            "13 Februar 1958",
+            "13 février 1958",
+            "February 1958",
+            "02/1958",
+            "1958-02",
+        ] {
+            assert_eq!(cleaned(&format!("born {d} seen")), "born seen", "{d}");
+        }
+    }
+
+    #[test]
+    fn ages_over_89_phones_ids_and_addresses_go() {
+        for (text, want) in [
+            ("93 y.o. female", "female"),
+            ("a 93-year-old woman", "a woman"),
+            ("aged 97, frail", "frail"),
+            ("call 09419 155 769 today", "call today"),
+            ("call +49 (0)9419 155769", "call"),
+            ("tel (555) 123-4567", "tel"),
+            ("chart 12-345-678 reviewed", "chart reviewed"),
+            ("lives at 12 Main Street", "lives at"),
+            ("Hauptstraße 5 Regensburg", ""),
+            ("mail j.doe@example.org or www.example.org/x", "mail or"),
+            ("record A1234567 closed", "record closed"),
+        ] {
+            assert_eq!(cleaned(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn short_numbers_and_measurements_stay() {
+        for d in [
+            "5 mm slices",
+            "120 kV",
+            "2.5 mm",
+            "series 3 of 12",
+            "age 45",
+            "1.5 T",
+        ] {
+            let out = cleaned(d);
+            assert!(
+                out.chars().filter(char::is_ascii_digit).count()
+                    == d.chars().filter(char::is_ascii_digit).count(),
+                "{d} → {out}"
+            );
+        }
+    }
+
+    #[test]
+    fn own_names_match_across_case_accents_and_transliteration() {
+        // "hans" and "müller" are the data set's own words (even were they vocabulary).
+        let own: HashSet<String> = ["müller"].iter().flat_map(|w| variants(w)).collect();
+        let v = Vocabulary::with_terms(["Mueller", "Muller", "MÜLLER"]);
+        for t in ["MÜLLER", "Mueller", "muller", "Müller"] {
+            assert_eq!(clean(t, Vec::new(), &own, &v).as_deref(), Some(""), "{t}");
+        }
+    }
+}
