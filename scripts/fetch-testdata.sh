@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetches the real DICOM test data the suite runs on, from PyPI, into testdata/ (never committed):
 #   testdata/pydicom/      pydicom's test_files (every transfer syntax and oddity)
+#   testdata/charsets/     pydicom's charset_files (ISO 2022 Japanese and Korean, GB18030, ...)
 #   testdata/deid-data/    synthetic-PHI CT/MR and images with burned-in text
 # Pinned versions so that counts in tests and notes are reproducible. Safe to rerun.
 set -euo pipefail
@@ -24,6 +25,21 @@ with zipfile.ZipFile(sys.argv[1]) as z:
 PY
   mv "$dl/pydicom-unpacked/pydicom/data/test_files" "$dest/pydicom"
   touch "$dest/.pydicom.complete"
+fi
+
+if [ ! -f "$dest/.charsets.complete" ]; then
+  pip download --quiet --no-deps -d "$dl" "pydicom==$PYDICOM_VERSION"
+  rm -rf "$dest/charsets"
+  python3 - "$dl/pydicom-$PYDICOM_VERSION-py3-none-any.whl" "$dest/charsets" <<'PY'
+import os, sys, zipfile
+os.makedirs(sys.argv[2], exist_ok=True)
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for n in z.namelist():
+        if n.startswith("pydicom/data/charset_files/") and not n.endswith("/"):
+            with open(os.path.join(sys.argv[2], os.path.basename(n)), "wb") as f:
+                f.write(z.read(n))
+PY
+  touch "$dest/.charsets.complete"
 fi
 
 if [ ! -f "$dest/.deid-data.complete" ]; then

@@ -236,8 +236,9 @@ fn keeps(folded: &str, vocabulary: &Vocabulary, own: &HashSet<String>) -> bool {
         return true;
     }
     // A number with a unit or a label with a number ("5mm", "t1", "b800", "c2"): the letters
-    // must be vocabulary and the digits few.
-    digits <= 3 && letter_runs(folded).all(|w| w.chars().count() == 1 || vocabulary.allows(w))
+    // must be vocabulary (or one Latin letter) and the digits few.
+    (1..=3).contains(&digits)
+        && letter_runs(folded).all(|w| (w.len() == 1 && w.is_ascii()) || vocabulary.allows(w))
 }
 
 fn letter_runs(s: &str) -> impl Iterator<Item = &str> {

@@ -7,6 +7,7 @@
 //! the file meta rewrite. It does no I/O: reading, classifying, verifying and writing are the
 //! pipeline's stages.
 
+pub mod charset;
 pub mod freetext;
 pub mod generalize;
 pub mod normalize;
@@ -352,7 +353,9 @@ impl Deidentifier {
     ) -> Result<(FileDicomObject<InMemDicomObject>, Outcome), DeidError> {
         let file = {
             let meta = file.meta().clone();
-            normalize::normalize_un(file.into_inner()).with_exact_meta(meta)
+            let obj = charset::to_utf8(normalize::normalize_un(file.into_inner()))
+                .map_err(|e| DeidError::CannotClean(e.to_string()))?;
+            obj.with_exact_meta(meta)
         };
         let original = InstanceUids {
             study: text_of(&file, tags::STUDY_INSTANCE_UID).unwrap_or_default(),

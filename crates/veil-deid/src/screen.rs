@@ -64,6 +64,10 @@ impl Identifiers {
             if part.chars().count() >= 2 && !NAME_NOISE.iter().any(|n| n.eq_ignore_ascii_case(part))
             {
                 self.tokens.push(part.to_string());
+            }
+            // Words of the name for free text: one character is a whole name part in Chinese,
+            // Japanese and Korean (洪, 홍), so non-Latin parts count at any length.
+            if part.chars().count() >= 2 || !part.is_ascii() {
                 for (_, w) in crate::freetext::tokens(part) {
                     self.words.push(crate::freetext::fold(w));
                 }

@@ -11,6 +11,88 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 const NAMES: &str = include_str!("../../../reference/verify-names.txt");
+const GIVEN_NAMES: &str = include_str!("../../../reference/verify-given-names.txt");
+
+fn given_names() -> &'static HashSet<&'static str> {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| {
+        GIVEN_NAMES
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect()
+    })
+}
+
+/// Words after which a given name is a person's, whatever else the word means ("husband
+/// Mark", "née Rose").
+const KIN_WORDS: &[&str] = &[
+    "mother",
+    "father",
+    "husband",
+    "wife",
+    "son",
+    "daughter",
+    "brother",
+    "sister",
+    "partner",
+    "spouse",
+    "friend",
+    "neighbour",
+    "neighbor",
+    "uncle",
+    "aunt",
+    "cousin",
+    "grandmother",
+    "grandfather",
+    "née",
+    "nee",
+    "mr",
+    "mrs",
+    "ms",
+    "miss",
+    "dr",
+    "sir",
+    "madam",
+    "mutter",
+    "vater",
+    "ehemann",
+    "ehefrau",
+    "tochter",
+    "sohn",
+    "mère",
+    "père",
+    "mari",
+    "femme",
+];
+
+/// Is the letter of a script other than Latin (CJK, kana, Hangul, Cyrillic, Greek, Arabic,
+/// Hebrew, Thai...)? Released free text is cleaned to vocabulary terms, which are Latin; a word
+/// in another script is someone's name or words nobody checked.
+fn other_script(c: char) -> bool {
+    c.is_alphabetic()
+        && !matches!(c as u32, 0..=0x024F | 0x1E00..=0x1EFF | 0x2C60..=0x2C7F | 0xA720..=0xA7FF | 0xFB00..=0xFB06)
+}
+
+/// Latin letters without their accents, for the name lists (which are ASCII): ü → u, é → e.
+fn unaccented(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' | 'ā' => 'a',
+            'ç' | 'č' | 'ć' => 'c',
+            'è' | 'é' | 'ê' | 'ë' | 'ē' | 'ě' => 'e',
+            'ì' | 'í' | 'î' | 'ï' => 'i',
+            'ñ' | 'ń' | 'ň' => 'n',
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' | 'ø' => 'o',
+            'ù' | 'ú' | 'û' | 'ü' | 'ů' => 'u',
+            'ý' | 'ÿ' => 'y',
+            'š' | 'ś' => 's',
+            'ž' | 'ź' | 'ż' => 'z',
+            'ł' => 'l',
+            'ř' => 'r',
+            c => c,
+        })
+        .collect()
+}
 
 fn names() -> &'static HashSet<&'static str> {
     static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
@@ -291,14 +373,35 @@ pub fn scan(text: &str, allowed: &HashSet<String>) -> Vec<Hit> {
     for (i, p) in ps.iter().enumerate() {
         let next = ps.get(i + 1);
         let after = ps.get(i + 2);
-        // Names and places.
+        // Names and places; given names after a kinship word or title; other scripts.
+        let plain_text = unaccented(&p.text);
         if !p.number
             && p.text.chars().count() >= 3
-            && names().contains(p.text.as_str())
+            && (names().contains(p.text.as_str()) || names().contains(plain_text.as_str()))
             && !allowed.contains(&p.text)
         {
             hit(
                 "free_text:name_or_place a person or place name in free text",
+                p,
+                p,
+            );
+        }
+        if let Some(n) = next {
+            if KIN_WORDS.contains(&p.text.as_str())
+                && !n.number
+                && given_names().contains(unaccented(&n.text).as_str())
+                && !allowed.contains(&n.text)
+            {
+                hit(
+                    "free_text:name_or_place a given name after a kinship word or title",
+                    p,
+                    n,
+                );
+            }
+        }
+        if p.text.chars().any(other_script) && !allowed.contains(&p.text) {
+            hit(
+                "free_text:script a word in a script no vocabulary term uses",
                 p,
                 p,
             );
@@ -404,6 +507,37 @@ pub fn scan(text: &str, allowed: &HashSet<String>) -> Vec<Hit> {
     hits
 }
 
+/// The encoding of the data set's text when it is one the walker does not read itself (it reads
+/// UTF-8, else Latin-1): from the top-level Specific Character Set.
+pub fn charset_of(p: &crate::walk::Parsed, bytes: &[u8]) -> Option<&'static encoding_rs::Encoding> {
+    let e = p
+        .elems
+        .iter()
+        .find(|e| e.tag == 0x0008_0005 && e.parent.is_none())?;
+    let value = p.text(bytes, e).to_string();
+    let last = value
+        .split('\\')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .next_back()?;
+    Some(match last {
+        "GB18030" | "GBK" | "ISO 2022 IR 58" => encoding_rs::GB18030,
+        "ISO_IR 101" | "ISO 2022 IR 101" => encoding_rs::ISO_8859_2,
+        "ISO_IR 109" | "ISO 2022 IR 109" => encoding_rs::ISO_8859_3,
+        "ISO_IR 110" | "ISO 2022 IR 110" => encoding_rs::ISO_8859_4,
+        "ISO_IR 144" | "ISO 2022 IR 144" => encoding_rs::ISO_8859_5,
+        "ISO_IR 127" | "ISO 2022 IR 127" => encoding_rs::ISO_8859_6,
+        "ISO_IR 126" | "ISO 2022 IR 126" => encoding_rs::ISO_8859_7,
+        "ISO_IR 138" | "ISO 2022 IR 138" => encoding_rs::ISO_8859_8,
+        "ISO_IR 148" | "ISO 2022 IR 148" => encoding_rs::WINDOWS_1254,
+        "ISO_IR 166" | "ISO 2022 IR 166" => encoding_rs::WINDOWS_874,
+        "ISO 2022 IR 87" | "ISO_IR 87" | "ISO 2022 IR 159" => encoding_rs::ISO_2022_JP,
+        "ISO 2022 IR 149" | "ISO_IR 149" => encoding_rs::EUC_KR,
+        "ISO_IR 13" | "ISO 2022 IR 13" => encoding_rs::SHIFT_JIS,
+        _ => return None,
+    })
+}
+
 /// Attributes people type prose or labels into, by keyword (the verifier's own reading): the
 /// free-text VRs always, short texts when the keyword says so.
 pub fn is_free_text(vr: &[u8; 2], keyword: Option<&str>) -> bool {
@@ -477,6 +611,10 @@ mod tests {
             ("Hauptstraße 5", "free_text:address"),
             ("j.doe@example.org", "free_text:address"),
             ("ＫＯＷＡＬＣＺＹＫ", "free_text:name_or_place"),
+            ("husband Mark visited", "free_text:name_or_place"),
+            ("RÜDIGER called", "free_text:name_or_place"),
+            ("CT 山田 太郎", "free_text:script"),
+            ("chest Иванов", "free_text:script"),
         ] {
             assert!(rules(text).contains(&rule), "{text}: {:?}", rules(text));
         }

@@ -4,7 +4,7 @@
 //! PS3.15 Table E.1-1 and of the Safe Private Attributes table (embedded from `reference/`, see
 //! [`table`]), its own byte walker ([`walk`]), the collection of identifying values from source
 //! files ([`Known`]), and the checks: `removed_attribute`, `private`, `marker`, `uid`, `date`,
-//! `known_identifier` and `pattern` ([`CATEGORIES`]).
+//! `known_identifier`, `pattern` and `free_text` ([`CATEGORIES`], [`freetext`]).
 //!
 //! Independence from the engine is the point: nothing here depends on `veil-deid`,
 //! `veil-pipeline` or `veil-profile`, and no value is read through `dicom-object`, so a bug in
@@ -28,6 +28,15 @@ use serde::Serialize;
 
 pub use table::{Act, PolicySpec, Rules};
 use walk::{Elem, Parsed};
+
+/// A value without its trailing padding (spaces, NULs).
+fn trimmed(b: &[u8]) -> &[u8] {
+    let end = b
+        .iter()
+        .rposition(|c| !matches!(c, b' ' | 0))
+        .map_or(0, |i| i + 1);
+    &b[..end]
+}
 
 /// Every finding category, in report order.
 pub const CATEGORIES: [&str; 8] = [
@@ -549,6 +558,7 @@ impl Verifier {
             bytes: output,
             known,
             candidates,
+            charset: freetext::charset_of(&p, output),
             flagged: vec![false; p.elems.len()],
             skipped: vec![false; p.elems.len()],
             findings: Vec::new(),
@@ -712,11 +722,21 @@ impl SourceSet<'_> {
         let mut patterns: Vec<Vec<u8>> = Vec::new();
         let mut owner: Vec<usize> = Vec::new();
         for (i, (t, _, _)) in tokens.iter().enumerate() {
-            patterns.push(t.as_bytes().to_vec());
-            owner.push(i);
-            if !t.is_ascii() && t.chars().all(|c| (c as u32) < 0x100) {
-                patterns.push(t.chars().map(|c| c as u8).collect());
+            // The matcher folds ASCII case only: accented capitals ("RÜDIGER" for "Rüdiger")
+            // are searched as upper- and lower-case forms of their own.
+            let mut forms = vec![t.clone()];
+            if !t.is_ascii() {
+                forms.extend([t.to_uppercase(), t.to_lowercase()]);
+                forms.sort();
+                forms.dedup();
+            }
+            for f in forms {
+                patterns.push(f.as_bytes().to_vec());
                 owner.push(i);
+                if !f.is_ascii() && f.chars().all(|c| (c as u32) < 0x100) {
+                    patterns.push(f.chars().map(|c| c as u8).collect());
+                    owner.push(i);
+                }
             }
         }
         let matcher = if tokens.is_empty() {
@@ -805,6 +825,9 @@ struct Check<'a> {
     p: &'a Parsed,
     bytes: &'a [u8],
     known: Option<&'a Known>,
+    /// The output's character set when its text is neither UTF-8 nor Latin-1 (GB18030, an ISO
+    /// 8859 part, ISO 2022 Japanese): free text is decoded with it before it is scanned.
+    charset: Option<&'static encoding_rs::Encoding>,
     /// Elements already reported (their subtree is not reported again).
     flagged: Vec<bool>,
     /// Elements the element checks leave alone.
@@ -1224,6 +1247,13 @@ impl Check<'_> {
             );
         }
         if !id_like && freetext::is_free_text(&e.vr, walk::keyword(e.tag)) {
+            let text = match self.charset {
+                Some(enc) => enc
+                    .decode_without_bom_handling(trimmed(self.p.bytes(self.bytes, e)))
+                    .0
+                    .into_owned(),
+                None => text,
+            };
             for hit in freetext::scan(&text, &self.v.free_text_allow) {
                 self.report(
                     Some(i),
