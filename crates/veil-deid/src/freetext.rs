@@ -44,6 +44,15 @@ impl Vocabulary {
     }
 }
 
+/// The data set's own words for free text: its person-name words in every variant (always
+/// removed, even when they are vocabulary: a patient called Rose), and the initials of its names
+/// ("jd"), which only stop a token from passing as an abbreviation ("cc" stays a unit).
+#[derive(Debug, Clone, Default)]
+pub struct Own {
+    pub words: HashSet<String>,
+    pub initials: HashSet<String>,
+}
+
 /// NFKC, lower case: the form tokens are compared in.
 pub fn fold(s: &str) -> String {
     s.nfkc().flat_map(char::to_lowercase).collect()
@@ -150,11 +159,19 @@ fn recognisers() -> &'static Regex {
             r"\b\d{1,5}[a-z]?\s+(?:[\w'-]+\s+){0,3}(?:street|road|avenue|ave|lane|drive|boulevard|blvd|court|place|square|terrace|crescent|highway|hwy)\b\.?".to_string(),
             r"\b[\w-]*(?:stra(?:ss|ß)e|str|weg|gasse|allee|platz|ring|damm|ufer|laan|straat|gracht)\b\.?\s*\d{1,5}[a-z]?\b".to_string(),
             r"\b(?:rue|avenue|boulevard|via|viale|calle|avenida|plaza|piazza|chemin|impasse)\s+(?:[\w'-]+\s+){0,4}\d{1,5}\b".to_string(),
-            r"\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b".to_string(),
             // P.O. boxes
             r"\bp\.?\s*o\.?\s*box\s*\d+".to_string(),
         ];
         Regex::new(&format!("(?i){}", parts.join("|"))).expect("free-text recognisers compile")
+    })
+}
+
+/// UK postcodes ("NW1 6XE"), in capitals as written: the inward code's letters are never C, I,
+/// K, M, O or V, so "T1 5MM" is not one.
+fn postcodes() -> &'static Regex {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(r"\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[ABD-HJLNP-UW-Z]{2}\b").expect("compiles")
     })
 }
 
@@ -202,12 +219,36 @@ fn digit_chains(text: &str) -> Vec<Range<usize>> {
             }
         }
         let decimal = groups == 2 && dots_only;
-        if digits >= 5 && !decimal {
+        if digits >= 5 && !decimal && !measurement_list(&text[i..j]) {
             out.push(start..j);
         }
         i = j.max(i + 1);
     }
     out
+}
+
+/// A list of measurements separated by spaces only ("b 50 400 800 1200", "1 2 3 4 5"): strictly
+/// increasing, no group with a leading zero, each a multiple of ten or at most two digits.
+/// Phone and chart numbers are not written so.
+fn measurement_list(chain: &str) -> bool {
+    let groups: Vec<&str> = chain.split(' ').filter(|g| !g.is_empty()).collect();
+    if groups.len() < 2
+        || groups
+            .iter()
+            .any(|g| !g.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return false;
+    }
+    let values: Vec<u64> = groups.iter().filter_map(|g| g.parse().ok()).collect();
+    values.len() == groups.len()
+        && groups
+            .iter()
+            .all(|g| g.len() <= 4 && (g.len() == 1 || !g.starts_with('0')))
+        && values
+            .iter()
+            .zip(&groups)
+            .all(|(v, g)| g.len() <= 2 || v % 10 == 0)
+        && values.windows(2).all(|w| w[0] < w[1])
 }
 
 /// The spans of `text` that a recogniser marks as identifying (web addresses only in free
@@ -217,14 +258,15 @@ pub fn recognised(text: &str, free: bool) -> Vec<Range<usize>> {
     if free {
         spans.extend(web_addresses().find_iter(text).map(|m| m.range()));
     }
+    spans.extend(postcodes().find_iter(text).map(|m| m.range()));
     spans.extend(digit_chains(text));
     spans
 }
 
 /// Is a token kept? (`folded`: its folded form; own: the data set's own words, in every
 /// variant.)
-fn keeps(folded: &str, vocabulary: &Vocabulary, own: &HashSet<String>) -> bool {
-    if variants(folded).iter().any(|v| own.contains(v)) {
+fn keeps(folded: &str, vocabulary: &Vocabulary, own: &Own) -> bool {
+    if variants(folded).iter().any(|v| own.words.contains(v)) {
         return false;
     }
     let digits = folded.chars().filter(char::is_ascii_digit).count();
@@ -232,13 +274,47 @@ fn keeps(folded: &str, vocabulary: &Vocabulary, own: &HashSet<String>) -> bool {
         // A short number (a count, a dose, a year) is kept; long ones are identifiers.
         return digits < 5;
     }
-    if vocabulary.allows(folded) {
+    if vocabulary.allows(folded) || (abbreviation(folded) && !own.initials.contains(folded)) {
         return true;
     }
-    // A number with a unit or a label with a number ("5mm", "t1", "b800", "c2"): the letters
-    // must be vocabulary (or one Latin letter) and the digits few.
+    // A number with a unit or a label with a number ("5mm", "t1", "b800", "ep2d"): the letters
+    // must be vocabulary or abbreviations, and the digits few.
     (1..=3).contains(&digits)
-        && letter_runs(folded).all(|w| (w.len() == 1 && w.is_ascii()) || vocabulary.allows(w))
+        && letter_runs(folded).all(|w| vocabulary.allows(w) || abbreviation(w))
+}
+
+/// One to four Latin letters that are not a name or place ("xr", "dbt", "mddw", but not "amy",
+/// "lee" or "anna"): protocol and sequence abbreviations, which no list holds all of. (A rarer
+/// surname of four letters or fewer is what the verifier's full name list is there for.)
+fn abbreviation(folded: &str) -> bool {
+    (1..=4).contains(&folded.len())
+        && folded.bytes().all(|b| b.is_ascii_lowercase())
+        && !veil_profile::standard::short_names().contains(folded)
+}
+
+/// The parts of a word written in camel case ("BrainTumor" → "Brain", "Tumor").
+fn camel_parts(word: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut prev_lower = false;
+    for (i, c) in word.char_indices() {
+        if c.is_uppercase() && prev_lower {
+            parts.push(&word[start..i]);
+            start = i;
+        }
+        prev_lower = c.is_lowercase() || c.is_ascii_digit();
+    }
+    parts.push(&word[start..]);
+    parts
+}
+
+/// Is a word of the text kept: itself, or every part of it in camel case?
+fn keeps_word(word: &str, vocabulary: &Vocabulary, own: &Own) -> bool {
+    if keeps(&fold(word), vocabulary, own) {
+        return true;
+    }
+    let parts = camel_parts(word);
+    parts.len() > 1 && parts.iter().all(|p| keeps(&fold(p), vocabulary, own))
 }
 
 fn letter_runs(s: &str) -> impl Iterator<Item = &str> {
@@ -252,7 +328,7 @@ fn letter_runs(s: &str) -> impl Iterator<Item = &str> {
 pub fn clean(
     text: &str,
     own_spans: Vec<Range<usize>>,
-    own: &HashSet<String>,
+    own: &Own,
     vocabulary: &Vocabulary,
 ) -> Option<String> {
     let mut remove = own_spans;
@@ -264,7 +340,7 @@ pub fn clean(
         {
             continue;
         }
-        if !keeps(&fold(word), vocabulary, own) {
+        if !keeps_word(word, vocabulary, own) {
             remove.push(range);
         }
     }
@@ -308,10 +384,13 @@ mod tests {
     use super::*;
 
     fn cleaned(text: &str) -> String {
-        let own: HashSet<String> = ["müller", "hans"]
-            .iter()
-            .flat_map(|w| variants(w))
-            .collect();
+        let own = Own {
+            words: ["müller", "hans"]
+                .iter()
+                .flat_map(|w| variants(w))
+                .collect(),
+            initials: HashSet::new(),
+        };
         clean(text, Vec::new(), &own, &Vocabulary::default()).unwrap_or_else(|| text.to_string())
     }
 
@@ -408,10 +487,14 @@ mod tests {
     #[test]
     fn own_names_match_across_case_accents_and_transliteration() {
         // "hans" and "müller" are the data set's own words (even were they vocabulary).
-        let own: HashSet<String> = ["müller"].iter().flat_map(|w| variants(w)).collect();
+        let own = Own {
+            words: ["müller"].iter().flat_map(|w| variants(w)).collect(),
+            initials: ["jd".to_string()].into(),
+        };
         let v = Vocabulary::with_terms(["Mueller", "Muller", "MÜLLER"]);
-        for t in ["MÜLLER", "Mueller", "muller", "Müller"] {
+        for t in ["MÜLLER", "Mueller", "muller", "Müller", "JD"] {
             assert_eq!(clean(t, Vec::new(), &own, &v).as_deref(), Some(""), "{t}");
         }
+        assert_eq!(clean("12 CC BOLUS", Vec::new(), &own, &v), None);
     }
 }

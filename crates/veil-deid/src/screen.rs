@@ -26,6 +26,8 @@ pub struct Identifiers {
     /// Single words of person names (folded), matched in free text in every case, accent and
     /// transliteration ([`crate::freetext::variants`]).
     words: Vec<String>,
+    /// Initials of person names ("jd", "dj", "jqd").
+    initials: Vec<String>,
     /// Identifier digit strings (MRNs, accession and other IDs, phone numbers, dates as
     /// YYYYMMDD), leading zeros dropped, at least [`MIN_IDENTIFIER_DIGITS`] digits: what a number
     /// that carries an identifier would hold.
@@ -57,8 +59,27 @@ pub fn whole_number_digits(v: &str) -> Option<String> {
 }
 
 impl Identifiers {
-    /// Adds the parts of a person name (any component group, any order, any case).
+    /// Adds the parts of a person name (any component group, any order, any case), and its
+    /// initials as free text writes them ("JD", "DJ", "JQD").
     pub fn add_person_name(&mut self, value: &str) {
+        for group in value.split('=') {
+            let initials: Vec<char> = group
+                .split('^')
+                .filter_map(|p| p.trim().chars().next())
+                .filter(|c| c.is_alphabetic())
+                .flat_map(char::to_lowercase)
+                .collect();
+            if let [family, given, rest @ ..] = initials.as_slice() {
+                let middle: String = rest.iter().take(1).collect();
+                for w in [
+                    format!("{given}{family}"),
+                    format!("{family}{given}"),
+                    format!("{given}{middle}{family}"),
+                ] {
+                    self.initials.push(w);
+                }
+            }
+        }
         for part in value.split(|c: char| c == '^' || c == '=' || c == ',' || c.is_whitespace()) {
             let part = part.trim_matches(|c: char| !c.is_alphanumeric());
             if part.chars().count() >= 2 && !NAME_NOISE.iter().any(|n| n.eq_ignore_ascii_case(part))
@@ -162,11 +183,14 @@ impl Identifiers {
                 .ok()
         };
         let short: Vec<bool> = self.tokens.iter().map(|t| t.chars().count() <= 3).collect();
-        let own_words = self
-            .words
-            .iter()
-            .flat_map(|w| crate::freetext::variants(w))
-            .collect();
+        let own_words = crate::freetext::Own {
+            words: self
+                .words
+                .iter()
+                .flat_map(|w| crate::freetext::variants(w))
+                .collect(),
+            initials: self.initials.into_iter().collect(),
+        };
         Screen {
             matcher,
             short,
@@ -360,8 +384,8 @@ pub struct Screen {
     matcher: Option<AhoCorasick>,
     short: Vec<bool>,
     digits: Vec<String>,
-    /// The person-name words of the data set, in every variant.
-    own_words: std::collections::HashSet<String>,
+    /// The person-name words and initials of the data set.
+    own_words: crate::freetext::Own,
 }
 
 impl Screen {

@@ -323,7 +323,7 @@ fn structured_content_without_the_option_keeps_codes_and_drops_text() {
     let content = out.get(tags::CONTENT_SEQUENCE).unwrap().items().unwrap();
     assert_eq!(
         text_of(&content[0], tags::TEXT_VALUE).unwrap(),
-        "reports pain since the fall"
+        "Mrs reports pain since the fall"
     );
 }
 

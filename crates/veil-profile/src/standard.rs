@@ -23,6 +23,20 @@ const SOP_IOD: &str = include_str!("../../../reference/sop-class-iod.csv");
 /// The free-text allowlist (`scripts/gen-vocabulary.py`): one folded token per line.
 const VOCABULARY: &str = include_str!("../../../reference/vocabulary.txt");
 
+const SHORT_NAMES: &str = include_str!("../../../reference/vocabulary-short-names.txt");
+
+/// Names and places of 2–3 Latin letters, which free text does not keep as abbreviations.
+pub fn short_names() -> &'static std::collections::HashSet<&'static str> {
+    static WORDS: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    WORDS.get_or_init(|| {
+        SHORT_NAMES
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .collect()
+    })
+}
+
 /// The free-text allowlist: tokens (NFKC, lower case) that may stay in cleaned free text.
 pub fn vocabulary() -> &'static std::collections::HashSet<&'static str> {
     static WORDS: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
@@ -205,7 +219,14 @@ pub fn standard() -> &'static Standard {
 /// another policy.
 pub fn digest() -> String {
     let mut h = Sha256::new();
-    for t in [UID_REGISTRY, CS_TERMS, IOD_TYPES, SOP_IOD, VOCABULARY] {
+    for t in [
+        UID_REGISTRY,
+        CS_TERMS,
+        IOD_TYPES,
+        SOP_IOD,
+        VOCABULARY,
+        SHORT_NAMES,
+    ] {
         h.update(Sha256::digest(t.as_bytes()));
     }
     hex::encode(h.finalize())

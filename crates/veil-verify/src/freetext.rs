@@ -358,6 +358,23 @@ fn numeric_date(a: &Piece, b: &Piece, c: &Piece) -> bool {
         || (year(c) && month(x) && day(y))
 }
 
+/// Numbers separated by single spaces that go up ("50 400 800 1200": b-values, echo times),
+/// none with a leading zero, each at most two digits or a multiple of ten: measurements, not a
+/// phone or chart number.
+fn ascending_values(chain: &[Piece]) -> bool {
+    let spaced = chain[..chain.len() - 1].iter().all(|p| p.gap == " ");
+    let mut last: Option<u32> = None;
+    spaced
+        && chain.iter().all(|p| {
+            let Some(v) = value(p) else { return false };
+            let ok = (p.text.len() == 1 || !p.text.starts_with('0'))
+                && (p.text.len() <= 2 || v % 10 == 0)
+                && last.is_none_or(|l| l < v);
+            last = Some(v);
+            ok
+        })
+}
+
 /// Scans one free-text value. `allowed`: terms the policy added to the engine's vocabulary
 /// (lower case), which are not findings here either.
 pub fn scan(text: &str, allowed: &HashSet<String>) -> Vec<Hit> {
@@ -487,7 +504,7 @@ pub fn scan(text: &str, allowed: &HashSet<String>) -> Vec<Hit> {
                 digits += ps[k].text.len();
             }
             let decimal = k == i + 1 && dots_only;
-            if digits >= 5 && !decimal {
+            if digits >= 5 && !decimal && !ascending_values(&ps[i..=k]) {
                 hit(
                     "free_text:number digits of a phone, chart or record number",
                     p,
@@ -587,6 +604,7 @@ mod tests {
             "series 3 of 12",
             "0.625 mm",
             "age 45",
+            "ep2d_diff_b 50 400 800 1200_ADC",
         ] {
             assert!(rules(d).is_empty(), "{d}: {:?}", rules(d));
         }

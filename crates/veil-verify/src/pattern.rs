@@ -119,6 +119,21 @@ fn dotted_number(text: &str, start: usize, end: usize) -> bool {
     before || after
 }
 
+/// Space-separated numbers that rise, each a multiple of ten without a leading zero: a list of
+/// measurements, not a telephone number.
+fn rising_measurements(s: &str) -> bool {
+    let nums: Vec<&str> = s.split(' ').collect();
+    nums.len() >= 2
+        && nums
+            .iter()
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !n.starts_with('0'))
+        && nums
+            .iter()
+            .map(|n| n.parse::<u64>().unwrap_or(0))
+            .try_fold(0u64, |prev, v| (v > prev && v % 10 == 0).then_some(v))
+            .is_some()
+}
+
 /// Identifier shapes found in one text value.
 pub fn scan(text: &str) -> Vec<Hit> {
     let mut hits = Vec::new();
@@ -144,6 +159,10 @@ pub fn scan(text: &str) -> Vec<Hit> {
             }
             if rule.name == "pattern:phone" && dotted_number(text, m.start(), m.end()) {
                 // Part of a version or a UID-like dotted number ("51.80.108.010").
+                continue;
+            }
+            if rule.name == "pattern:phone" && rising_measurements(m.as_str()) {
+                // b-values or echo times listed with spaces ("50 400 800 1200").
                 continue;
             }
             if rule.name == "pattern:phone" || rule.name == "pattern:digit_run" {
@@ -194,6 +213,7 @@ mod tests {
             "1.2.840.10008.5.1.4.1.1.2",
             "syngo MR B17",
             "T1 SE 3.5mm",
+            "ep2d_diff_b 50 400 800 1200_ADC",
             "ANONYMIZED",
             "51.80.108.010",
             "Retain Patient Characteristics Option",
