@@ -131,7 +131,7 @@ fn recognisers() -> &'static Regex {
     RE.get_or_init(|| {
         let m = MONTHS;
         let r = ROMAN_MONTHS;
-        let day = r"(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th|er|\.)?";
+        let day = r"(?:(?:0?[1-9]|[12]\d|3[01])(?:st|nd|rd|th|er|\.)?|(?:twenty|thirty)?-?\s?(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)|tenth|eleventh|twelfth|(?:thir|four|fif|six|seven|eigh|nine)teenth|twentieth|thirtieth)";
         let year = r"(?:1[89]\d{2}|20\d{2}|'?\d{2})";
         let sep = r"[\s./,-]*";
         let parts = [
@@ -434,6 +434,8 @@ mod tests {
             "13.II.1958",
             "1958-Feb-13",
             "13-Feb-58",
+            "fifth of March 2019",
+            "twenty-first of June",
             "13.02.1958",
             "02/13/1958",
             "13 Februar 1958",

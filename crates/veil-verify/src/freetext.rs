@@ -325,7 +325,35 @@ fn is_year(p: &Piece) -> bool {
     p.text.len() == 4 && value(p).is_some_and(|y| (1800..=2099).contains(&y))
 }
 
+/// Days written as ordinal words ("fifth", "twenty-first" is two pieces: "first" counts).
+const DAY_WORDS: &[&str] = &[
+    "first",
+    "second",
+    "third",
+    "fourth",
+    "fifth",
+    "sixth",
+    "seventh",
+    "eighth",
+    "ninth",
+    "tenth",
+    "eleventh",
+    "twelfth",
+    "thirteenth",
+    "fourteenth",
+    "fifteenth",
+    "sixteenth",
+    "seventeenth",
+    "eighteenth",
+    "nineteenth",
+    "twentieth",
+    "thirtieth",
+];
+
 fn is_day(p: &Piece) -> bool {
+    if DAY_WORDS.contains(&p.text.as_str()) {
+        return true;
+    }
     let digits: String = p.text.chars().take_while(char::is_ascii_digit).collect();
     let suffix = &p.text[digits.len()..];
     !digits.is_empty()
@@ -535,8 +563,7 @@ pub fn charset_of(p: &crate::walk::Parsed, bytes: &[u8]) -> Option<&'static enco
     let last = value
         .split('\\')
         .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .next_back()?;
+        .rfind(|v| !v.is_empty())?;
     Some(match last {
         "GB18030" | "GBK" | "ISO 2022 IR 58" => encoding_rs::GB18030,
         "ISO_IR 101" | "ISO 2022 IR 101" => encoding_rs::ISO_8859_2,
@@ -621,6 +648,7 @@ mod tests {
             ("1958-Feb-13", "free_text:date"),
             ("since 02/1958", "free_text:date"),
             ("13 février 1958", "free_text:date"),
+            ("on the fifth of March", "free_text:date"),
             ("93 y.o.", "free_text:age"),
             ("aged 97", "free_text:age"),
             ("tel 09419 155 769", "free_text:number"),

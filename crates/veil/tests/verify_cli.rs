@@ -14,7 +14,7 @@ fn veil() -> Command {
     Command::new(env!("CARGO_BIN_EXE_veil"))
 }
 
-const CATEGORIES: [&str; 7] = [
+const CATEGORIES: [&str; 8] = [
     "removed_attribute",
     "private",
     "marker",
@@ -22,6 +22,7 @@ const CATEGORIES: [&str; 7] = [
     "date",
     "known_identifier",
     "pattern",
+    "free_text",
 ];
 
 fn json(o: &Output) -> serde_json::Value {
@@ -148,6 +149,7 @@ fn demo_output_is_clean_and_its_input_leaks_in_every_category() {
             "date",
             "known_identifier",
             "pattern",
+            "free_text",
         ] {
             assert!(
                 by_category(&v, c) > 0,
