@@ -333,18 +333,74 @@ pub fn clean(
 ) -> Option<String> {
     let mut remove = own_spans;
     remove.extend(recognised(text, true));
+    let mut after_title = 0u8;
     for (range, word) in tokens(text) {
+        let folded = fold(word);
+        let named = after_title > 0;
+        after_title = if introduces_name(text, &range, word, &folded) {
+            2
+        } else {
+            after_title.saturating_sub(1)
+        };
         if remove
             .iter()
             .any(|r| r.start <= range.start && range.end <= r.end)
         {
             continue;
         }
-        if !keeps_word(word, vocabulary, own) {
+        let name_word = named && veil_profile::standard::name_words().contains(&folded);
+        if name_word || !keeps_word(word, vocabulary, own) {
             remove.push(range);
         }
     }
     remove_spans(text, remove)
+}
+
+/// Titles: the next two words may be a person's name ("Dr Smith", "Mrs. White"). Only when
+/// written as titles (capital then lower case, or with a full stop): "MR HEAD" and "DR CHEST"
+/// are a modality and a body part.
+const TITLES: &[&str] = &["dr", "mr", "mrs", "ms", "miss", "prof", "sir"];
+
+/// Kinship words, in any case: "mother Rose White", "geb. Stone".
+const KIN: &[&str] = &[
+    "mother",
+    "father",
+    "husband",
+    "wife",
+    "son",
+    "daughter",
+    "brother",
+    "sister",
+    "partner",
+    "spouse",
+    "friend",
+    "neighbour",
+    "neighbor",
+    "uncle",
+    "aunt",
+    "cousin",
+    "grandmother",
+    "grandfather",
+    "nee",
+    "née",
+    "geb",
+    "mutter",
+    "vater",
+    "ehemann",
+    "ehefrau",
+    "tochter",
+    "sohn",
+];
+
+/// Does this word say the next words may be a name?
+fn introduces_name(text: &str, range: &Range<usize>, word: &str, folded: &str) -> bool {
+    if KIN.contains(&folded) {
+        return true;
+    }
+    let mut chars = word.chars();
+    let titled = chars.next().is_some_and(char::is_uppercase) && chars.all(char::is_lowercase);
+    let stop = text[range.end..].starts_with('.');
+    TITLES.contains(&folded) && (titled || stop)
 }
 
 /// `text` without the spans (`None` when there are none), gaps collapsed line by line so that

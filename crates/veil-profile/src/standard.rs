@@ -24,29 +24,58 @@ const SOP_IOD: &str = include_str!("../../../reference/sop-class-iod.csv");
 const VOCABULARY: &str = include_str!("../../../reference/vocabulary.txt");
 
 const SHORT_NAMES: &str = include_str!("../../../reference/vocabulary-short-names.txt");
+const NAME_WORDS: &str = include_str!("../../../reference/vocabulary-name-words.txt");
 
-/// Names and places of 2–3 Latin letters, which free text does not keep as abbreviations.
-pub fn short_names() -> &'static std::collections::HashSet<&'static str> {
-    static WORDS: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
-        std::sync::OnceLock::new();
-    WORDS.get_or_init(|| {
-        SHORT_NAMES
+/// Surnames and places that are also common words (Smith, White, Stone): in the vocabulary, but
+/// removed where the text shows they are names.
+pub fn name_words() -> &'static WordList {
+    static WORDS: std::sync::OnceLock<WordList> = std::sync::OnceLock::new();
+    WORDS.get_or_init(|| WordList::parse(NAME_WORDS))
+}
+
+/// Names and places of 2–4 Latin letters, which free text does not keep as abbreviations.
+pub fn short_names() -> &'static WordList {
+    static WORDS: std::sync::OnceLock<WordList> = std::sync::OnceLock::new();
+    WORDS.get_or_init(|| WordList::parse(SHORT_NAMES))
+}
+
+/// A generated word list: one word per line, `#` comments, sorted by the generator (checked
+/// when parsed). Looked up by binary search, so loading costs a line split, not a hash set of
+/// a hundred thousand entries in every process.
+#[derive(Debug)]
+pub struct WordList(Vec<&'static str>);
+
+impl WordList {
+    fn parse(text: &'static str) -> WordList {
+        let words: Vec<&str> = text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .collect()
-    })
+            .collect();
+        assert!(
+            words.windows(2).all(|w| w[0] < w[1]),
+            "a generated word list is sorted (rerun scripts/gen-vocabulary.py)"
+        );
+        WordList(words)
+    }
+
+    /// Is the word on the list?
+    pub fn contains(&self, word: &str) -> bool {
+        self.0.binary_search(&word).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
 /// The free-text allowlist: tokens (NFKC, lower case) that may stay in cleaned free text.
-pub fn vocabulary() -> &'static std::collections::HashSet<&'static str> {
-    static WORDS: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
-        std::sync::OnceLock::new();
-    WORDS.get_or_init(|| {
-        VOCABULARY
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .collect()
-    })
+pub fn vocabulary() -> &'static WordList {
+    static WORDS: std::sync::OnceLock<WordList> = std::sync::OnceLock::new();
+    WORDS.get_or_init(|| WordList::parse(VOCABULARY))
 }
 
 /// The DICOM root: UIDs under it are the standard's own.
@@ -226,6 +255,7 @@ pub fn digest() -> String {
         SOP_IOD,
         VOCABULARY,
         SHORT_NAMES,
+        NAME_WORDS,
     ] {
         h.update(Sha256::digest(t.as_bytes()));
     }
@@ -235,6 +265,16 @@ pub fn digest() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vocabulary_loads_sorted_and_knows_terms_but_not_names() {
+        let v = vocabulary();
+        assert!(v.len() > 100_000);
+        assert!(v.contains("flair") && v.contains("contrast") && v.contains("head"));
+        assert!(!v.contains("london") && !v.contains("rose"));
+        assert!(v.contains("smith") && name_words().contains("smith"));
+        assert!(short_names().contains("lee") && !short_names().contains("xr"));
+    }
 
     #[test]
     fn registered_uids_and_made_up_ones_under_the_root() {

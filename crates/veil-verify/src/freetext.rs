@@ -11,16 +11,11 @@ use std::collections::HashSet;
 use std::sync::OnceLock;
 
 const NAMES: &str = include_str!("../../../reference/verify-names.txt");
-const GIVEN_NAMES: &str = include_str!("../../../reference/verify-given-names.txt");
+const PERSON_NAMES: &str = include_str!("../../../reference/verify-person-names.txt");
 
-fn given_names() -> &'static HashSet<&'static str> {
-    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
-    SET.get_or_init(|| {
-        GIVEN_NAMES
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .collect()
-    })
+fn person_names() -> &'static Sorted {
+    static SET: OnceLock<Sorted> = OnceLock::new();
+    SET.get_or_init(|| Sorted::parse(PERSON_NAMES))
 }
 
 /// Words after which a given name is a person's, whatever else the word means ("husband
@@ -94,14 +89,29 @@ fn unaccented(s: &str) -> String {
         .collect()
 }
 
-fn names() -> &'static HashSet<&'static str> {
-    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
-    SET.get_or_init(|| {
-        NAMES
+fn names() -> &'static Sorted {
+    static SET: OnceLock<Sorted> = OnceLock::new();
+    SET.get_or_init(|| Sorted::parse(NAMES))
+}
+
+/// A generated list, sorted by its generator: binary search, no hash set to build per process.
+struct Sorted(Vec<&'static str>);
+
+impl Sorted {
+    fn parse(text: &'static str) -> Sorted {
+        let mut v: Vec<&str> = text
             .lines()
             .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .collect()
-    })
+            .collect();
+        if !v.windows(2).all(|w| w[0] < w[1]) {
+            v.sort_unstable();
+        }
+        Sorted(v)
+    }
+
+    fn contains(&self, w: &str) -> bool {
+        self.0.binary_search(&w).is_ok()
+    }
 }
 
 /// Month words (English, German, French, Spanish, Italian, Dutch), lower case, accents as
@@ -422,7 +432,7 @@ pub fn scan(text: &str, allowed: &HashSet<String>) -> Vec<Hit> {
         let plain_text = unaccented(&p.text);
         if !p.number
             && p.text.chars().count() >= 3
-            && (names().contains(p.text.as_str()) || names().contains(plain_text.as_str()))
+            && (names().contains(&p.text) || names().contains(&plain_text))
             && !allowed.contains(&p.text)
         {
             hit(
@@ -434,11 +444,12 @@ pub fn scan(text: &str, allowed: &HashSet<String>) -> Vec<Hit> {
         if let Some(n) = next {
             if KIN_WORDS.contains(&p.text.as_str())
                 && !n.number
-                && given_names().contains(unaccented(&n.text).as_str())
+                && n.text.chars().count() >= 3
+                && person_names().contains(&unaccented(&n.text))
                 && !allowed.contains(&n.text)
             {
                 hit(
-                    "free_text:name_or_place a given name after a kinship word or title",
+                    "free_text:name_or_place a person name after a kinship word or title",
                     p,
                     n,
                 );
@@ -560,10 +571,7 @@ pub fn charset_of(p: &crate::walk::Parsed, bytes: &[u8]) -> Option<&'static enco
         .iter()
         .find(|e| e.tag == 0x0008_0005 && e.parent.is_none())?;
     let value = p.text(bytes, e).to_string();
-    let last = value
-        .split('\\')
-        .map(str::trim)
-        .rfind(|v| !v.is_empty())?;
+    let last = value.split('\\').map(str::trim).rfind(|v| !v.is_empty())?;
     Some(match last {
         "GB18030" | "GBK" | "ISO 2022 IR 58" => encoding_rs::GB18030,
         "ISO_IR 101" | "ISO 2022 IR 101" => encoding_rs::ISO_8859_2,
@@ -658,6 +666,7 @@ mod tests {
             ("j.doe@example.org", "free_text:address"),
             ("ＫＯＷＡＬＣＺＹＫ", "free_text:name_or_place"),
             ("husband Mark visited", "free_text:name_or_place"),
+            ("reviewed by Dr Smith", "free_text:name_or_place"),
             ("RÜDIGER called", "free_text:name_or_place"),
             ("CT 山田 太郎", "free_text:script"),
             ("chest Иванов", "free_text:script"),
