@@ -8,7 +8,7 @@ use dicom_object::InMemDicomObject;
 
 use crate::{
     covered_area, detect, glyphs, identifiers, merge, overlap, width_covered, Analysis, Cleaner,
-    Identifiers, LineBox, Pixels, Rect, TextBox,
+    Identifiers, LineBox, PixelError, Pixels, Rect, TextBox,
 };
 
 /// Bounds on the work spent per frame and on what counts as annotation text. Defaults were
@@ -124,7 +124,7 @@ impl Frames<'_> {
 
     /// Reads every frame that is worth it: the first of a flagged instance, then frames whose
     /// text-like blocks are mostly new, up to `max_ocr_frames`.
-    fn read(&self) -> Result<Reading, String> {
+    fn read(&self) -> Result<Reading, PixelError> {
         let mut reading = Reading::default();
         let mut seen: BTreeSet<u32> = BTreeSet::new();
         let config = &self.cleaner.config;
@@ -160,13 +160,15 @@ impl Frames<'_> {
         grey: &[u8],
         blocks: &[u32],
         reading: &mut Reading,
-    ) -> Result<(), String> {
+    ) -> Result<(), PixelError> {
         let (cols, rows) = (self.cols, self.rows);
         let regions = self.regions();
         let first_word = reading.words.len();
         for region in &regions {
             let base = reading.next_base();
-            for w in detect::ocr_region(grey, cols, rows, *region, self.scale, base, false)? {
+            for w in detect::ocr_region(grey, cols, rows, *region, self.scale, base, false)
+                .map_err(PixelError::Ocr)?
+            {
                 reading.words.push((f, w));
             }
         }
@@ -197,7 +199,7 @@ impl Frames<'_> {
         first_line: usize,
         found: &[Rect],
         reading: &mut Reading,
-    ) -> Result<(), String> {
+    ) -> Result<(), PixelError> {
         let limits = self.limits();
         let mut looks: Vec<glyphs::GlyphLine> = reading.lines[first_line..]
             .iter()
@@ -219,7 +221,9 @@ impl Frames<'_> {
                 .clamp(2, 4);
             let crop = l.rect.grown((l.height / 2).max(4), cols, rows);
             let base = reading.next_base();
-            for w in detect::ocr_line(grey, cols, rows, crop, k, base, l.bright)? {
+            for w in detect::ocr_line(grey, cols, rows, crop, k, base, l.bright)
+                .map_err(PixelError::Ocr)?
+            {
                 // Only words on the line itself (not texture around it read as letters).
                 if w.rect.intersects(&l.rect) && w.rect.h <= 2 * l.height + 4 {
                     reading.words.push((f, w));
@@ -239,7 +243,7 @@ impl Frames<'_> {
         regions: &[Rect],
         found: &[Rect],
         reading: &mut Reading,
-    ) -> Result<(), String> {
+    ) -> Result<(), PixelError> {
         let (cols, rows) = (self.cols, self.rows);
         let mut budget = cols as u64 * rows as u64 / 2;
         for region in detect::uncovered_regions(blocks, cols, rows, found)
@@ -252,7 +256,9 @@ impl Frames<'_> {
             budget -= region.area();
             let k = if region.h < 48 { 3 } else { self.scale.max(2) };
             let base = reading.next_base();
-            for w in detect::ocr_region(grey, cols, rows, region, k, base, true)? {
+            for w in detect::ocr_region(grey, cols, rows, region, k, base, true)
+                .map_err(PixelError::Ocr)?
+            {
                 reading.words.push((f, w));
             }
         }
@@ -291,7 +297,7 @@ impl Cleaner {
         ids: &Identifiers,
         flagged: bool,
         keep_text: bool,
-    ) -> Result<Analysis, String> {
+    ) -> Result<Analysis, PixelError> {
         let (cols, rows) = (px.cols, px.rows);
         let (template_regions, template_names) = self.config.templates.regions_for(obj, rows, cols);
         let frames = Frames {

@@ -8,6 +8,7 @@
 //! Explicit VR Little Endian, with Photometric Interpretation and Lossy Image Compression kept
 //! truthful.
 
+use crate::PixelError;
 use std::borrow::Cow;
 
 use dicom_core::value::{PrimitiveValue, Value};
@@ -204,7 +205,11 @@ fn palette_grey(obj: &InMemDicomObject) -> Option<(Vec<u8>, u16)> {
 
 impl Pixels {
     /// Decodes all frames. `Err` names what could not be decoded.
-    pub fn decode(file: &FileDicomObject<InMemDicomObject>) -> Result<Pixels, String> {
+    pub fn decode(file: &FileDicomObject<InMemDicomObject>) -> Result<Pixels, PixelError> {
+        Self::decode_frames(file).map_err(PixelError::Decode)
+    }
+
+    fn decode_frames(file: &FileDicomObject<InMemDicomObject>) -> Result<Pixels, String> {
         let ts = file
             .meta()
             .transfer_syntax()
@@ -499,7 +504,14 @@ impl Pixels {
 
     /// Writes the (changed) frames back into the instance, re-encoding as described in the
     /// module docs, and updates the file meta transfer syntax and image attributes.
-    pub fn write_back(self, file: &mut FileDicomObject<InMemDicomObject>) -> Result<(), String> {
+    pub fn write_back(
+        self,
+        file: &mut FileDicomObject<InMemDicomObject>,
+    ) -> Result<(), PixelError> {
+        self.encode_into(file).map_err(PixelError::Encode)
+    }
+
+    fn encode_into(self, file: &mut FileDicomObject<InMemDicomObject>) -> Result<(), String> {
         let fl = self.frame_len();
         match &self.source {
             Source::Native {

@@ -16,6 +16,7 @@
 
 mod analyze;
 pub mod detect;
+mod error;
 pub mod glyphs;
 pub mod identifiers;
 pub mod image;
@@ -29,6 +30,7 @@ use serde::Serialize;
 use veil_pipeline::{PixelOutcome, PixelStage};
 
 pub use analyze::Limits;
+pub use error::PixelError;
 pub use identifiers::{Identifiers, Kind};
 pub use image::{Pixels, Rect};
 pub use templates::Templates;
@@ -172,7 +174,7 @@ impl Cleaner {
         file: &FileDicomObject<InMemDicomObject>,
         flagged: bool,
         keep_text: bool,
-    ) -> Result<(Pixels, Analysis), String> {
+    ) -> Result<(Pixels, Analysis), PixelError> {
         if self.config.ocr {
             ocr::available()?;
         }
@@ -188,7 +190,7 @@ impl Cleaner {
         &self,
         file: &mut FileDicomObject<InMemDicomObject>,
         flagged: bool,
-    ) -> Result<(PixelOutcome, Option<Analysis>), String> {
+    ) -> Result<(PixelOutcome, Option<Analysis>), PixelError> {
         if file.element(tags::PIXEL_DATA).is_err() {
             return Ok((PixelOutcome::default(), None));
         }
@@ -217,7 +219,7 @@ impl Cleaner {
 pub fn surviving_identifiers(
     source_identifiers: &Identifiers,
     output: &FileDicomObject<InMemDicomObject>,
-) -> Result<Vec<(u32, Rect, Kind)>, String> {
+) -> Result<Vec<(u32, Rect, Kind)>, PixelError> {
     let cleaner = Cleaner::new(Config {
         templates: Templates::default(),
         ..Config::default()

@@ -143,8 +143,8 @@ fn api() -> Result<&'static Api, String> {
 }
 
 /// Is the OCR engine usable here? (`Err` names what to install.)
-pub fn available() -> Result<(), String> {
-    api().map(|_| ())
+pub fn available() -> Result<(), crate::PixelError> {
+    api().map(|_| ()).map_err(crate::PixelError::Ocr)
 }
 
 /// One initialised Tesseract engine. Not shareable between threads: each worker owns one.

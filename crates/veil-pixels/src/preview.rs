@@ -32,7 +32,11 @@ fn outline(rgb: &mut [u8], cols: u32, rows: u32, r: &Rect, colour: [u8; 3]) {
 }
 
 /// Writes `frame` of `px` with the analysis' boxes as an RGB PNG (atomically: temp + rename).
-pub fn write(path: &Path, px: &Pixels, frame: u32, a: &Analysis) -> Result<(), String> {
+pub fn write(path: &Path, px: &Pixels, frame: u32, a: &Analysis) -> Result<(), crate::PixelError> {
+    render(path, px, frame, a).map_err(crate::PixelError::Preview)
+}
+
+fn render(path: &Path, px: &Pixels, frame: u32, a: &Analysis) -> Result<(), String> {
     let (cols, rows) = (px.cols, px.rows);
     let grey = px.grey(frame);
     let mut rgb = Vec::with_capacity(grey.len() * 3);

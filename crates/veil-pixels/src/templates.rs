@@ -83,7 +83,12 @@ impl Templates {
     }
 
     /// Adds the templates of one TOML document; `Err` names the file, line and problem.
-    pub fn add_toml(&mut self, origin: &str, body: &str) -> Result<(), String> {
+    pub fn add_toml(&mut self, origin: &str, body: &str) -> Result<(), crate::PixelError> {
+        self.parse_toml(origin, body)
+            .map_err(crate::PixelError::Template)
+    }
+
+    fn parse_toml(&mut self, origin: &str, body: &str) -> Result<(), String> {
         let f: File = toml::from_str(body).map_err(|e| format!("{origin}: {e}"))?;
         for t in &f.template {
             if t.regions.is_empty() {
@@ -101,9 +106,13 @@ impl Templates {
     }
 
     /// Loads a user template file.
-    pub fn add_file(&mut self, path: &std::path::Path) -> Result<(), String> {
-        let body = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read template file {}: {e}", path.display()))?;
+    pub fn add_file(&mut self, path: &std::path::Path) -> Result<(), crate::PixelError> {
+        let body = std::fs::read_to_string(path).map_err(|e| {
+            crate::PixelError::Template(format!(
+                "cannot read template file {}: {e}",
+                path.display()
+            ))
+        })?;
         self.add_toml(&path.display().to_string(), &body)
     }
 

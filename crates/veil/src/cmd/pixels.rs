@@ -94,7 +94,7 @@ fn cleaner(
 ) -> anyhow::Result<Cleaner> {
     let mut t = Templates::builtin();
     for f in templates {
-        t.add_file(f).map_err(exit::usage)?;
+        t.add_file(f).map_err(|e| exit::usage(e.to_string()))?;
     }
     Ok(Cleaner::new(Config {
         templates: t,
@@ -224,7 +224,7 @@ fn scan(args: ScanArgs) -> anyhow::Result<u8> {
             }
             Err(e) => {
                 summary.undecodable += 1;
-                report.error = Some(e);
+                report.error = Some(e.to_string());
             }
         }
         reports.push(report);
