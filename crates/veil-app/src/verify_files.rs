@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use dicom_core::header::Header;
 use rayon::prelude::*;
 use serde::Serialize;
 use veil_profile::Policy;
-use veil_verify::{Finding, Verifier, CATEGORIES};
+use veil_verify::{Finding, Known, Verifier, CATEGORIES};
 
 use crate::AppError;
 
@@ -201,7 +200,10 @@ pub fn verify_files(args: VerifyRequest) -> Result<VerifyReport, AppError> {
         }
     }
     if !ocr_files.is_empty() {
-        ocr_check(args.against, &outputs, &ocr_files, &mut per_file)?;
+        let known = known
+            .as_ref()
+            .expect("--ocr needs --against, checked above");
+        ocr_check(known, &outputs, &ocr_files, &mut per_file)?;
     }
     for (i, findings) in per_file {
         if findings.is_empty() {
@@ -238,57 +240,48 @@ fn claims_clean_pixels(bytes: &[u8]) -> bool {
     })
 }
 
-/// OCR of outputs whose pixels were cleaned, compared with every source's identifiers.
+/// OCR of outputs whose pixels were cleaned, compared with every source's identifiers, by the
+/// verifier's own pixel reader and the tesseract program (`veil_verify::ocr`), not the pixel
+/// stage's. An output it cannot read is a finding: unchecked is not clean.
 fn ocr_check(
-    against: &[PathBuf],
+    known: &Known,
     outputs: &[PathBuf],
     files: &[usize],
     per_file: &mut [(usize, Vec<Finding>)],
 ) -> Result<(), AppError> {
-    // One data set holding every source's values (multi-valued per tag), so one OCR pass per
-    // output compares its text with all sources at once.
-    let mut merged: BTreeMap<dicom_core::Tag, (dicom_core::VR, Vec<String>)> = BTreeMap::new();
-    for s in walk(against)? {
-        let Ok(obj) = dicom_object::OpenFileOptions::new()
-            .read_until(dicom_dictionary_std::tags::PIXEL_DATA)
-            .open_file(&s)
-        else {
-            continue;
-        };
-        for e in obj.iter() {
-            if let (dicom_core::value::Value::Primitive(_), Ok(v)) = (e.value(), e.to_multi_str()) {
-                let entry = merged.entry(e.tag()).or_insert((e.vr(), Vec::new()));
-                entry.1.extend(v.iter().map(|x| x.trim().to_string()));
-            }
-        }
-    }
-    let ids = veil_pixels::Identifiers::of(&dicom_object::InMemDicomObject::from_element_iter(
-        merged.into_iter().map(|(tag, (vr, values))| {
-            dicom_core::DataElement::new(
-                tag,
-                vr,
-                dicom_core::value::PrimitiveValue::Strs(values.into()),
-            )
-        }),
-    ));
     for &i in files {
-        let obj = dicom_object::open_file(&outputs[i]).map_err(|e| {
-            AppError::Verify(format!(
-                "{}: cannot read for OCR: {e}",
-                outputs[i].display()
-            ))
-        })?;
-        let found = veil_pixels::surviving_identifiers(&ids, &obj)
-            .map_err(|e| AppError::Verify(format!("{}: OCR failed: {e}", outputs[i].display())))?;
+        let bytes = read(&outputs[i])?;
+        let p = veil_verify::walk::parse(&bytes);
+        let rules: Vec<(String, String)> = match veil_verify::ocr::surviving(&p, &bytes, known) {
+            Ok(found) => found
+                .into_iter()
+                .map(|(frame, kind)| {
+                    (
+                        format!("PixelData frame {frame}"),
+                        format!(
+                            "known:burned_in_text OCR reads a source {kind} in the cleaned pixels"
+                        ),
+                    )
+                })
+                .collect(),
+            Err(veil_verify::ocr::OcrError::Unreadable(why)) => vec![(
+                "PixelData".to_string(),
+                format!("known:burned_in_text_unchecked {why}: burned-in text was not looked for"),
+            )],
+            Err(veil_verify::ocr::OcrError::Tool(why)) => {
+                return Err(AppError::Verify(format!(
+                    "{}: OCR failed: {why}",
+                    outputs[i].display()
+                )))
+            }
+        };
         if let Some(entry) = per_file.iter_mut().find(|(k, _)| *k == i) {
-            for (frame, _, kind) in found {
+            for (path, rule) in rules {
                 entry.1.push(Finding {
-                    path: format!("PixelData frame {frame}"),
+                    path,
                     tag: "(7FE0,0010)".into(),
                     category: "known_identifier".into(),
-                    rule: format!(
-                        "known:burned_in_text OCR reads a source {kind:?} in the cleaned pixels"
-                    ),
+                    rule,
                     masked: String::new(),
                 });
             }

@@ -16,6 +16,7 @@
 //! the output bytes.
 
 pub mod freetext;
+pub mod ocr;
 pub mod pattern;
 pub mod table;
 pub mod walk;
@@ -781,6 +782,21 @@ impl SourceSet<'_> {
 }
 
 impl Known {
+    /// Is a word read in pixels one of the sources' names or removed values (3 letters or more,
+    /// any case)? Returns the kind, never the value.
+    pub fn word_kind(&self, word: &str) -> Option<&'static str> {
+        let w = word.to_uppercase();
+        if w.chars().count() < 3 {
+            return None;
+        }
+        self.tokens.iter().find_map(|(t, kind, _)| {
+            let named = matches!(kind, TokenKind::Name | TokenKind::Value);
+            (named && t.to_uppercase() == w).then_some(match kind {
+                TokenKind::Name => "person name",
+                _ => "removed value",
+            })
+        })
+    }
     /// Number of distinct identifying values collected.
     pub fn len(&self) -> usize {
         self.tokens.len()
