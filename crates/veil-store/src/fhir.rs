@@ -8,7 +8,10 @@
 //! HL7 v3 ActReason codes TREAT (clinical care), HQUALIMP (quality improvement), HRESCH
 //! (internal research). `provision.code[].coding[].code` restricts to modalities,
 //! `provision.dataPeriod` to study dates. Nested `provision.provision[]` are exceptions: each
-//! gives its own records (type and purposes default to the parent's).
+//! gives its own records (type and purposes default to the parent's). A base provision that
+//! denies (or a rejected or inactive Consent) without naming a purpose is an opt-out of every
+//! purpose the institution knows; its nested permits are the exceptions. A permit must name
+//! its purposes.
 //! Each bad resource is reported with its index and the field at fault; good ones are imported.
 
 use serde_json::Value;
@@ -210,7 +213,7 @@ fn consent(
     if out.is_empty() {
         return Err((
             at("provision.purpose"),
-            "no purpose: nothing to record".into(),
+            "no purpose: a permit must name the purposes it grants".into(),
         ));
     }
     Ok(out)
@@ -272,6 +275,17 @@ fn walk(
     let own_purposes = !purposes.is_empty();
     if purposes.is_empty() {
         purposes = parent_purposes.to_vec();
+    }
+    // A base provision that denies without naming a purpose denies everything (FHIR R4: the
+    // base rule applies to all actions and purposes): the opt-out covers every purpose the
+    // institution knows. Nested permits name their exceptions. A blanket permit stays refused:
+    // agreeing to everything must name what.
+    let refuses = matches!(
+        status_state.or(ty),
+        Some(ConsentState::Refused | ConsentState::Withdrawn)
+    );
+    if depth == 0 && purposes.is_empty() && refuses {
+        purposes = settings.purposes.clone();
     }
     let mut scope = Scope::default();
     if let Some(codes) = p.get("code") {
@@ -395,5 +409,62 @@ mod tests {
         for b in &bad {
             assert!(!b.message.contains("MRN"), "no identifier in reports: {b}");
         }
+    }
+
+    // The opt-out patients most often send: deny, no purpose, perhaps with a permitted exception.
+    #[test]
+    fn a_blanket_deny_opts_out_of_every_purpose_but_its_exceptions() {
+        let doc = r#"{"resourceType":"Bundle","type":"collection","entry":[
+          {"resource":{"resourceType":"Consent","id":"optout","status":"active",
+            "scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"research"}]},
+            "patient":{"reference":"Patient/MRN7"},"dateTime":"2025-02-03",
+            "provision":{"type":"deny",
+              "provision":[{"type":"permit","purpose":[{"code":"TREAT"}]}]}}},
+          {"resource":{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/MRN8"},
+            "provision":{"type":"permit"}}}
+        ]}"#;
+        let settings = Settings::default();
+        let (good, bad) = parse(doc, "t.json", &settings).unwrap();
+        let refused: Vec<&str> = good
+            .iter()
+            .filter(|c| c.state == ConsentState::Refused)
+            .map(|c| c.purpose.as_str())
+            .collect();
+        assert_eq!(refused.len(), settings.purposes.len(), "{good:?}");
+        assert!(
+            refused.contains(&"internal-research") && refused.contains(&"commercial-ai-training")
+        );
+        let last = good.last().unwrap();
+        assert_eq!(
+            (last.purpose.as_str(), last.state),
+            ("clinical-care", ConsentState::Granted)
+        );
+        // Decided as recorded: research refused, care granted by the exception.
+        let records: Vec<crate::consent::ConsentRecord> = good
+            .iter()
+            .enumerate()
+            .map(|(i, c)| crate::consent::ConsentRecord {
+                id: i as i64 + 1,
+                patient_ref: String::new(),
+                purpose: c.purpose.clone(),
+                state: c.state,
+                scope: c.scope.clone(),
+                effective_at: c.effective_at.clone(),
+                recorded_at: String::new(),
+                source: c.source.clone(),
+                evidence: c.evidence.clone(),
+            })
+            .collect();
+        let d = |p| crate::consent::decide(&records, &settings, p, "CT", "20250101");
+        assert!(matches!(
+            d("internal-research"),
+            crate::consent::Decision::Exclude { .. }
+        ));
+        assert!(matches!(
+            d("clinical-care"),
+            crate::consent::Decision::Admit { .. }
+        ));
+        assert_eq!(bad.len(), 1, "a blanket permit names nothing: {bad:?}");
+        assert_eq!(bad[0].field, "entry[1].resource.provision.purpose");
     }
 }
