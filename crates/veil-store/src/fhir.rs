@@ -9,9 +9,9 @@
 //! (internal research). `provision.code[].coding[].code` restricts to modalities,
 //! `provision.dataPeriod` to study dates. Nested `provision.provision[]` are exceptions: each
 //! gives its own records (type and purposes default to the parent's). A base provision that
-//! denies (or a rejected or inactive Consent) without naming a purpose is an opt-out of every
-//! purpose the institution knows; its nested permits are the exceptions. A permit must name
-//! its purposes.
+//! denies (or a rejected or inactive Consent) without naming a purpose is an opt-out of all its
+//! `scope` covers (research: every purpose but clinical care; treatment: clinical care; other:
+//! every purpose); its nested permits are the exceptions. A permit must name its purposes.
 //! Each bad resource is reported with its index and the field at fault; good ones are imported.
 
 use serde_json::Value;
@@ -188,7 +188,19 @@ fn consent(
             "missing: Veil needs the purposes it covers".into(),
         )
     })?;
-    let mut out = Vec::new();
+    let mut out = blanket_refusal(r, provision, status_state, settings)
+        .into_iter()
+        .map(|purpose| ConsentInput {
+            patient_id: patient_id.clone(),
+            issuer: String::new(),
+            purpose,
+            state: ConsentState::Refused,
+            scope: Scope::default(),
+            effective_at: effective_at.clone(),
+            source: source.clone(),
+            evidence: evidence.clone(),
+        })
+        .collect::<Vec<_>>();
     let template = ConsentInput {
         patient_id,
         issuer: String::new(),
@@ -217,6 +229,40 @@ fn consent(
         ));
     }
     Ok(out)
+}
+
+/// A base provision that denies (or a rejected or inactive Consent) without naming a purpose is
+/// an opt-out of everything its scope covers (FHIR R4: the base rule applies to all purposes):
+/// a `research` Consent refuses every purpose but clinical care, a `treatment` one clinical
+/// care, any other every purpose the institution knows. Nested permits then record the
+/// exceptions. A blanket permit gives nothing: agreeing to everything must name what.
+fn blanket_refusal(
+    resource: &Value,
+    provision: &Value,
+    status_state: Option<ConsentState>,
+    settings: &Settings,
+) -> Vec<String> {
+    let denies = match (status_state, provision.get("type").and_then(Value::as_str)) {
+        (Some(s), _) => matches!(s, ConsentState::Refused | ConsentState::Withdrawn),
+        (None, t) => t == Some("deny"),
+    };
+    if !denies || provision.get("purpose").is_some() {
+        return Vec::new();
+    }
+    let scope = resource
+        .pointer("/scope/coding/0/code")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    settings
+        .purposes
+        .iter()
+        .filter(|p| match scope {
+            "research" => p.as_str() != "clinical-care",
+            "treatment" => p.as_str() == "clinical-care",
+            _ => true,
+        })
+        .cloned()
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -275,17 +321,6 @@ fn walk(
     let own_purposes = !purposes.is_empty();
     if purposes.is_empty() {
         purposes = parent_purposes.to_vec();
-    }
-    // A base provision that denies without naming a purpose denies everything (FHIR R4: the
-    // base rule applies to all actions and purposes): the opt-out covers every purpose the
-    // institution knows. Nested permits name their exceptions. A blanket permit stays refused:
-    // agreeing to everything must name what.
-    let refuses = matches!(
-        status_state.or(ty),
-        Some(ConsentState::Refused | ConsentState::Withdrawn)
-    );
-    if depth == 0 && purposes.is_empty() && refuses {
-        purposes = settings.purposes.clone();
     }
     let mut scope = Scope::default();
     if let Some(codes) = p.get("code") {
@@ -430,7 +465,9 @@ mod tests {
             .filter(|c| c.state == ConsentState::Refused)
             .map(|c| c.purpose.as_str())
             .collect();
-        assert_eq!(refused.len(), settings.purposes.len(), "{good:?}");
+        // A research opt-out: every purpose but clinical care.
+        assert_eq!(refused.len(), settings.purposes.len() - 1, "{good:?}");
+        assert!(!refused.contains(&"clinical-care"));
         assert!(
             refused.contains(&"internal-research") && refused.contains(&"commercial-ai-training")
         );
