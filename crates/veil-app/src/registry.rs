@@ -106,7 +106,11 @@ pub fn breach_report(
         recipient: recipient.to_string(),
         patients: patients.len(),
         studies: studies.len(),
-        instances: rows.iter().map(|r| r.instances).sum(),
+        instances: rows
+            .iter()
+            .flat_map(|r| r.released_sops.iter())
+            .collect::<BTreeSet<_>>()
+            .len() as i64,
         since,
         rows,
     })

@@ -46,9 +46,14 @@ pub struct BreachRow {
     pub released_study_uid: String,
     pub release_id: String,
     pub purpose: String,
+    /// Distinct instances of the study released in this release.
     pub instances: i64,
     pub first_released_at: String,
     pub last_released_at: String,
+    /// The released SOP Instance UIDs: an instance released twice (a re-run, another release
+    /// to the same recipient) is one exposed instance, not two.
+    #[serde(skip)]
+    pub released_sops: std::collections::BTreeSet<String>,
 }
 
 /// What a leaked file traces back to.
@@ -311,9 +316,11 @@ impl Store {
                     instances: 0,
                     first_released_at: e.recorded_at.clone(),
                     last_released_at: e.recorded_at.clone(),
+                    released_sops: Default::default(),
                 }),
             };
-            row.instances += 1;
+            row.released_sops.insert(e.released_sop.clone());
+            row.instances = row.released_sops.len() as i64;
             row.last_released_at = row.last_released_at.clone().max(e.recorded_at.clone());
         }
         Ok(by.into_values().collect())

@@ -205,6 +205,33 @@ fn consent_gated_releases_and_the_ledger_questions() {
             out.contains("4MR1") && !out.contains("1CT1") && out.contains("1 patient(s)"),
             "{out}"
         );
+        let exposed = |out: &str| {
+            out.lines()
+                .find(|l| l.starts_with("breach of acme"))
+                .unwrap_or_default()
+                .to_string()
+        };
+        let before = exposed(&out);
+        // The same instance released to acme again (another release, another folder): still
+        // one exposed instance.
+        let (rc, again) = veil(
+            &dir,
+            db,
+            &[
+                "release",
+                "in",
+                "--recipient",
+                "acme",
+                "--purpose",
+                "commercial-ai-training",
+                "--out",
+                "acme-again",
+            ],
+        );
+        assert_eq!(rc, 0, "{again}");
+        let (_, out) = veil(&dir, db, &["breach", "--recipient", "acme"]);
+        assert_eq!(exposed(&out), before, "{out}");
+        assert!(before.contains("1 instance(s)"), "{before}");
         // Trace a lab file.
         let f = walk(&dir.join("lab")).into_iter().next().unwrap();
         let (rc, out) = veil(&dir, db, &["trace", f.to_str().unwrap()]);
@@ -244,10 +271,10 @@ fn consent_gated_releases_and_the_ledger_questions() {
             "{out}"
         );
         assert_eq!(walk(&dir.join("acme2")).len(), 0);
-        // The ledger holds 3 entries and verifies; export verifies too.
+        // The ledger holds 4 entries (acme's instance twice) and verifies; export verifies too.
         let (rc, out) = veil(&dir, db, &["ledger", "verify"]);
         assert_eq!(rc, 0, "{out}");
-        assert!(out.contains("3 entries"), "{out}");
+        assert!(out.contains("4 entries"), "{out}");
         assert_eq!(
             veil(&dir, db, &["ledger", "export", "--out", "l.jsonl"]).0,
             0
