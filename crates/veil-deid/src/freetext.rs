@@ -266,7 +266,7 @@ pub fn recognised(text: &str, free: bool) -> Vec<Range<usize>> {
 /// Is a token kept? (`folded`: its folded form; own: the data set's own words, in every
 /// variant.)
 fn keeps(folded: &str, vocabulary: &Vocabulary, own: &Own) -> bool {
-    if variants(folded).iter().any(|v| own.words.contains(v)) {
+    if is_own_word(folded, own) {
         return false;
     }
     let digits = folded.chars().filter(char::is_ascii_digit).count();
@@ -309,12 +309,21 @@ fn camel_parts(word: &str) -> Vec<&str> {
 }
 
 /// Is a word of the text kept: itself, or every part of it in camel case?
-fn keeps_word(word: &str, vocabulary: &Vocabulary, own: &Own) -> bool {
-    if keeps(&fold(word), vocabulary, own) {
+fn keeps_word(word: &str, folded: &str, vocabulary: &Vocabulary, own: &Own) -> bool {
+    if keeps(folded, vocabulary, own) {
         return true;
     }
     let parts = camel_parts(word);
     parts.len() > 1 && parts.iter().all(|p| keeps(&fold(p), vocabulary, own))
+}
+
+/// Is the folded token one of the data set's own name words, in any variant? An ASCII token is
+/// its own only variant (accents and transliteration change nothing), so it costs one lookup.
+fn is_own_word(folded: &str, own: &Own) -> bool {
+    if folded.is_ascii() {
+        return own.words.contains(folded);
+    }
+    variants(folded).iter().any(|v| own.words.contains(v))
 }
 
 fn letter_runs(s: &str) -> impl Iterator<Item = &str> {
@@ -349,7 +358,7 @@ pub fn clean(
             continue;
         }
         let name_word = named && veil_profile::standard::name_words().contains(&folded);
-        if name_word || !keeps_word(word, vocabulary, own) {
+        if name_word || !keeps_word(word, &folded, vocabulary, own) {
             remove.push(range);
         }
     }

@@ -542,44 +542,16 @@ impl Screen {
     pub fn finds(&self, text: &str) -> bool {
         !self.ranges(text).is_empty()
     }
-
-    /// Removes every identifier occurrence, keeping the rest of the text; returns `None` when
-    /// nothing was found.
-    pub fn clean(&self, text: &str) -> Option<String> {
-        let mut ranges = self.ranges(text);
-        if ranges.is_empty() {
-            return None;
-        }
-        ranges.sort_by_key(|r| r.start);
-        let mut out = String::with_capacity(text.len());
-        let mut pos = 0;
-        for r in ranges {
-            if r.start > pos {
-                out.push_str(&text[pos..r.start]);
-            }
-            pos = pos.max(r.end);
-        }
-        out.push_str(&text[pos.min(text.len())..]);
-        // Collapse the gaps left behind, line by line so that multi-line text keeps its lines.
-        let cleaned: Vec<String> = out
-            .split('\n')
-            .map(|line| {
-                line.split_whitespace()
-                    .filter(|w| {
-                        !w.chars()
-                            .all(|c| matches!(c, ',' | ';' | ':' | '^' | '-' | '/' | '.'))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .collect();
-        Some(cleaned.join("\n").trim().to_string())
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the screen's spans leave of a text (the free-text cleaner adds the allowlist on top).
+    fn clean(s: &Screen, text: &str) -> Option<String> {
+        crate::freetext::remove_spans(text, s.ranges(text))
+    }
 
     fn screen() -> Screen {
         let mut ids = Identifiers::default();
@@ -594,35 +566,37 @@ mod tests {
     fn removes_name_parts_in_any_order_and_case() {
         let s = screen();
         assert_eq!(
-            s.clean("CT head for JONATHAN doe follow-up").unwrap(),
+            clean(&s, "CT head for JONATHAN doe follow-up").unwrap(),
             "CT head for follow-up"
         );
-        assert_eq!(s.clean("doe, jonathan").unwrap(), "");
+        assert_eq!(clean(&s, "doe, jonathan").unwrap(), "");
     }
 
     #[test]
     fn keeps_clean_text_and_titles() {
         let s = screen();
-        assert_eq!(s.clean("MR BRAIN W/O CONTRAST"), None);
-        assert_eq!(s.clean("CHEST PA 120 kVp 2.5 mm"), None);
+        assert_eq!(clean(&s, "MR BRAIN W/O CONTRAST"), None);
+        assert_eq!(clean(&s, "CHEST PA 120 kVp 2.5 mm"), None);
     }
 
     #[test]
     fn removes_ids_dates_and_patterns() {
         let s = screen();
         assert_eq!(
-            s.clean("ref MRN-448812 at St. Elsewhere General").unwrap(),
+            clean(&s, "ref MRN-448812 at St. Elsewhere General").unwrap(),
             "ref at"
         );
-        assert_eq!(s.clean("born 14/02/1963").unwrap(), "born");
-        assert_eq!(s.clean("born February 14, 1963 ok").unwrap(), "born ok");
+        assert_eq!(clean(&s, "born 14/02/1963").unwrap(), "born");
+        assert_eq!(clean(&s, "born February 14, 1963 ok").unwrap(), "born ok");
         assert_eq!(
-            s.clean("call +1 617 555 0199 or j.doe@example.org")
-                .unwrap(),
+            clean(&s, "call +1 617 555 0199 or j.doe@example.org").unwrap(),
             "call or"
         );
-        assert_eq!(s.clean("scan 2021-07-04 acc 99812345").unwrap(), "scan acc");
-        assert_eq!(s.clean("ID ABC1234567").unwrap(), "ID ABC");
+        assert_eq!(
+            clean(&s, "scan 2021-07-04 acc 99812345").unwrap(),
+            "scan acc"
+        );
+        assert_eq!(clean(&s, "ID ABC1234567").unwrap(), "ID ABC");
     }
 
     #[test]
@@ -746,6 +720,6 @@ mod tests {
         let mut ids = Identifiers::default();
         ids.add_person_name("Li^Wu");
         let s = ids.build();
-        assert_eq!(s.clean("LIVER and WU"), Some("LIVER and".to_string()));
+        assert_eq!(clean(&s, "LIVER and WU"), Some("LIVER and".to_string()));
     }
 }
