@@ -98,12 +98,19 @@ impl Settings {
     }
 }
 
-/// Assembles the pipeline: the engine under the policy and key, the pixel stage, and the
-/// independent verify stage every output passes. (A series-level stage — defacing — takes its
-/// place here too when it exists: it is the builder's to add, not each front end's.)
+/// Assembles the pipeline: the engine under the policy and key, the pixel stage, the series
+/// stage that removes faces from head CT and MR (`[faces]`), and the independent verify stage
+/// every output passes.
 pub fn build(r: Resolved) -> Pipeline {
     let verifier = crate::verify_stage::pipeline_verifier(&r.policy);
     let pixels = crate::pixel_stage::pixel_stage(&r.policy);
+    let faces = veil_face::FaceStage::new(veil_face::Settings::from(&r.policy.faces));
+    let mut config = r.config;
+    if !r.policy.faces.deface() {
+        config.warnings.push("defacing is off ([faces] deface = false): head CT and MR series are released with their faces, which face recognition can match to photographs".into());
+    }
     let deid = Deidentifier::new(r.policy, r.key, r.patient_map);
-    Pipeline::new(deid, verifier, r.config).with_pixel_stage(pixels)
+    Pipeline::new(deid, verifier, config)
+        .with_pixel_stage(pixels)
+        .with_series_stage(Box::new(faces))
 }

@@ -127,6 +127,20 @@ pub struct InstanceUids {
     pub sop_instance: String,
 }
 
+/// What pixel stages did to an instance before its header is de-identified.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cleaned {
+    /// Identifying text was looked for in the pixels (and removed where found): Clean Pixel
+    /// Data (113101) and Burned In Annotation NO.
+    pub pixel_text: bool,
+    /// The face was removed from the pixels: Clean Recognizable Visual Features (113102) and
+    /// Recognizable Visual Features NO.
+    pub faces: bool,
+    /// The series was examined for a face and none was there to remove (e.g. cut below the
+    /// eyes): Recognizable Visual Features NO, without claiming the option.
+    pub faces_examined: bool,
+}
+
 /// What de-identifying one dataset did.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -351,6 +365,20 @@ impl Deidentifier {
         file: FileDicomObject<InMemDicomObject>,
         pixels_cleaned: bool,
     ) -> Result<(FileDicomObject<InMemDicomObject>, Outcome), DeidError> {
+        let cleaned = Cleaned {
+            pixel_text: pixels_cleaned,
+            ..Cleaned::default()
+        };
+        self.deidentify_cleaned(file, cleaned)
+    }
+
+    /// As [`Deidentifier::deidentify`], for a file whose pixel data stages have cleaned (text,
+    /// faces): the markers say what was done (see [`Cleaned`]).
+    pub fn deidentify_cleaned(
+        &self,
+        file: FileDicomObject<InMemDicomObject>,
+        cleaned: Cleaned,
+    ) -> Result<(FileDicomObject<InMemDicomObject>, Outcome), DeidError> {
         let file = {
             let meta = file.meta().clone();
             let obj = charset::to_utf8(normalize::normalize_un(file.into_inner()))
@@ -429,7 +457,7 @@ impl Deidentifier {
                 }
             }
         }
-        self.add_markers(&mut out, pixels_cleaned);
+        self.add_markers(&mut out, cleaned);
 
         let mut suppressed = false;
         if let Some(spec) = &self.policy.generalize {
@@ -497,7 +525,7 @@ impl Deidentifier {
         }
     }
 
-    fn add_markers(&self, out: &mut InMemDicomObject, pixels_cleaned: bool) {
+    fn add_markers(&self, out: &mut InMemDicomObject, cleaned: Cleaned) {
         out.put(DataElement::new(
             tags::PATIENT_IDENTITY_REMOVED,
             VR::CS,
@@ -505,7 +533,19 @@ impl Deidentifier {
         ));
         let mut method_values = self.method_values.clone();
         let mut method_codes = self.method_codes.clone();
-        if pixels_cleaned {
+        if cleaned.faces && !method_codes.iter().any(|c| c.0 == "113102") {
+            let code = ProfileOption::CleanRecognizableVisualFeatures.cid7050();
+            method_values.push(code.1.to_string());
+            method_codes.push(code);
+        }
+        if cleaned.faces || cleaned.faces_examined {
+            out.put(DataElement::new(
+                tags::RECOGNIZABLE_VISUAL_FEATURES,
+                VR::CS,
+                PrimitiveValue::from("NO"),
+            ));
+        }
+        if cleaned.pixel_text {
             let code = ProfileOption::CleanPixelData.cid7050();
             method_values.push(code.1.to_string());
             method_codes.push(code);

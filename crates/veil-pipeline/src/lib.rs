@@ -11,10 +11,11 @@ pub mod heldback;
 pub mod paths;
 pub mod preflight;
 pub mod report;
+pub mod series;
 mod splice;
 mod store;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,6 +31,9 @@ use veil_deid::{Deidentifier, InstanceUids};
 
 pub use classify::Hold;
 pub use report::{FileOutcome, RunReport};
+pub use series::{
+    MemberReader, SeriesApplied, SeriesGate, SeriesPlan, SeriesRefusal, SeriesStage, SeriesSummary,
+};
 pub use store::StateError;
 
 /// A finding of an output verifier. It names where and what, never the value.
@@ -183,6 +187,8 @@ pub struct Config {
     pub hold_burned_in: bool,
     /// Files larger than this are quarantined unread (bounds memory per worker).
     pub max_file_bytes: u64,
+    /// Warnings every run report carries (e.g. defacing turned off by the policy).
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -196,6 +202,7 @@ impl Config {
             fsync: false,
             hold_burned_in: true,
             max_file_bytes: 4 << 30,
+            warnings: Vec::new(),
         }
     }
 }
@@ -222,6 +229,7 @@ pub struct Pipeline {
     deid: Deidentifier,
     verifier: Option<Box<dyn OutputVerifier>>,
     pixels: Option<Box<dyn PixelStage>>,
+    series: Option<Box<dyn SeriesStage>>,
     config: Config,
 }
 
@@ -373,7 +381,18 @@ enum Staged {
         reason: String,
     },
     Suppressed,
+    /// Waits for its whole series (the key groups it).
+    Deferred {
+        key: String,
+    },
     Output(Box<Produced>),
+}
+
+/// How one input left `process_file`.
+enum Processed {
+    Done(FileOutcome),
+    /// Deferred to its series (key), or skipped as done by an earlier run (`None`).
+    Waiting(Option<String>),
 }
 
 struct Produced {
@@ -443,8 +462,16 @@ impl Pipeline {
             deid,
             verifier,
             pixels: None,
+            series: None,
             config,
         }
+    }
+
+    /// Adds a series stage (defacing): instances it collects wait until their whole series has
+    /// been seen, and are released with its plan applied.
+    pub fn with_series_stage(mut self, stage: Box<dyn SeriesStage>) -> Pipeline {
+        self.series = Some(stage);
+        self
     }
 
     /// Adds a pixel stage: instances with burned-in text risk then flow through it instead of
@@ -491,11 +518,9 @@ impl Pipeline {
             resuming = state.resuming(),
             "run started"
         );
-        let report = Mutex::new(RunReport::new(
-            self.deid.policy(),
-            self.deid.key(),
-            files.len(),
-        ));
+        let mut report = RunReport::new(self.deid.policy(), self.deid.key(), files.len());
+        report.warnings = self.config.warnings.clone();
+        let report = Mutex::new(report);
         let claimed: Mutex<Claims> = Mutex::new(Claims::default());
         if state.resuming() {
             // Outputs an earlier, interrupted run released still claim their paths: a second
@@ -527,37 +552,23 @@ impl Pipeline {
                 }
             }
         }
-        let fatal: Mutex<Option<StateError>> = Mutex::new(None);
-        let stop = AtomicBool::new(false);
-
+        let run = Run {
+            files: &files,
+            state: &state,
+            claimed: &claimed,
+            observer,
+            progress,
+            report: &report,
+            fatal: Mutex::new(None),
+            stop: AtomicBool::new(false),
+            waiting: Mutex::new(Vec::new()),
+        };
         let work = || {
-            files.par_iter().enumerate().for_each(|(index, path)| {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                let outcome = self.process_file(index as u32, path, &state, &claimed, observer);
-                let outcome = match outcome {
-                    Ok(o) => o,
-                    Err(e) => {
-                        // The output or quarantine area itself failed (disk full, permissions):
-                        // stop the run rather than lose track of inputs.
-                        stop.store(true, Ordering::Relaxed);
-                        let mut f = fatal.lock().unwrap();
-                        if f.is_none() {
-                            *f = Some(e);
-                        }
-                        return;
-                    }
-                };
-                tracing::debug!(
-                    input_ref = %outcome.input_ref,
-                    status = outcome.status.as_str(),
-                    reason = outcome.reason.as_deref().unwrap_or(""),
-                    "file finished"
-                );
-                progress(&outcome);
-                report.lock().unwrap().record(&outcome);
-            })
+            let all: Vec<u32> = (0..files.len() as u32).collect();
+            run.process(self, &all, None);
+            if self.series.is_some() {
+                self.run_series(&run);
+            }
         };
         match self.config.threads {
             Some(n) => rayon::ThreadPoolBuilder::new()
@@ -567,7 +578,7 @@ impl Pipeline {
                 .install(work),
             None => work(),
         }
-        if let Some(e) = fatal.into_inner().unwrap() {
+        if let Some(e) = run.fatal.into_inner().unwrap() {
             return Err(e.into());
         }
         let mut report = report.into_inner().unwrap();
@@ -592,17 +603,97 @@ impl Pipeline {
         Ok(report)
     }
 
+    /// Plans each group of deferred instances, one series at a time (memory holds one), and
+    /// releases or holds back its members with the plan.
+    fn run_series(&self, run: &Run<'_>) {
+        let Some(stage) = &self.series else {
+            return;
+        };
+        let waiting = std::mem::take(&mut *run.waiting.lock().unwrap());
+        let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        let mut skipped = Vec::new();
+        for (index, key) in waiting {
+            match key {
+                Some(key) => groups.entry(key).or_default().push(index),
+                None => skipped.push(index),
+            }
+        }
+        if groups.is_empty() {
+            return;
+        }
+        // Resuming: members an earlier run finished still belong to their series' volume, so
+        // the plan (and every output) is the same as in an uninterrupted run.
+        let mut earlier: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+        for index in skipped {
+            if let Some(key) = self.series_key_of(&run.files[index as usize]) {
+                if groups.contains_key(&key) {
+                    earlier.entry(key).or_default().push(index);
+                }
+            }
+        }
+        for (key, mut members) in groups {
+            if run.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            members.sort_unstable();
+            let mut planning = members.clone();
+            planning.extend(earlier.remove(&key).unwrap_or_default());
+            planning.sort_unstable();
+            let read =
+                |i: usize| read_whole(&run.files[planning[i] as usize], self.config.max_file_bytes);
+            let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                stage.plan(planning.len(), &read)
+            }))
+            .unwrap_or_else(|_| {
+                Err(SeriesRefusal {
+                    reason: "internal_error".into(),
+                    detail: "an internal error occurred while planning this series; every instance was held back".into(),
+                    summary: SeriesSummary::default(),
+                })
+            });
+            let (mut summary, plan) = match planned {
+                Ok(plan) => (plan.summary(), Some(plan)),
+                Err(refusal) => {
+                    for &index in &members {
+                        run.hold_member(index, &refusal.reason, &refusal.detail);
+                    }
+                    (refusal.summary, None)
+                }
+            };
+            summary.series_ref = run.state.keyed_ref("series", &key);
+            summary.instances = planning.len();
+            run.report.lock().unwrap().series.push(summary);
+            if let Some(plan) = plan {
+                run.process(self, &members, Some(plan.as_ref()));
+            }
+        }
+    }
+
+    /// The series key of an input an earlier run finished (read again to plan its series).
+    fn series_key_of(&self, path: &Path) -> Option<String> {
+        let bytes = std::fs::read(path).ok()?;
+        let (file, _) = read_part10(&bytes).ok()?;
+        match self.series.as_ref()?.gate(&file) {
+            SeriesGate::Collect { key } => Some(key),
+            _ => None,
+        }
+    }
+
     fn process_file(
         &self,
         index: u32,
         path: &Path,
-        state: &store::State,
-        claimed: &Mutex<Claims>,
-        observer: &dyn ReleaseObserver,
-    ) -> Result<FileOutcome, StateError> {
+        run: &Run<'_>,
+        plan: Option<&dyn SeriesPlan>,
+    ) -> Result<Processed, StateError> {
+        let (state, claimed, observer) = (run.state, run.claimed, run.observer);
         let input_ref = state.input_ref(path);
         if let Some(done) = state.already_done(&input_ref) {
-            return Ok(FileOutcome::skipped(path, done));
+            return Ok(match plan {
+                None => Processed::Done(FileOutcome::skipped(path, done)),
+                // Finished by an earlier run: it was read only to plan its series.
+                Some(_) => Processed::Waiting(None),
+            });
         }
         let mut bytes = Vec::new();
         let read = std::fs::File::open(path).and_then(|f| {
@@ -625,14 +716,14 @@ impl Pipeline {
                 format!("cannot read the input: {e}"),
             );
             state.journal(&outcome)?;
-            return Ok(outcome);
+            return Ok(Processed::Done(outcome));
         }
         let in_bytes = bytes.len() as u64;
 
         // Every stage runs under catch_unwind: a panic in a parser on hostile input must end as a
         // quarantine, never as a crashed run or a passed-through file.
         let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.stage(&bytes, observer)
+            self.stage(&bytes, observer, plan)
         }))
         .unwrap_or_else(|_| {
             held(
@@ -647,6 +738,7 @@ impl Pipeline {
             }
             Staged::Excluded { reason } => FileOutcome::excluded(path, &input_ref, reason),
             Staged::Suppressed => FileOutcome::suppressed(path, &input_ref),
+            Staged::Deferred { key } => return Ok(Processed::Waiting(Some(key))),
             Staged::Quarantine {
                 reason,
                 detail,
@@ -660,34 +752,59 @@ impl Pipeline {
             )?,
         };
         state.journal(&outcome)?;
-        Ok(outcome)
+        Ok(Processed::Done(outcome))
     }
 
     /// read (parse) → classify → consent → pixels → transform → encode → verify, all in
     /// memory. Each hop either hands the instance on or ends it (held back, rejected, excluded).
-    fn stage(&self, bytes: &[u8], observer: &dyn ReleaseObserver) -> Staged {
-        self.hops(bytes, observer).unwrap_or_else(|ended| ended)
+    fn stage(
+        &self,
+        bytes: &[u8],
+        observer: &dyn ReleaseObserver,
+        plan: Option<&dyn SeriesPlan>,
+    ) -> Staged {
+        self.hops(bytes, observer, plan)
+            .unwrap_or_else(|ended| ended)
     }
 
-    fn hops(&self, bytes: &[u8], observer: &dyn ReleaseObserver) -> Result<Staged, Staged> {
+    fn hops(
+        &self,
+        bytes: &[u8],
+        observer: &dyn ReleaseObserver,
+        plan: Option<&dyn SeriesPlan>,
+    ) -> Result<Staged, Staged> {
         let (mut file, mut carried) = read_part10(bytes)?;
         let risk = self.classify(&file, carried.is_some())?;
         let (patient, consent_ref) = admit(&self.deid, &file, observer)?;
+        if plan.is_none() {
+            self.gate_series(&file)?;
+        }
         if carried.is_some()
-            && self
-                .pixels
-                .as_ref()
-                .is_some_and(|stage| stage.needs_pixels(&file, risk.as_deref()))
+            && (plan.is_some()
+                || self
+                    .pixels
+                    .as_ref()
+                    .is_some_and(|stage| stage.needs_pixels(&file, risk.as_deref())))
         {
-            // The pixel stage will look at this one: read it whole.
+            // A pixel or series stage will look at this one: read it whole.
             carried = None;
             file = normalize(parse(&bytes[128..])?);
         }
         let prepared = self.verifier.as_ref().map(|v| v.prepare(&file, bytes));
-        let pixels_cleaned = self.clean_pixels(&mut file, risk.as_deref())?;
+        let applied = match plan {
+            Some(plan) => plan
+                .apply(&mut file)
+                .map_err(|why| held("series_stage", why))?,
+            None => SeriesApplied::default(),
+        };
+        let cleaned = veil_deid::Cleaned {
+            pixel_text: self.clean_pixels(&mut file, risk.as_deref())?,
+            faces: applied.modified,
+            faces_examined: applied.examined,
+        };
         let (out, outcome) = self
             .deid
-            .deidentify_with(file, pixels_cleaned)
+            .deidentify_cleaned(file, cleaned)
             .map_err(|e| held("cannot_deidentify", e.to_string()))?;
         if outcome.suppressed {
             return Ok(Staged::Suppressed);
@@ -739,6 +856,18 @@ impl Pipeline {
                 Ok(Some(why))
             }
             _ => Err(held(hold.code(), hold.detail())),
+        }
+    }
+
+    /// The series gate: on alone, held back, or deferred to its series.
+    fn gate_series(&self, file: &FileDicomObject<InMemDicomObject>) -> Result<(), Staged> {
+        let Some(stage) = &self.series else {
+            return Ok(());
+        };
+        match stage.gate(file) {
+            SeriesGate::Pass => Ok(()),
+            SeriesGate::Hold { reason, detail } => Err(held(reason, detail)),
+            SeriesGate::Collect { key } => Err(Staged::Deferred { key }),
         }
     }
 
@@ -932,6 +1061,106 @@ impl Pipeline {
             },
             consent_ref: p.consent_ref.clone(),
         }
+    }
+}
+
+/// The state of one run, shared by its workers.
+struct Run<'a> {
+    files: &'a [PathBuf],
+    state: &'a store::State,
+    claimed: &'a Mutex<Claims>,
+    observer: &'a dyn ReleaseObserver,
+    progress: &'a (dyn Fn(&FileOutcome) + Sync),
+    report: &'a Mutex<RunReport>,
+    /// The first failure of the output or quarantine area itself (disk full, permissions).
+    fatal: Mutex<Option<StateError>>,
+    stop: AtomicBool,
+    /// Inputs deferred to their series (with its key), and, when resuming, inputs an earlier
+    /// run finished (no key): they may belong to a deferred series.
+    waiting: Mutex<Vec<(u32, Option<String>)>>,
+}
+
+impl Run<'_> {
+    /// Processes these inputs in parallel (with a series plan for a planned group).
+    fn process(&self, pipeline: &Pipeline, indices: &[u32], plan: Option<&dyn SeriesPlan>) {
+        indices.par_iter().for_each(|&index| {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let path = &self.files[index as usize];
+            match pipeline.process_file(index, path, self, plan) {
+                Ok(Processed::Done(outcome)) => {
+                    if outcome.status == report::Status::Skipped && self.state.resuming() {
+                        self.waiting.lock().unwrap().push((index, None));
+                    }
+                    self.finish(&outcome);
+                }
+                Ok(Processed::Waiting(key)) => {
+                    if plan.is_none() {
+                        self.waiting.lock().unwrap().push((index, key));
+                    }
+                }
+                Err(e) => self.fail(e),
+            }
+        })
+    }
+
+    fn finish(&self, outcome: &FileOutcome) {
+        tracing::debug!(
+            input_ref = %outcome.input_ref,
+            status = outcome.status.as_str(),
+            reason = outcome.reason.as_deref().unwrap_or(""),
+            "file finished"
+        );
+        (self.progress)(outcome);
+        self.report.lock().unwrap().record(outcome);
+    }
+
+    /// The output or quarantine area itself failed: stop the run rather than lose track of
+    /// inputs.
+    fn fail(&self, e: StateError) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut f = self.fatal.lock().unwrap();
+        if f.is_none() {
+            *f = Some(e);
+        }
+    }
+
+    /// Holds back a member of a series that could not be planned.
+    fn hold_member(&self, index: u32, reason: &str, detail: &str) {
+        let path = &self.files[index as usize];
+        let input_ref = self.state.input_ref(path);
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let held = hold_back(
+            self.state,
+            &input_ref,
+            path,
+            &bytes,
+            reason.to_string(),
+            detail.to_string(),
+        )
+        .and_then(|outcome| self.state.journal(&outcome).map(|()| outcome));
+        match held {
+            Ok(outcome) => self.finish(&outcome),
+            Err(e) => self.fail(e),
+        }
+    }
+}
+
+/// Reads and parses an input whole (Pixel Data included), for a series stage's plan.
+fn read_whole(path: &Path, max_bytes: u64) -> Result<FileDicomObject<InMemDicomObject>, String> {
+    let len = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if len > max_bytes {
+        return Err(format!("file is {len} bytes, over the per-file limit"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !has_dicm(&bytes) {
+        return Err("not a DICOM Part 10 file".into());
+    }
+    match parse(&bytes[128..]) {
+        Ok(file) => Ok(normalize(file)),
+        Err(Staged::Quarantine { detail, .. }) => Err(detail),
+        Err(_) => Err("cannot parse".into()),
     }
 }
 

@@ -212,6 +212,10 @@ pub struct RunReport {
     pub seconds: f64,
     pub files_per_second: f64,
     pub megabytes_per_second: f64,
+    /// Series a series stage (defacing) planned: what it decided and measured, by series.
+    pub series: Vec<crate::series::SeriesSummary>,
+    /// What the operator must know about this run's settings (e.g. faces left in place).
+    pub warnings: Vec<String>,
 }
 
 impl RunReport {
@@ -240,6 +244,8 @@ impl RunReport {
             seconds: 0.0,
             files_per_second: 0.0,
             megabytes_per_second: 0.0,
+            series: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 
@@ -292,6 +298,7 @@ impl RunReport {
 
     pub(crate) fn finish(&mut self, elapsed: Duration) {
         self.held_back.sort_by(|a, b| a.input_ref.cmp(&b.input_ref));
+        self.series.sort_by(|a, b| a.series_ref.cmp(&b.series_ref));
         self.seconds = elapsed.as_secs_f64();
         let s = self.seconds.max(1e-9);
         let processed = self.written

@@ -275,6 +275,12 @@ impl State {
         hex::encode(&self.ref_key.mac("veil/input-ref", material.as_bytes())[..16])
     }
 
+    /// A keyed reference of an identifying label (e.g. a series' UID), safe in reports.
+    pub fn keyed_ref(&self, kind: &str, label: &str) -> String {
+        let material = format!("{kind}\u{1f}{label}\u{1f}{}", self.policy_digest);
+        hex::encode(&self.ref_key.mac("veil/keyed-ref", material.as_bytes())[..16])
+    }
+
     /// Was this input finished by an earlier run (and is its result still in place)?
     pub fn already_done(&self, input_ref: &str) -> Option<Done> {
         let d = self.done.get(input_ref)?;

@@ -18,8 +18,8 @@ use std::collections::{HashMap, HashSet};
 pub use action::Action;
 pub use options::{ProfileOption, BASIC_PROFILE_CODE};
 pub use policy::{
-    Override, OverrideTarget, PixelSettings, Policy, PolicyError, PolicyIssue, Template,
-    TemplatePart,
+    FaceSettings, Override, OverrideTarget, PixelSettings, Policy, PolicyError, PolicyIssue,
+    Template, TemplatePart,
 };
 
 /// Where an effective action came from.

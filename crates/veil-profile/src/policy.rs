@@ -202,6 +202,8 @@ pub struct Policy {
     pub pixels: PixelSettings,
     /// Terms a site adds to the free-text allowlist (`[free_text] allow`), as written.
     pub free_text_allow: Vec<String>,
+    /// The defacing stage's settings (`[faces]`).
+    pub faces: FaceSettings,
     /// SHA-256 of the effective rules (see `with_effective_digest`), written into every output's
     /// De-identification Method and into reports and ledgers.
     pub digest: String,
@@ -233,6 +235,50 @@ struct RawPolicy {
     slides: Option<RawSlides>,
     pixels: Option<PixelSettings>,
     free_text: Option<RawFreeText>,
+    faces: Option<FaceSettings>,
+}
+
+/// Settings of the defacing stage (`[faces]`, docs/faces.md); a field left out keeps the
+/// default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaceSettings {
+    /// Remove the face from head CT and MR series (default true). Off: head series are
+    /// released with their faces, and every run report warns so.
+    pub deface: Option<bool>,
+    /// Distance kept between what is removed and the brain as Veil finds it, in mm (default
+    /// 10, 5–40).
+    pub clearance_mm: Option<f64>,
+    /// Remove the ears too (default true).
+    pub ears: Option<bool>,
+    /// Hold back photographs and video of the body surface (visible-light photographic,
+    /// endoscopic and video classes), which nothing yet proves free of faces (default: the
+    /// value of `deface`).
+    pub hold_photographs: Option<bool>,
+}
+
+impl FaceSettings {
+    /// Is defacing on?
+    pub fn deface(&self) -> bool {
+        self.deface.unwrap_or(true)
+    }
+    /// Clearance from the brain in mm.
+    pub fn clearance_mm(&self) -> f64 {
+        self.clearance_mm.unwrap_or(10.0)
+    }
+    /// Are the ears removed too?
+    pub fn ears(&self) -> bool {
+        self.ears.unwrap_or(true)
+    }
+    /// Are photographic and video classes held back?
+    pub fn hold_photographs(&self) -> bool {
+        self.hold_photographs.unwrap_or_else(|| self.deface())
+    }
+
+    fn out_of_range(&self) -> Option<(&'static str, &'static str)> {
+        (!self.clearance_mm.is_none_or(|c| (5.0..=40.0).contains(&c)))
+            .then_some(("clearance_mm", "5 to 40 mm"))
+    }
 }
 
 /// `[free_text]`: terms the site's descriptions use that the built-in vocabulary lacks.
@@ -512,6 +558,7 @@ impl Policy {
                 .and_then(|s| s.release_overviews)
                 .unwrap_or(false),
             pixels: raw.pixels.clone().unwrap_or_default(),
+            faces: raw.faces.clone().unwrap_or_default(),
             free_text_allow: raw
                 .free_text
                 .as_ref()
@@ -797,6 +844,14 @@ impl Policy {
                 format!("expected {allowed}"),
             );
         }
+        if let Some((field, allowed)) = raw.faces.as_ref().and_then(FaceSettings::out_of_range) {
+            let at = text.find(field).unwrap_or(0);
+            issues.add(
+                at..at,
+                format!("faces.{field}"),
+                format!("expected {allowed}"),
+            );
+        }
         if let Some(spec) = &raw.generalize {
             // A fragment that does not resolve would make every file suppressed: say so now.
             if let Err(m) = spec.resolve() {
@@ -857,6 +912,12 @@ impl Policy {
             line(format!(
                 "pixels {}",
                 serde_json::to_string(&self.pixels).expect("JSON of plain data")
+            ));
+        }
+        if self.faces != FaceSettings::default() {
+            line(format!(
+                "faces {}",
+                serde_json::to_string(&self.faces).expect("JSON of plain data")
             ));
         }
         for t in &self.free_text_allow {

@@ -200,6 +200,18 @@ pub fn print_summary(r: &RunReport, pipeline: &Pipeline) {
             a.numbers_replaced, a.code_values_dropped
         );
     }
+    for s in &r.series {
+        println!(
+            "  series {} ({} instance(s)): {} — {}",
+            &s.series_ref[..12.min(s.series_ref.len())],
+            s.instances,
+            s.outcome,
+            s.detail
+        );
+    }
+    for w in &r.warnings {
+        println!("  WARNING: {w}");
+    }
     println!(
         "  policy {} (sha256 {}), key fingerprint {}",
         r.policy,

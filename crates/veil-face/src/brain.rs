@@ -1,0 +1,173 @@
+//! Finds the head and the brain in the coarse volume, and says whether the series shows a head
+//! at all. CT: the soft tissue the skull encloses, slice by slice. MR: the bright core deep
+//! under the head's surface, separated from the scalp by the dark skull and CSF.
+//!
+//! The brain found here is what the cut keeps its clearance from, so it errs large: a brain
+//! found too small would let the cut come closer to the real one.
+
+use crate::grid::{otsu, percentile, Grid, Mask};
+
+/// CT: bone is at least this many HU (block maxima, so thin bone still closes the ring).
+const CT_BONE_HU: f32 = 300.0;
+/// CT: brain, CSF and blood lie in this HU range (block means).
+const CT_BRAIN_HU: (f32, f32) = (-20.0, 100.0);
+/// CT: the body (skin and below) is above this HU.
+const CT_BODY_HU: f32 = -500.0;
+/// CT: share of the brain's surroundings within reach of bone (the skull encloses it).
+const CT_MIN_BONE_COVER: f64 = 0.7;
+/// MR: the body is above this share of the robust maximum.
+const MR_BODY_SHARE: f32 = 0.1;
+/// MR: the brain lies at least this deep under the head's surface (scalp and skull), mm.
+const MR_MIN_DEPTH_MM: f32 = 8.0;
+/// A brain (adult or child, whole or cut by the field of view) is this large, mL.
+const BRAIN_ML: (f64, f64) = (200.0, 2500.0);
+/// The brain's extent along each patient axis (left–right, front–back, up–down), mm.
+const BRAIN_EXTENT_MM: [(f64, f64); 3] = [(70.0, 200.0), (80.0, 240.0), (40.0, 200.0)];
+
+/// The head and brain found in a volume.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// The body's voxels (skin and everything inside).
+    pub body: Mask,
+    pub brain: Mask,
+    pub brain_ml: f64,
+    /// What showed it is a head.
+    pub evidence: String,
+}
+
+/// Looks for a head; `Err` says why the volume is not one.
+pub fn find(grid: &Grid, ct: bool) -> Result<Head, String> {
+    let head = if ct { find_ct(grid)? } else { find_mr(grid)? };
+    let count = head.brain.iter().filter(|&&b| b).count();
+    let brain_ml = count as f64 * grid.voxel_ml();
+    if !(BRAIN_ML.0..=BRAIN_ML.1).contains(&brain_ml) {
+        return Err(format!(
+            "the largest brain-like region is {brain_ml:.0} mL, outside {:.0}–{:.0} mL",
+            BRAIN_ML.0, BRAIN_ML.1
+        ));
+    }
+    let extent = extent(grid, &head.brain);
+    for (axis, ((lo, hi), e)) in BRAIN_EXTENT_MM.iter().zip(extent).enumerate() {
+        if !(*lo..=*hi).contains(&e) {
+            let name = ["left–right", "front–back", "up–down"][axis];
+            return Err(format!(
+                "the brain-like region spans {e:.0} mm {name}, outside {lo:.0}–{hi:.0} mm"
+            ));
+        }
+    }
+    Ok(Head { brain_ml, ..head })
+}
+
+/// The extent (mm) of a mask along the patient axes.
+fn extent(grid: &Grid, mask: &[bool]) -> [f64; 3] {
+    let mut lo = [f64::MAX; 3];
+    let mut hi = [f64::MIN; 3];
+    for (i, _) in mask.iter().enumerate().filter(|(_, &m)| m) {
+        let p = grid.position(i);
+        for a in 0..3 {
+            lo[a] = lo[a].min(p[a]);
+            hi[a] = hi[a].max(p[a]);
+        }
+    }
+    [0, 1, 2].map(|a| (hi[a] - lo[a]).max(0.0))
+}
+
+fn find_ct(grid: &Grid) -> Result<Head, String> {
+    let bone: Mask = grid.max.iter().map(|&v| v >= CT_BONE_HU).collect();
+    let candidate: Mask = (0..grid.len())
+        .map(|i| !bone[i] && (CT_BRAIN_HU.0..=CT_BRAIN_HU.1).contains(&grid.mean[i]))
+        .collect();
+    // Two erosions cut the thin bridges of soft tissue through the skull's openings (optic
+    // canals, foramina, gaps between coarse bone voxels) that join the brain to the orbits,
+    // the face and the neck; of what remains, the brain is the large region bone surrounds.
+    let (labels, sizes) = grid.components(&grid.erode(&grid.erode(&candidate)));
+    let min_voxels = (BRAIN_ML.0 / 2.0 / grid.voxel_ml()) as usize;
+    let best = sizes
+        .iter()
+        .enumerate()
+        .filter(|(_, &s)| s >= min_voxels)
+        .map(|(l, _)| {
+            let core: Mask = labels.iter().map(|&x| x == l as u32 + 1).collect();
+            let region = grid.grow_within(&core, &candidate, 3);
+            (bone_cover(grid, &region, &bone), region)
+        })
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    let Some((cover, brain)) = best else {
+        return Err("no large region of soft tissue inside bone".into());
+    };
+    if cover < CT_MIN_BONE_COVER {
+        return Err(format!(
+            "bone surrounds {:.0} % of the largest soft-tissue region (a skull surrounds at least {:.0} %)",
+            cover * 100.0,
+            CT_MIN_BONE_COVER * 100.0
+        ));
+    }
+    let body = body(grid, |v| v > CT_BODY_HU);
+    Ok(Head {
+        body,
+        brain,
+        brain_ml: 0.0,
+        evidence: format!(
+            "bone surrounds the brain-like region ({:.0} %)",
+            cover * 100.0
+        ),
+    })
+}
+
+/// Share of the voxels just outside `region` that have bone within two voxels.
+fn bone_cover(grid: &Grid, region: &[bool], bone: &[bool]) -> f64 {
+    let near_bone = grid.dilate(&grid.dilate(bone));
+    let grown = grid.dilate(region);
+    let (mut shell, mut covered) = (0usize, 0usize);
+    for i in 0..region.len() {
+        if grown[i] && !region[i] {
+            shell += 1;
+            covered += near_bone[i] as usize;
+        }
+    }
+    if shell == 0 {
+        0.0
+    } else {
+        covered as f64 / shell as f64
+    }
+}
+
+/// The body: the largest region above a threshold, holes filled slice by slice.
+fn body(grid: &Grid, above: impl Fn(f32) -> bool) -> Mask {
+    let mask: Mask = grid.mean.iter().map(|&v| above(v)).collect();
+    let (largest, _) = grid.largest_component(&mask);
+    grid.enclosed_2d(&largest)
+}
+
+fn find_mr(grid: &Grid) -> Result<Head, String> {
+    let robust = percentile(&grid.mean, 0.995);
+    if robust <= 0.0 {
+        return Err("the volume is empty".into());
+    }
+    let body = body(grid, |v| v > MR_BODY_SHARE * robust);
+    let inside: Vec<f32> = (0..grid.len())
+        .filter(|&i| body[i])
+        .map(|i| grid.mean[i])
+        .collect();
+    let bright = otsu(&inside);
+    let depth = grid.depth(&body);
+    let candidate: Mask = (0..grid.len())
+        .map(|i| body[i] && grid.mean[i] > bright && depth[i] >= MR_MIN_DEPTH_MM)
+        .collect();
+    let (core, size) = grid.largest_component(&grid.erode(&candidate));
+    if size == 0 {
+        return Err("no bright tissue deep inside the body".into());
+    }
+    // Grey matter and CSF at the brain's edge are darker than the core: grow the core into
+    // tissue above half the split, a few voxels, so the brain found errs large.
+    let tissue: Mask = (0..grid.len())
+        .map(|i| body[i] && grid.mean[i] > bright * 0.5 && depth[i] >= MR_MIN_DEPTH_MM * 0.5)
+        .collect();
+    let brain = grid.grow_within(&core, &tissue, 3);
+    Ok(Head {
+        body,
+        brain,
+        brain_ml: 0.0,
+        evidence: "a bright core deep under the head's surface".into(),
+    })
+}
