@@ -77,7 +77,7 @@ from scipy import ndimage
 CT_ISO = (-400.0, -250.0, -100.0)
 MR_ISO_FRACTIONS = (0.10, 0.20, 0.30)
 DEFAULT_YAWS = (-35.0, 0.0, 35.0)
-TARGET_HEIGHT_PX = 360  # height of the rendered head in pixels
+TARGET_HEIGHT_PX = 320  # height of the rendered head in pixels
 GRID_MM = 1.0
 
 
@@ -269,6 +269,14 @@ def head_bbox(vol, level):
     m = ndimage.binary_opening(m, iterations=1)
     if not m.any():
         m = d[::st, ::st, ::st] > level
+    else:
+        # keep the largest connected object (the head), dropping the table,
+        # head rest, cushions and noise specks from the bounding box
+        lab, n = ndimage.label(m)
+        if n > 1:
+            sizes = np.bincount(lab.ravel())
+            sizes[0] = 0
+            m = lab == int(sizes.argmax())
     if not m.any():
         k, i, j = [np.array([0, s - 1]) for s in d.shape]
         idx = np.array(np.meshgrid(k, i, j, indexing="ij")).reshape(3, -1)
@@ -438,7 +446,8 @@ def detect_all(images, upsample=1, jobs=None, detectors=None):
         det = detectors or Detectors()
         return [det.judge(img, upsample) for img in images]
     import multiprocessing as mp
-    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+    # spawn, not fork: forking after dlib/BLAS threads started can deadlock
+    ctx = mp.get_context("spawn")
     with ctx.Pool(min(jobs, len(images)), initializer=_worker_init) as pool:
         return pool.map(_worker_judge, [(img, upsample) for img in images], chunksize=1)
 
@@ -615,7 +624,7 @@ def cmd_brain(a):
             changed[k] = True
             continue
         # exact comparison of stored values after rescale; NaN-safe
-        b, f = before.data[k], after.data[k]
+        b, f = before.data[k], after.data[n]
         changed[k] = ~((b == f) | (np.isnan(b) & np.isnan(f)))
     present = np.ones(before.data.shape[0], bool)
     present[missing] = False

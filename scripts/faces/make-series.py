@@ -67,6 +67,7 @@ TS = {
     "jpeg-sv1": ("1.2.840.10008.1.2.4.70", "JPEG Lossless SV1"),
 }
 BASE_CASES = ["avghead-mr", "avghead-mr-jls", "cranium-ct", "cranium-ct-rle", "cranium-ct-oblique",
+              "cranium-ct-tilt",
               "colin-mr", "colin-mr-j2k", "avghead-mr-gap", "broken-mixed-orientation",
               "broken-duplicate-position", "broken-missing-position", "head-localizer"]
 BENCH_CASES = ["bench-mr256", "bench-ct300"]
@@ -533,6 +534,8 @@ def build_case(case, out, S):
                     shape=list(v.data.shape), body_part=body, source=NOTES["cranium"],
                     hu="stored = HU + 1024 (uint16, BitsStored 12); RescaleIntercept -1024, RescaleSlope 1",
                     masks=save_masks(od, v.masks, MEANING), **extra)
+    elif case == "cranium-ct-tilt":
+        build_tilted(case, od, S.get("cranium"))
     elif case in ("colin-mr", "colin-mr-j2k"):
         v = S.get("colin")
         ts = "explicit" if case == "colin-mr" else (
@@ -638,6 +641,46 @@ def build_case(case, out, S):
                     masks={})
     else:
         raise SystemExit(f"unknown case {case}")
+
+
+def build_tilted(case, od, v, tilt_deg=12.0):
+    """A gantry-tilted acquisition of the Cranium CT: each image plane is tilted by tilt_deg
+    about the patient x axis (Image Orientation's column direction leaves the y axis), while the
+    slices still step straight along z (couch travel), so the stack is sheared, not rotated.
+    The pixels are the original volume sampled on those tilted planes (trilinear; air outside),
+    the brain mask likewise (nearest)."""
+    from scipy.ndimage import map_coordinates
+    t = np.radians(tilt_deg)
+    row = np.array([1.0, 0.0, 0.0])
+    col = np.array([0.0, np.cos(t), np.sin(t)])
+    n_slices, rows, cols = v.data.shape
+    ds, dr, dc = v.spacing
+    inv = np.linalg.inv(v.lps_affine())
+    rr, cc = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+    centre_z = (n_slices - 1) / 2 * ds
+    data = np.empty(v.data.shape, dtype=np.int16)
+    masks = {k: np.zeros(m.shape, dtype=np.uint8) for k, m in v.masks.items()}
+    positions = []
+    for k in range(n_slices):
+        # Tilted planes through the same z as the original slices at the image's centre row.
+        ipp = v.origin + np.array([0.0, 0.0, k * ds]) - col * (rows - 1) / 2 * dr \
+            + np.array([0.0, (rows - 1) / 2 * dr, 0.0])
+        positions.append(ipp)
+        pts = ipp[:, None, None] + row[:, None, None] * cc * dc + col[:, None, None] * rr * dr
+        idx = inv[:3, :3] @ pts.reshape(3, -1) + inv[:3, 3:4]
+        data[k] = map_coordinates(v.data.astype(np.float32), idx, order=1, cval=-1024).reshape(rows, cols).round()
+        for name, m in v.masks.items():
+            masks[name][k] = map_coordinates(m, idx, order=0, cval=0).reshape(rows, cols)
+    h = header(case, "cranium", "CT", "HEAD 1.5 TILT", "HEAD", window=(40, 80))
+    h["GantryDetectorTilt"] = f"{tilt_deg:g}"
+    images = [make_ds(h, k, data[k].astype(np.int32) + 1024, positions[k], row, col, (dr, dc), ds, True)
+              for k in range(n_slices)]
+    n = write_images(od, case, images, "explicit")
+    write_truth(od, case, modality="CT", transfer_syntax="explicit", expected="released", has_face=True,
+                files=n, shape=list(data.shape), body_part="HEAD", source=NOTES["cranium"],
+                hu="stored = HU + 1024 (uint16, BitsStored 12); RescaleIntercept -1024, RescaleSlope 1",
+                tilt=f"gantry tilt {tilt_deg:g} deg: image planes tilted about x, slices stepping along z (sheared stack)",
+                masks=save_masks(od, masks, MEANING))
 
 
 def main():

@@ -231,6 +231,124 @@ fn phantom(slice: u32) -> Vec<u16> {
     px
 }
 
+/// Slices, matrix, pixel size and slice step (mm) of the demo's head CT.
+const HEAD_SLICES: u32 = 50;
+const HEAD_MATRIX: u32 = 128;
+const HEAD_PIXEL_MM: f64 = 1.8;
+const HEAD_STEP_MM: f64 = 4.5;
+
+/// Inside an axis-aligned ellipsoid (centre, semi-axes), patient coordinates in mm.
+fn inside(p: [f64; 3], centre: [f64; 3], semi: [f64; 3]) -> bool {
+    (0..3)
+        .map(|a| ((p[a] - centre[a]) / semi[a]).powi(2))
+        .sum::<f64>()
+        <= 1.0
+}
+
+/// HU of a synthetic head at a patient position (LPS: +x left, +y posterior, +z up): soft
+/// tissue, a closed skull, a brain, and a face in front (a nose, eyes, a mouth).
+fn head_hu(p: [f64; 3]) -> i32 {
+    let brain = ([0.0, 8.0, 28.0], [62.0, 82.0, 68.0]);
+    let skull = ([0.0, 8.0, 28.0], [69.0, 89.0, 75.0]);
+    let nose = inside(p, [0.0, -100.0, -20.0], [10.0, 16.0, 24.0]);
+    let eye = inside(p, [30.0, -84.0, 8.0], [13.0, 13.0, 13.0])
+        || inside(p, [-30.0, -84.0, 8.0], [13.0, 13.0, 13.0]);
+    let mouth = p[0].abs() < 22.0 && p[1] < -86.0 && (-62.0..-56.0).contains(&p[2]);
+    if inside(p, brain.0, brain.1) {
+        30
+    } else if inside(p, skull.0, skull.1) {
+        1200
+    } else if eye {
+        10
+    } else if mouth {
+        -1000
+    } else if nose || inside(p, [0.0, 0.0, 0.0], [78.0, 100.0, 112.0]) {
+        40
+    } else {
+        -1000
+    }
+}
+
+/// Writes the demo's head CT (50 axial slices, 128 × 128, the first patient's identifiers):
+/// a volume with a face, which the face stage must remove before release.
+pub fn head_phantom(input: &Path) -> Result<u32, DemoError> {
+    let p = &PATIENTS[0];
+    let (study, series) = (uid(&[1, 5]), uid(&[1, 5, 1]));
+    let origin = -(HEAD_MATRIX as f64) * HEAD_PIXEL_MM / 2.0;
+    for k in 0..HEAD_SLICES {
+        let z = -115.0 + k as f64 * HEAD_STEP_MM;
+        let mut px = Vec::with_capacity((HEAD_MATRIX * HEAD_MATRIX) as usize);
+        for r in 0..HEAD_MATRIX {
+            for c in 0..HEAD_MATRIX {
+                let at = [
+                    origin + c as f64 * HEAD_PIXEL_MM,
+                    origin + r as f64 * HEAD_PIXEL_MM,
+                    z,
+                ];
+                px.push((head_hu(at) + 1024) as u16);
+            }
+        }
+        let sop = uid(&[1, 5, 1, k + 1]);
+        let obj = InMemDicomObject::from_element_iter([
+            el(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
+            el(tags::SOP_INSTANCE_UID, VR::UI, sop.as_str()),
+            el(tags::STUDY_INSTANCE_UID, VR::UI, study.as_str()),
+            el(tags::SERIES_INSTANCE_UID, VR::UI, series.as_str()),
+            el(tags::FRAME_OF_REFERENCE_UID, VR::UI, uid(&[1, 5, 9])),
+            el(tags::PATIENT_NAME, VR::PN, p.name),
+            el(tags::PATIENT_ID, VR::LO, p.id),
+            el(tags::PATIENT_BIRTH_DATE, VR::DA, p.birth),
+            el(tags::STUDY_DATE, VR::DA, "20230411"),
+            el(tags::MODALITY, VR::CS, "CT"),
+            el(tags::BODY_PART_EXAMINED, VR::CS, "HEAD"),
+            el(tags::STUDY_DESCRIPTION, VR::LO, "CT HEAD WO CONTRAST"),
+            el(tags::SERIES_DESCRIPTION, VR::LO, "HEAD 4.5 STANDARD"),
+            el(tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\AXIAL"),
+            el(tags::INSTANCE_NUMBER, VR::IS, (k + 1).to_string()),
+            el(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, "1\\0\\0\\0\\1\\0"),
+            el(
+                tags::IMAGE_POSITION_PATIENT,
+                VR::DS,
+                format!("{origin}\\{origin}\\{z}"),
+            ),
+            el(
+                tags::PIXEL_SPACING,
+                VR::DS,
+                format!("{HEAD_PIXEL_MM}\\{HEAD_PIXEL_MM}"),
+            ),
+            el(tags::SLICE_THICKNESS, VR::DS, format!("{HEAD_STEP_MM}")),
+            DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
+            el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+            DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(HEAD_MATRIX as u16)),
+            DataElement::new(
+                tags::COLUMNS,
+                VR::US,
+                PrimitiveValue::from(HEAD_MATRIX as u16),
+            ),
+            DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
+            DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16)),
+            DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16)),
+            DataElement::new(
+                tags::PIXEL_REPRESENTATION,
+                VR::US,
+                PrimitiveValue::from(0u16),
+            ),
+            el(tags::RESCALE_INTERCEPT, VR::DS, "-1024"),
+            el(tags::RESCALE_SLOPE, VR::DS, "1"),
+            DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(px.into())),
+        ]);
+        let meta = FileMetaTableBuilder::new()
+            .media_storage_sop_class_uid(uids::CT_IMAGE_STORAGE)
+            .media_storage_sop_instance_uid(sop.clone())
+            .transfer_syntax(uids::EXPLICIT_VR_LITTLE_ENDIAN)
+            .build()?;
+        let path = input.join(format!("export/p1/head/slice{:02}.dcm", k + 1));
+        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+        obj.with_exact_meta(meta).write_to_file(&path)?;
+    }
+    Ok(HEAD_SLICES)
+}
+
 /// Writes the demo input; returns every planted value to look for afterwards.
 /// Where one generated CT image sits: patient (1-based), study, series, instance.
 #[derive(Clone, Copy)]

@@ -104,6 +104,11 @@ pub struct VerifyRequest<'a> {
     pub policy_given: bool,
     /// OCR the outputs whose pixels a pixel stage cleaned (needs `against`).
     pub ocr: bool,
+    /// A face judge to run on every directory holding a CT or MR volume (16 images or more):
+    /// a command line, given the directory, `--json` and a file to write
+    /// `{"cnn_faces_total": N}` to (`scripts/faces/attack.py judge` is one). A face found is
+    /// a finding.
+    pub face_judge: Option<&'a str>,
 }
 
 /// Verifies de-identified files (Veil's or any tool's) with the independent verifier,
@@ -224,9 +229,86 @@ pub fn verify_files(args: VerifyRequest) -> Result<VerifyReport, AppError> {
             });
         }
     }
+    if let Some(judge) = args.face_judge {
+        for f in judge_faces(judge, &outputs)? {
+            report.files_with_findings += 1;
+            *report.by_category.entry(FACE_CATEGORY).or_default() += 1;
+            report.findings.push(f);
+        }
+    }
     report.seconds = started.elapsed().as_secs_f64();
     report.against_sources = known.is_some();
     Ok(report)
+}
+
+/// The category of a face found in a volume by the face judge.
+const FACE_CATEGORY: &str = "recognizable_face";
+/// Directories with fewer CT or MR images hold no volume to render.
+const MIN_VOLUME_IMAGES: usize = 16;
+
+/// Runs the face judge on every directory of outputs that holds a CT or MR volume.
+fn judge_faces(judge: &str, outputs: &[PathBuf]) -> Result<Vec<FileFinding>, AppError> {
+    let mut volumes: BTreeMap<&Path, usize> = BTreeMap::new();
+    for path in outputs {
+        if is_ct_or_mr_image(&read(path)?) {
+            if let Some(dir) = path.parent() {
+                *volumes.entry(dir).or_default() += 1;
+            }
+        }
+    }
+    let mut words = judge.split_whitespace();
+    let program = words
+        .next()
+        .ok_or_else(|| AppError::Usage("--face-judge: give a command".into()))?;
+    let fixed: Vec<&str> = words.collect();
+    let mut findings = Vec::new();
+    for (dir, _) in volumes.into_iter().filter(|(_, n)| *n >= MIN_VOLUME_IMAGES) {
+        let verdict = tempfile::NamedTempFile::new()
+            .map_err(|e| AppError::Verify(format!("cannot make a temporary file: {e}")))?;
+        let status = std::process::Command::new(program)
+            .args(&fixed)
+            .arg(dir)
+            .arg("--json")
+            .arg(verdict.path())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| AppError::Verify(format!("cannot run the face judge {program:?}: {e}")))?;
+        let faces = std::fs::read(verdict.path())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["cnn_faces_total"].as_u64());
+        let Some(faces) = faces.filter(|_| status.success()) else {
+            return Err(AppError::Verify(format!(
+                "{}: the face judge failed ({status}) or wrote no cnn_faces_total",
+                dir.display()
+            )));
+        };
+        if faces > 0 {
+            findings.push(FileFinding {
+                file: dir.display().to_string(),
+                path: "volume".into(),
+                tag: "(7FE0,0010)".into(),
+                category: FACE_CATEGORY.into(),
+                rule: format!(
+                    "the face judge found {faces} face(s) in renders of this series' skin surface"
+                ),
+                masked: String::new(),
+            });
+        }
+    }
+    Ok(findings)
+}
+
+/// Is this a CT or MR image (SOP Class UID, read by the verifier's own walker)?
+fn is_ct_or_mr_image(bytes: &[u8]) -> bool {
+    let p = veil_verify::walk::parse(bytes);
+    p.elems.iter().any(|e| {
+        e.tag == 0x0008_0016 && e.parent.is_none() && {
+            let class = p.text(bytes, e);
+            let class = class.trim_end_matches(['\0', ' ']);
+            class == "1.2.840.10008.5.1.4.1.1.2" || class == "1.2.840.10008.5.1.4.1.1.4"
+        }
+    })
 }
 
 /// Does the output's De-identification Method Code Sequence claim Clean Pixel Data (113101)?

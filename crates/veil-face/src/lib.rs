@@ -150,9 +150,8 @@ impl Planner<'_> {
     ) -> Result<FacePlan, Refused> {
         let n = read.len();
         if n < MIN_SLICES {
-            if says_head {
-                return Err(("face_unchecked", format!("the header says this series shows the head, and its {n} slice(s) are too few to assemble a volume and check it for a face; held back")));
-            }
+            // Too few slices to render a surface from: whatever the header says, there is no
+            // volume to find a face in.
             return Ok(self.pass(
                 "too_few_slices",
                 format!("{n} slice(s): not a volume; released as it is"),

@@ -3,8 +3,8 @@
 //!
 //! The series are built from public volumes by `scripts/faces/make-series.py` (pydeface's
 //! average head with a full face, InVesalius' real head CT, Colin27's T1 head with its brain
-//! mask; several transfer syntaxes, an oblique acquisition, a gap, wrong and empty Body Part
-//! hints, and series that cannot be assembled). `scripts/faces/attack.py` is the judge: it
+//! mask; several transfer syntaxes, an oblique and a gantry-tilted acquisition, a gap, wrong and
+//! empty Body Part hints, and series that cannot be assembled). `scripts/faces/attack.py` is the judge: it
 //! renders the skin surface (3 yaws × 3 iso-levels) and runs dlib's CNN face detector on each
 //! render, and it compares brain voxels before and after.
 
@@ -237,6 +237,37 @@ fn head_series_lose_their_faces_keep_their_brains_and_unsafe_series_are_held_bac
         );
         assert_eq!(after, 0, "{name}: a face survived: {a}");
     }
+
+    // A gantry-tilted (sheared) stack is placed by each slice's own position: no face after.
+    let (after, a) = judge(&runs["cranium-ct-tilt"].out, &w.join("after-tilt.json"));
+    assert_eq!(after, 0, "cranium-ct-tilt: a face survived: {a}");
+
+    // The same attack as a verify option: `veil verify --face-judge` finds the face in the
+    // original CT and none in its defaced release.
+    let judge = format!("python3 {}", scripts().join("attack.py").display());
+    let judge = format!("{judge} judge");
+    let (code, text) = veil(&[
+        "verify",
+        runs["cranium-ct"].out.to_str().unwrap(),
+        "--face-judge",
+        &judge,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "the defaced release verifies clean: {text}");
+    let original = w.join("original-ct");
+    std::fs::create_dir_all(&original).unwrap();
+    for f in files(&cases.join("cranium-ct/dicom")) {
+        std::fs::copy(&f, original.join(f.file_name().unwrap())).unwrap();
+    }
+    let (code, text) = veil(&[
+        "verify",
+        original.to_str().unwrap(),
+        "--face-judge",
+        &judge,
+        "--json",
+    ]);
+    assert_eq!(code, 4, "the original's face is a finding: {text}");
+    assert!(text.contains("recognizable_face"), "{text}");
 
     // The brain: not one voxel inside the brain mask changed, and what changed keeps 5 mm away.
     for name in [

@@ -237,8 +237,10 @@ fn sigkill_during_release_leaves_files_and_ledger_in_step() {
         );
         assert!(matches!(rc, 0 | 3), "{backend}: reference release: {text}");
         let want = common::tree(&dir.join(&ref_out));
+        // Enough releases to be killed in the middle of (pydicom's CT and MR series without
+        // geometry are held back by the face stage, so about 49).
         assert!(
-            want.len() > 50,
+            want.len() > 40,
             "{backend}: reference released only {}",
             want.len()
         );

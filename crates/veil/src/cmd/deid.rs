@@ -138,6 +138,34 @@ pub fn run_pipeline(
     Ok(report)
 }
 
+/// Series the face stage planned: counts by outcome, and the ones it changed or held back.
+fn print_series(r: &RunReport) {
+    if r.series.is_empty() {
+        return;
+    }
+    let mut outcomes: std::collections::BTreeMap<&str, usize> = Default::default();
+    for s in &r.series {
+        *outcomes.entry(s.outcome.as_str()).or_default() += 1;
+    }
+    let counts: Vec<String> = outcomes.iter().map(|(o, n)| format!("{n} {o}")).collect();
+    println!("  series (faces): {}", counts.join(", "));
+    let notable = r.series.iter().filter(|s| {
+        matches!(
+            s.outcome.as_str(),
+            "defaced" | "held_back" | "no_face_found"
+        )
+    });
+    for s in notable.take(20) {
+        println!(
+            "    {} ({} instance(s)): {} — {}",
+            &s.series_ref[..12.min(s.series_ref.len())],
+            s.instances,
+            s.outcome,
+            s.detail
+        );
+    }
+}
+
 pub fn print_summary(r: &RunReport, pipeline: &Pipeline) {
     let out = &pipeline.config().out;
     println!(
@@ -200,15 +228,7 @@ pub fn print_summary(r: &RunReport, pipeline: &Pipeline) {
             a.numbers_replaced, a.code_values_dropped
         );
     }
-    for s in &r.series {
-        println!(
-            "  series {} ({} instance(s)): {} — {}",
-            &s.series_ref[..12.min(s.series_ref.len())],
-            s.instances,
-            s.outcome,
-            s.detail
-        );
-    }
+    print_series(r);
     for w in &r.warnings {
         println!("  WARNING: {w}");
     }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
-use veil_app::demo::{generate, pixel_module, scan, MARKER};
+use veil_app::demo::{generate, head_phantom, pixel_module, scan, MARKER};
 use veil_keys::Key;
 
 #[derive(clap::Args)]
@@ -43,6 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         .map_err(|e| crate::exit::app_error(e.into()))?;
     let planted =
         generate(&input, pixels.as_deref()).map_err(|e| crate::exit::app_error(e.into()))?;
+    let head_slices = head_phantom(&input).map_err(|e| crate::exit::app_error(e.into()))?;
     let key_path = dir.join("demo.key");
     let key = Key::write_new(&key_path)?;
     println!(
@@ -52,6 +53,9 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     );
     println!("  (names, MRNs, birth dates, phones, e-mails, addresses, accession numbers, UIDs, staff and institution,");
     println!("   in standard tags, sequences three deep, an unknown private block with a UN value, free text and file meta)");
+    println!(
+        "  and a head CT of {head_slices} slices with a face, which the face stage must remove"
+    );
     println!(
         "  key: {} (mode 0600, fingerprint {})",
         key_path.display(),
@@ -132,7 +136,16 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         report.quarantined + report.rejected,
         dir.join("quarantine").display()
     );
-    Ok(if hits.is_empty() {
+    let defaced = report.series.iter().find(|s| s.outcome == "defaced");
+    match defaced {
+        Some(s) => println!(
+            "  faces: the head CT was defaced ({} mL removed, {} mm from the brain); Recognizable Visual Features is NO in its outputs",
+            s.measures.get("removed_ml").map_or(0.0, |v| v.round()),
+            s.measures.get("clearance_mm").map_or(0.0, |v| v.round())
+        ),
+        None => println!("  FAILED: the head CT was not defaced"),
+    }
+    Ok(if hits.is_empty() && defaced.is_some() {
         crate::exit::OK
     } else {
         crate::exit::FINDINGS

@@ -29,6 +29,12 @@ pub struct Args {
     /// with OCR and compare it with the sources' identifiers (needs --against and Tesseract).
     #[arg(long)]
     pub ocr: bool,
+    /// Render every CT or MR volume among the outputs (a directory of 16 or more images) and
+    /// run this face judge on it; a face found is a finding. The command is given the
+    /// directory, `--json` and a file for `{"cnn_faces_total": N}`, e.g.
+    /// "python3 scripts/faces/attack.py judge" (dlib's CNN face detector).
+    #[arg(long, value_name = "COMMAND")]
+    pub face_judge: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -39,6 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         policy: &policy,
         policy_given: args.policy.is_some(),
         ocr: args.ocr,
+        face_judge: args.face_judge.as_deref(),
     })
     .map_err(crate::exit::app_error)?;
     if args.json {
