@@ -21,6 +21,9 @@ const MR_BODY_SHARE: f32 = 0.1;
 const MR_MIN_DEPTH_MM: f32 = 8.0;
 /// A brain (adult or child, whole or cut by the field of view) is this large, mL.
 const BRAIN_ML: (f64, f64) = (200.0, 2500.0);
+/// A head's width (left–right) and depth (front–back) at the brain's centre, mm.
+const HEAD_WIDTH_MM: (f64, f64) = (110.0, 230.0);
+const HEAD_DEPTH_MM: (f64, f64) = (130.0, 260.0);
 /// The brain's extent along each patient axis (left–right, front–back, up–down), mm.
 const BRAIN_EXTENT_MM: [(f64, f64); 3] = [(70.0, 200.0), (80.0, 240.0), (40.0, 200.0)];
 
@@ -55,7 +58,40 @@ pub fn find(grid: &Grid, ct: bool) -> Result<Head, String> {
             ));
         }
     }
+    let (width, depth) = body_section(grid, &head.body, &head.brain);
+    if !(HEAD_WIDTH_MM.0..=HEAD_WIDTH_MM.1).contains(&width)
+        || !(HEAD_DEPTH_MM.0..=HEAD_DEPTH_MM.1).contains(&depth)
+    {
+        return Err(format!(
+            "the body around the brain-like region is {width:.0} mm wide and {depth:.0} mm deep, not a head's {:.0}–{:.0} by {:.0}–{:.0} mm",
+            HEAD_WIDTH_MM.0, HEAD_WIDTH_MM.1, HEAD_DEPTH_MM.0, HEAD_DEPTH_MM.1
+        ));
+    }
     Ok(Head { brain_ml, ..head })
+}
+
+/// The body's width (left–right) and depth (front–back), mm, within 10 mm of the height of the
+/// region's centre: a head there is 110–230 mm by 130–260 mm (a knee's marrow or a liver in a
+/// trunk is not).
+fn body_section(grid: &Grid, body: &[bool], region: &[bool]) -> (f64, f64) {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for (i, _) in region.iter().enumerate().filter(|(_, &r)| r) {
+        sum += grid.position(i)[2];
+        n += 1;
+    }
+    let centre = sum / n.max(1) as f64;
+    let mut lo = [f64::MAX; 2];
+    let mut hi = [f64::MIN; 2];
+    for (i, _) in body.iter().enumerate().filter(|(_, &b)| b) {
+        let p = grid.position(i);
+        if (p[2] - centre).abs() <= 10.0 {
+            for a in 0..2 {
+                lo[a] = lo[a].min(p[a]);
+                hi[a] = hi[a].max(p[a]);
+            }
+        }
+    }
+    ((hi[0] - lo[0]).max(0.0), (hi[1] - lo[1]).max(0.0))
 }
 
 /// The extent (mm) of a mask along the patient axes.

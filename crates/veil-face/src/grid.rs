@@ -205,12 +205,10 @@ impl Grid {
     pub fn dilate(&self, mask: &[bool]) -> Mask {
         let mut out = mask.to_vec();
         let mut nb = Vec::with_capacity(6);
-        for i in 0..mask.len() {
-            if mask[i] {
-                self.neighbours(i, &mut nb);
-                for &j in &nb {
-                    out[j] = true;
-                }
+        for (i, _) in mask.iter().enumerate().filter(|(_, &m)| m) {
+            self.neighbours(i, &mut nb);
+            for &j in &nb {
+                out[j] = true;
             }
         }
         out

@@ -98,6 +98,23 @@ impl SeriesStage for FaceStage {
         read: &MemberReader<'_>,
     ) -> Result<Box<dyn SeriesPlan>, SeriesRefusal> {
         let started = Instant::now();
+        if members < MIN_SLICES {
+            // Too few slices to render a surface from, whatever the header says: there is no
+            // volume to find a face in (nothing is read).
+            return Ok(Box::new(FacePlan {
+                cut: None,
+                fill: 0.0,
+                air: 0.0,
+                members: HashSet::new(),
+                summary: SeriesSummary {
+                    stage: "faces".into(),
+                    instances: members,
+                    outcome: "too_few_slices".into(),
+                    detail: format!("{members} slice(s): not a volume; released as it is"),
+                    ..SeriesSummary::default()
+                },
+            }));
+        }
         let read: Vec<Result<Reduced, String>> = (0..members)
             .into_par_iter()
             .map(|i| read(i).and_then(|f| volume::reduce(&f).map_err(|e| e.to_string())))
@@ -127,7 +144,7 @@ impl SeriesStage for FaceStage {
                 Err(SeriesRefusal {
                     reason: reason.into(),
                     detail,
-                    summary: planner.summary,
+                    summary: Box::new(planner.summary),
                 })
             }
         }
@@ -148,15 +165,6 @@ impl Planner<'_> {
         read: Vec<Result<Reduced, String>>,
         says_head: bool,
     ) -> Result<FacePlan, Refused> {
-        let n = read.len();
-        if n < MIN_SLICES {
-            // Too few slices to render a surface from: whatever the header says, there is no
-            // volume to find a face in.
-            return Ok(self.pass(
-                "too_few_slices",
-                format!("{n} slice(s): not a volume; released as it is"),
-            ));
-        }
         let slices: Vec<Reduced> = read
             .into_iter()
             .collect::<Result<_, _>>()
@@ -256,9 +264,9 @@ fn head_sized(grid: &grid::Grid, ct: bool) -> bool {
         let e = bins
             .entry((p[2] / 5.0).floor() as i64)
             .or_insert(([f64::MAX; 2], [f64::MIN; 2]));
-        for a in 0..2 {
-            e.0[a] = e.0[a].min(p[a]);
-            e.1[a] = e.1[a].max(p[a]);
+        for (a, &v) in p.iter().take(2).enumerate() {
+            e.0[a] = e.0[a].min(v);
+            e.1[a] = e.1[a].max(v);
         }
     }
     let head_like = bins
@@ -337,6 +345,10 @@ impl SeriesPlan for FacePlan {
 
     fn summary(&self) -> SeriesSummary {
         self.summary.clone()
+    }
+
+    fn needs_pixels(&self) -> bool {
+        self.cut.is_some()
     }
 }
 

@@ -390,7 +390,7 @@ enum Staged {
 
 /// How one input left `process_file`.
 enum Processed {
-    Done(FileOutcome),
+    Done(Box<FileOutcome>),
     /// Deferred to its series (key), or skipped as done by an earlier run (`None`).
     Waiting(Option<String>),
 }
@@ -648,7 +648,7 @@ impl Pipeline {
                 Err(SeriesRefusal {
                     reason: "internal_error".into(),
                     detail: "an internal error occurred while planning this series; every instance was held back".into(),
-                    summary: SeriesSummary::default(),
+                    summary: Box::default(),
                 })
             });
             let (mut summary, plan) = match planned {
@@ -657,7 +657,7 @@ impl Pipeline {
                     for &index in &members {
                         run.hold_member(index, &refusal.reason, &refusal.detail);
                     }
-                    (refusal.summary, None)
+                    (*refusal.summary, None)
                 }
             };
             summary.series_ref = run.state.keyed_ref("series", &key);
@@ -690,7 +690,7 @@ impl Pipeline {
         let input_ref = state.input_ref(path);
         if let Some(done) = state.already_done(&input_ref) {
             return Ok(match plan {
-                None => Processed::Done(FileOutcome::skipped(path, done)),
+                None => Processed::Done(Box::new(FileOutcome::skipped(path, done))),
                 // Finished by an earlier run: it was read only to plan its series.
                 Some(_) => Processed::Waiting(None),
             });
@@ -716,7 +716,7 @@ impl Pipeline {
                 format!("cannot read the input: {e}"),
             );
             state.journal(&outcome)?;
-            return Ok(Processed::Done(outcome));
+            return Ok(Processed::Done(Box::new(outcome)));
         }
         let in_bytes = bytes.len() as u64;
 
@@ -752,7 +752,7 @@ impl Pipeline {
             )?,
         };
         state.journal(&outcome)?;
-        Ok(Processed::Done(outcome))
+        Ok(Processed::Done(Box::new(outcome)))
     }
 
     /// read (parse) → classify → consent → pixels → transform → encode → verify, all in
@@ -780,7 +780,7 @@ impl Pipeline {
             self.gate_series(&file)?;
         }
         if carried.is_some()
-            && (plan.is_some()
+            && (plan.is_some_and(|p| p.needs_pixels())
                 || self
                     .pixels
                     .as_ref()

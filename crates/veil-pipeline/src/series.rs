@@ -52,6 +52,11 @@ pub trait SeriesPlan: Send + Sync {
     fn apply(&self, file: &mut FileDicomObject<InMemDicomObject>) -> Result<SeriesApplied, String>;
     /// What was decided for the series, for the run report (no identifying values).
     fn summary(&self) -> SeriesSummary;
+    /// Will `apply` look at pixels? When not, Pixel Data stays carried as bytes (never decoded
+    /// or re-encoded), as for an instance no stage needs.
+    fn needs_pixels(&self) -> bool {
+        true
+    }
 }
 
 /// Why a whole group is held back.
@@ -59,7 +64,7 @@ pub trait SeriesPlan: Send + Sync {
 pub struct SeriesRefusal {
     pub reason: String,
     pub detail: String,
-    pub summary: SeriesSummary,
+    pub summary: Box<SeriesSummary>,
 }
 
 /// One series in the run report. `series_ref` is a keyed reference (the pipeline fills it in),

@@ -595,10 +595,15 @@ fn demo_runs_offline_and_leaks_nothing() {
             String::from_utf8_lossy(&o.stderr)
         );
         assert!(stdout.contains(": 0 found"), "{stdout}");
-        // 48 CT images, 3 SR reports and the ultrasound marked Burned In Annotation YES (a blank
-        // frame, through the pixel stage); the stray text file is rejected.
-        assert!(stdout.contains("written           52"), "{stdout}");
+        // 48 CT images, 3 SR reports, the ultrasound marked Burned In Annotation YES (a blank
+        // frame, through the pixel stage) and the 50-slice head CT, defaced; the stray text
+        // file is rejected.
+        assert!(stdout.contains("written          102"), "{stdout}");
         assert!(stdout.contains("quarantined        0"), "{stdout}");
+        assert!(
+            stdout.contains("faces: the head CT was defaced"),
+            "{stdout}"
+        );
     }
     // It refuses to wipe a directory it did not make.
     let other = work.path().join("precious");
@@ -630,9 +635,9 @@ fn planted_fixture_on_real_pixels_leaks_nothing_and_keeps_pixels() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{stdout}");
-    // 3 patients x 2 studies x 2 series x 4 images on real CT pixels, 3 SR reports and the
-    // (blank) ultrasound.
-    assert!(stdout.contains("written           52"), "{stdout}");
+    // 3 patients x 2 studies x 2 series x 4 images on real CT pixels, 3 SR reports, the
+    // (blank) ultrasound and the synthetic head CT (its own pixels, defaced).
+    assert!(stdout.contains("written          102"), "{stdout}");
     assert!(stdout.contains(": 0 found"), "{stdout}");
     let want = open_file(&real)
         .unwrap()
@@ -646,7 +651,10 @@ fn planted_fixture_on_real_pixels_leaks_nothing_and_keeps_pixels() {
     for p in tree(&out).keys() {
         let obj = open_file(out.join(p)).unwrap();
         let modality = obj.element(tags::MODALITY).unwrap().to_str().unwrap();
-        if modality.trim() != "CT" {
+        let head = obj
+            .get(tags::BODY_PART_EXAMINED)
+            .is_some_and(|e| e.to_str().unwrap().trim() == "HEAD");
+        if modality.trim() != "CT" || head {
             continue;
         }
         if let Some(px) = obj.get(tags::PIXEL_DATA) {

@@ -357,6 +357,61 @@ fn head_series_lose_their_faces_keep_their_brains_and_unsafe_series_are_held_bac
         );
     }
 
+    // A release through the consent gate and the ledger: the same defaced bytes, every one
+    // recorded, and the ledger verifies.
+    let db = w.join("registry.db");
+    let registry = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_veil"))
+            .args(args)
+            .env("VEIL_DB", &db)
+            .env_remove("VEIL_KEY")
+            .env_remove("VEIL_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = registry(&[
+        "recipient",
+        "add",
+        "lab",
+        "--purpose",
+        "internal-research",
+        "--key",
+        key,
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let released = w.join("released-ct");
+    let (code, text) = registry(&[
+        "release",
+        "--key",
+        key,
+        "--recipient",
+        "lab",
+        "--purpose",
+        "internal-research",
+        "--out",
+        released.to_str().unwrap(),
+        ct.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    let b = brain(
+        &ct,
+        &released,
+        &cases.join("cranium-ct/brain.npy"),
+        &w.join("brain-release.json"),
+    );
+    assert_eq!(b["mask_voxels_changed"], 0, "{b}");
+    assert!(
+        b["changed_voxels"].as_u64().unwrap() > 100_000,
+        "the release is defaced: {b}"
+    );
+    let (code, text) = registry(&["ledger", "verify"]);
+    assert_eq!(code, 0, "{text}");
+
     // Turned off by the policy: released as they are, with a warning in the report.
     let policy = w.join("faces-off.toml");
     std::fs::write(&policy, "[faces]\ndeface = false\n").unwrap();
