@@ -19,6 +19,17 @@ const CT_MIN_BONE_COVER: f64 = 0.7;
 const MR_BODY_SHARE: f32 = 0.1;
 /// MR: the brain lies at least this deep under the head's surface (scalp and skull), mm.
 const MR_MIN_DEPTH_MM: f32 = 8.0;
+/// MR: erosions that part the brain from bright tissue below the skull base (the neck, the
+/// tongue), which thin bridges through the foramina join it to.
+const MR_EROSIONS: usize = 3;
+/// MR: the brain's edge (grey matter, CSF) is tissue above this share of the bright split...
+const MR_EDGE_SHARE: f32 = 0.3;
+/// ...within this many blocks of the bright core.
+const MR_EDGE_GROWTH: usize = 5;
+/// MR: after the erosions, a part at least this share of the largest one belongs to the brain
+/// too (the two hemispheres can part), unless it reaches far below it (the neck).
+const MR_PART_SHARE: f64 = 0.1;
+const MR_PART_BELOW_MM: f64 = 25.0;
 /// A brain (adult or child, whole or cut by the field of view) is this large, mL.
 const BRAIN_ML: (f64, f64) = (200.0, 2500.0);
 /// A head's width (left–right) and depth (front–back) at the brain's centre, mm.
@@ -150,6 +161,36 @@ fn find_ct(grid: &Grid) -> Result<Head, String> {
     })
 }
 
+/// The brain's core in MR: the candidate eroded [`MR_EROSIONS`] times; its largest part, with
+/// every other large part that does not reach more than [`MR_PART_BELOW_MM`] below it.
+fn brain_core(grid: &Grid, candidate: &[bool]) -> Option<Mask> {
+    let mut eroded = candidate.to_vec();
+    for _ in 0..MR_EROSIONS {
+        eroded = grid.erode(&eroded);
+    }
+    let (labels, sizes) = grid.components(&eroded);
+    let (largest, &big) = sizes.iter().enumerate().max_by_key(|(_, &s)| s)?;
+    let lowest = |label: u32| {
+        labels
+            .iter()
+            .enumerate()
+            .filter(|(_, &l)| l == label)
+            .map(|(i, _)| grid.position(i)[2])
+            .fold(f64::MAX, f64::min)
+    };
+    let floor = lowest(largest as u32 + 1) - MR_PART_BELOW_MM;
+    let parts: Vec<u32> = sizes
+        .iter()
+        .enumerate()
+        .filter(|(l, &s)| {
+            *l == largest
+                || (s as f64 >= MR_PART_SHARE * big as f64 && lowest(*l as u32 + 1) >= floor)
+        })
+        .map(|(l, _)| l as u32 + 1)
+        .collect();
+    Some(labels.iter().map(|l| parts.contains(l)).collect())
+}
+
 /// Share of the voxels just outside `region` that have bone within two voxels.
 fn bone_cover(grid: &Grid, region: &[bool], bone: &[bool]) -> f64 {
     let near_bone = grid.dilate(&grid.dilate(bone));
@@ -190,16 +231,17 @@ fn find_mr(grid: &Grid) -> Result<Head, String> {
     let candidate: Mask = (0..grid.len())
         .map(|i| body[i] && grid.mean[i] > bright && depth[i] >= MR_MIN_DEPTH_MM)
         .collect();
-    let (core, size) = grid.largest_component(&grid.erode(&candidate));
-    if size == 0 {
-        return Err("no bright tissue deep inside the body".into());
-    }
-    // Grey matter and CSF at the brain's edge are darker than the core: grow the core into
-    // tissue above half the split, a few voxels, so the brain found errs large.
+    let core = brain_core(grid, &candidate)
+        .ok_or_else(|| "no bright tissue deep inside the body".to_string())?;
+    // Grow back over what the erosions took, then into the darker grey matter and CSF at the
+    // brain's edge (tissue above a third of the split), so the brain found errs large.
+    let regrown = grid.grow_within(&core, &candidate, MR_EROSIONS + 1);
     let tissue: Mask = (0..grid.len())
-        .map(|i| body[i] && grid.mean[i] > bright * 0.5 && depth[i] >= MR_MIN_DEPTH_MM * 0.5)
+        .map(|i| {
+            body[i] && grid.mean[i] > bright * MR_EDGE_SHARE && depth[i] >= MR_MIN_DEPTH_MM * 0.5
+        })
         .collect();
-    let brain = grid.grow_within(&core, &tissue, 3);
+    let brain = grid.grow_within(&regrown, &tissue, MR_EDGE_GROWTH);
     Ok(Head {
         body,
         brain,

@@ -188,14 +188,16 @@ impl Grid {
         out
     }
 
-    /// One-voxel erosion (a voxel stays if it and its 6 neighbours are set).
+    /// One-voxel erosion (a voxel stays if it and its 6 neighbours are set). The volume's
+    /// edge is where the field of view stops, not where the tissue does: what lies beyond it
+    /// counts as set.
     pub fn erode(&self, mask: &[bool]) -> Mask {
         let mut nb = Vec::with_capacity(6);
         (0..mask.len())
             .map(|i| {
                 mask[i] && {
                     self.neighbours(i, &mut nb);
-                    nb.len() == 6 && nb.iter().all(|&j| mask[j])
+                    nb.iter().all(|&j| mask[j])
                 }
             })
             .collect()
@@ -215,7 +217,8 @@ impl Grid {
     }
 
     /// Distance (mm, chamfer approximation) from each voxel of `mask` to the nearest voxel
-    /// outside it (the volume's edge counts as outside); 0 outside the mask.
+    /// outside it; 0 outside the mask. The volume's edge is not a surface (the field of view
+    /// cuts through the body there): beyond it counts as inside.
     pub fn depth(&self, mask: &[bool]) -> Vec<f32> {
         let (nx, ny, nz) = (self.nx as isize, self.ny as isize, self.nz as isize);
         let big = f32::MAX / 4.0;
@@ -257,7 +260,7 @@ impl Grid {
                         let mut best = d[i];
                         for &(dx, dy, dz, w) in &offsets {
                             let (a, b, c) = (x + sign * dx, y + sign * dy, z + sign * dz);
-                            let v = if inside(a, b, c) { d[at(a, b, c)] } else { 0.0 };
+                            let v = if inside(a, b, c) { d[at(a, b, c)] } else { big };
                             best = best.min(v + w);
                         }
                         d[i] = best;
