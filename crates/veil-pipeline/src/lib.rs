@@ -631,6 +631,7 @@ impl Pipeline {
                 }
             }
         }
+        let mut untouched: Vec<(Vec<u32>, Box<dyn SeriesPlan>)> = Vec::new();
         for (key, mut members) in groups {
             if run.stop.load(Ordering::Relaxed) {
                 return;
@@ -663,10 +664,24 @@ impl Pipeline {
             summary.series_ref = run.state.keyed_ref("series", &key);
             summary.instances = planning.len();
             run.report.lock().unwrap().series.push(summary);
-            if let Some(plan) = plan {
-                run.process(self, &members, Some(plan.as_ref()));
+            match plan {
+                // A plan that changes pixels is applied now, series by series.
+                Some(plan) if plan.needs_pixels() => {
+                    run.process(self, &members, Some(plan.as_ref()))
+                }
+                // The others (too few slices, not a head) hold nothing: their instances go
+                // through together at the end, in parallel across series.
+                Some(plan) => untouched.push((members, plan)),
+                None => {}
             }
         }
+        let work: Vec<(u32, usize)> = untouched
+            .iter()
+            .enumerate()
+            .flat_map(|(g, (members, _))| members.iter().map(move |&i| (i, g)))
+            .collect();
+        work.par_iter()
+            .for_each(|&(index, g)| run.process_one(self, index, Some(untouched[g].1.as_ref())));
     }
 
     /// The series key of an input an earlier run finished (read again to plan its series).
@@ -694,6 +709,16 @@ impl Pipeline {
                 // Finished by an earlier run: it was read only to plan its series.
                 Some(_) => Processed::Waiting(None),
             });
+        }
+        if plan.is_none() {
+            if let Some(key) = self
+                .series
+                .as_ref()
+                .and_then(|stage| peek_series(path, stage.as_ref()))
+            {
+                // Waits for its series; read whole only then (once).
+                return Ok(Processed::Waiting(Some(key)));
+            }
         }
         let mut bytes = Vec::new();
         let read = std::fs::File::open(path).and_then(|f| {
@@ -1083,26 +1108,30 @@ struct Run<'a> {
 impl Run<'_> {
     /// Processes these inputs in parallel (with a series plan for a planned group).
     fn process(&self, pipeline: &Pipeline, indices: &[u32], plan: Option<&dyn SeriesPlan>) {
-        indices.par_iter().for_each(|&index| {
-            if self.stop.load(Ordering::Relaxed) {
-                return;
-            }
-            let path = &self.files[index as usize];
-            match pipeline.process_file(index, path, self, plan) {
-                Ok(Processed::Done(outcome)) => {
-                    if outcome.status == report::Status::Skipped && self.state.resuming() {
-                        self.waiting.lock().unwrap().push((index, None));
-                    }
-                    self.finish(&outcome);
+        indices
+            .par_iter()
+            .for_each(|&index| self.process_one(pipeline, index, plan))
+    }
+
+    fn process_one(&self, pipeline: &Pipeline, index: u32, plan: Option<&dyn SeriesPlan>) {
+        if self.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let path = &self.files[index as usize];
+        match pipeline.process_file(index, path, self, plan) {
+            Ok(Processed::Done(outcome)) => {
+                if outcome.status == report::Status::Skipped && self.state.resuming() {
+                    self.waiting.lock().unwrap().push((index, None));
                 }
-                Ok(Processed::Waiting(key)) => {
-                    if plan.is_none() {
-                        self.waiting.lock().unwrap().push((index, key));
-                    }
-                }
-                Err(e) => self.fail(e),
+                self.finish(&outcome);
             }
-        })
+            Ok(Processed::Waiting(key)) => {
+                if plan.is_none() {
+                    self.waiting.lock().unwrap().push((index, key));
+                }
+            }
+            Err(e) => self.fail(e),
+        }
     }
 
     fn finish(&self, outcome: &FileOutcome) {
@@ -1144,6 +1173,34 @@ impl Run<'_> {
             Ok(outcome) => self.finish(&outcome),
             Err(e) => self.fail(e),
         }
+    }
+}
+
+/// The header of a file is looked for in its first this many bytes when deciding whether it
+/// waits for its series (larger headers take the full path, which decides the same).
+const PEEK_BYTES: u64 = 256 << 10;
+
+/// The series key of an input a series stage collects, read from the header alone (the file's
+/// first [`PEEK_BYTES`]); `None` for every other input and for anything unusual, which then
+/// takes the full path (where the gate is asked again).
+fn peek_series(path: &Path, stage: &dyn SeriesStage) -> Option<String> {
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(PEEK_BYTES)
+        .read_to_end(&mut head)
+        .ok()?;
+    if !has_dicm(&head) {
+        return None;
+    }
+    let file = OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Never)
+        .read_until(tags::PIXEL_DATA)
+        .from_reader(&head[128..])
+        .ok()?;
+    match stage.gate(&normalize(file)) {
+        SeriesGate::Collect { key } => Some(key),
+        _ => None,
     }
 }
 
