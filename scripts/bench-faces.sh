@@ -72,7 +72,10 @@ for c in bench-mr256 bench-ct300; do
 import json, sys
 try:
     r = json.load(open(sys.argv[1]))
-    print("written %s, quarantined %s" % (r.get("written"), r.get("quarantined")))
+    faces = "; ".join("%s, %.0f mL removed, brain %.0f mL, plan %.2f s" % (
+        x["outcome"], x["measures"].get("removed_ml", 0), x["measures"].get("brain_ml", 0),
+        x["measures"].get("seconds", 0)) for x in r.get("series", []))
+    print("written %s, quarantined %s; %s" % (r.get("written"), r.get("quarantined"), faces))
 except Exception as e:
     print("no JSON report (%s); stderr: %s" % (type(e).__name__, open(sys.argv[2]).read().strip()[:200]))
 ' "$tmp/veil.out" "$tmp/veil.err")
