@@ -63,6 +63,7 @@ pub fn disclosures_document(
     issuer: &str,
     format: DocumentFormat,
 ) -> Result<Vec<u8>, AppError> {
+    require_known_patient(store, patient, issuer)?;
     let d = store.disclosures(patient, issuer)?;
     let pref = veil_store::short_ref(&store.patient_ref(patient, issuer)?);
     Ok(match format {
@@ -74,6 +75,19 @@ pub fn disclosures_document(
         .expect("JSON of plain data"),
         DocumentFormat::Html => crate::pages::disclosures_html(&pref, &d)?.into_bytes(),
     })
+}
+
+/// A usage error unless a consent record or a release names the patient: a mistyped ID or a
+/// missing issuer must not print an empty accounting or record a withdrawal for nobody. (The
+/// message does not repeat the identifier.)
+pub fn require_known_patient(store: &Store, patient: &str, issuer: &str) -> Result<(), AppError> {
+    if store.knows_patient(patient, issuer)? {
+        return Ok(());
+    }
+    Err(AppError::Usage(format!(
+        "no consent record and no release names this patient ID{}: check the ID and --issuer (IDs are matched exactly); to record a decision for a patient Veil has not seen yet, use `veil consent set`",
+        if issuer.is_empty() { " (without an issuer)" } else { " under this issuer" }
+    )))
 }
 
 /// Who and what a breach at one recipient exposed.

@@ -207,11 +207,28 @@ fn recipient_checked(store: &Store, name: &str, purpose: &str) -> Result<String,
 }
 
 /// Runs a release end to end.
+/// A usage error when no patient can be released for `purpose`: refused by default (opt-in)
+/// and granted by nobody. Checked before a release id is used.
+fn purpose_receivable(
+    store: &Store,
+    settings: &Institution,
+    purpose: &str,
+) -> Result<(), AppError> {
+    let opt_in = settings.defaults.get(purpose).copied() != Some(veil_store::ConsentState::Granted);
+    if opt_in && !store.anyone_granted(purpose)? {
+        return Err(AppError::Usage(format!(
+            "nobody may be released for {purpose}: it needs each patient's consent (opt-in) and no consent record grants it; record consents first (`veil consent set|import`)"
+        )));
+    }
+    Ok(())
+}
+
 pub fn run(req: ReleaseRequest) -> Result<ReleaseOutcome, AppError> {
     req.institution
         .check_purpose(&req.purpose)
         .map_err(AppError::Store)?;
     let recipient = recipient_checked(req.store, &req.recipient, &req.purpose)?;
+    purpose_receivable(req.store, req.institution, &req.purpose)?;
     build::check_inputs(&req.inputs)?;
     // Per-recipient key: pseudonyms and UIDs agree inside one recipient, unlinkable across them.
     let key = req.master.subkey("recipient", &recipient);

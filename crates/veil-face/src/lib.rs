@@ -296,7 +296,7 @@ impl SeriesPlan for FacePlan {
             return Ok(SeriesApplied::default());
         };
         let h = SliceHeader::of(file).map_err(|e| format!("cannot place the cut: {e}"))?;
-        if !self.members.contains(&h.sop_uid) {
+        if !self.members.contains(&h.sop_uid) || h.frames != 1 {
             return Err("the instance changed after its series was planned; rerun".into());
         }
         let runs: Vec<(usize, usize)> = (0..h.rows)

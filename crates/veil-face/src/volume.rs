@@ -40,6 +40,11 @@ fn factor(spacing: f64) -> usize {
 /// Reads one slice: its geometry, and its rescaled values reduced to blocks.
 pub fn reduce(file: &FileDicomObject<InMemDicomObject>) -> Result<Reduced, ReadError> {
     let header = SliceHeader::of(file)?;
+    // Decoded only when it is one frame of a sane matrix (SliceHeader::of bounds it): a
+    // hostile frame count never reaches the decoder's allocation.
+    if header.frames != 1 {
+        return Err(ReadError::NotGrey);
+    }
     let px = veil_pixels::Pixels::decode(file).map_err(|e| ReadError::Decode(e.to_string()))?;
     if px.samples != 1
         || px.frames != 1

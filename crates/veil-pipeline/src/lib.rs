@@ -711,12 +711,15 @@ impl Pipeline {
             });
         }
         if plan.is_none() {
-            if let Some(key) = self
-                .series
-                .as_ref()
-                .and_then(|stage| peek_series(path, stage.as_ref()))
-            {
-                // Waits for its series; read whole only then (once).
+            let max = self.config.max_file_bytes;
+            if let Some(key) = self.series.as_ref().and_then(|stage| {
+                // Hostile input must end as a quarantine on the full path, never as a crash.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    peek_series(path, stage.as_ref(), max)
+                }))
+                .unwrap_or(None)
+            }) {
+                // Waits for its series.
                 return Ok(Processed::Waiting(Some(key)));
             }
         }
@@ -1176,29 +1179,16 @@ impl Run<'_> {
     }
 }
 
-/// The header of a file is looked for in its first this many bytes when deciding whether it
-/// waits for its series (larger headers take the full path, which decides the same).
-const PEEK_BYTES: u64 = 256 << 10;
-
-/// The series key of an input a series stage collects, read from the header alone (the file's
-/// first [`PEEK_BYTES`]); `None` for every other input and for anything unusual, which then
-/// takes the full path (where the gate is asked again).
-fn peek_series(path: &Path, stage: &dyn SeriesStage) -> Option<String> {
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .ok()?
-        .take(PEEK_BYTES)
-        .read_to_end(&mut head)
-        .ok()?;
-    if !has_dicm(&head) {
+/// The series key of an input a series stage collects, read from its header (framing checked
+/// first, Pixel Data carried, never parsed); `None` for every other input and for anything
+/// unusual, which then takes the full path (where the gate is asked again).
+fn peek_series(path: &Path, stage: &dyn SeriesStage, max_bytes: u64) -> Option<String> {
+    if std::fs::metadata(path).ok()?.len() > max_bytes {
         return None;
     }
-    let file = OpenFileOptions::new()
-        .read_preamble(dicom_object::file::ReadPreamble::Never)
-        .read_until(tags::PIXEL_DATA)
-        .from_reader(&head[128..])
-        .ok()?;
-    match stage.gate(&normalize(file)) {
+    let bytes = std::fs::read(path).ok()?;
+    let (file, _) = read_part10(&bytes).ok()?;
+    match stage.gate(&file) {
         SeriesGate::Collect { key } => Some(key),
         _ => None,
     }
@@ -1214,6 +1204,9 @@ fn read_whole(path: &Path, max_bytes: u64) -> Result<FileDicomObject<InMemDicomO
     if !has_dicm(&bytes) {
         return Err("not a DICOM Part 10 file".into());
     }
+    // The framing is checked before the parser sees the bytes (declared lengths, nesting), as
+    // on the per-file path.
+    preflight::check(&bytes).map_err(|e| format!("malformed DICOM framing: {e}"))?;
     match parse(&bytes[128..]) {
         Ok(file) => Ok(normalize(file)),
         Err(Staged::Quarantine { detail, .. }) => Err(detail),

@@ -145,6 +145,29 @@ impl Store {
         rows.iter().map(recipient_from_row).collect()
     }
 
+    /// Does the registry know this patient (a consent record or a release names them)?
+    pub fn knows_patient(&self, patient_id: &str, issuer: &str) -> Result<bool> {
+        let pref = self.patient_ref(patient_id, issuer)?;
+        let row = self.block_on(
+            sqlx::query("SELECT patient_ref FROM patients WHERE patient_ref = $1")
+                .bind(&pref)
+                .fetch_optional(&self.pool),
+        )?;
+        Ok(row.is_some())
+    }
+
+    /// Has any patient a consent record granting `purpose` (whatever its scope or later
+    /// records)? A purpose refused by default that nobody granted admits nobody.
+    pub fn anyone_granted(&self, purpose: &str) -> Result<bool> {
+        let row = self.block_on(
+            sqlx::query("SELECT id FROM consent_records WHERE purpose = $1 AND state = $2 LIMIT 1")
+                .bind(purpose)
+                .bind(crate::consent::ConsentState::Granted.as_str())
+                .fetch_optional(&self.pool),
+        )?;
+        Ok(row.is_some())
+    }
+
     /// Opens a release record; returns its id (`R0001`, `R0002`, …).
     pub fn begin_release(
         &self,

@@ -283,5 +283,80 @@ fn consent_gated_releases_and_the_ledger_questions() {
             veil(&dir, db, &["ledger", "verify", "--export", "l.jsonl"]).0,
             0
         );
+        // The hash formula in docs/consent-ledger.md, recomputed outside Veil, gives every hash.
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/ledger-rehash.py");
+        let rehash = std::process::Command::new("python3")
+            .arg(script)
+            .arg(dir.join("l.jsonl"))
+            .output()
+            .unwrap();
+        assert!(
+            rehash.status.success(),
+            "{}",
+            String::from_utf8_lossy(&rehash.stdout)
+        );
+        // A mistyped patient: no empty accounting, no withdrawal for nobody (exit 2, the ID
+        // not repeated).
+        for args in [
+            vec!["disclosures", "4MR9"],
+            vec!["withdraw", "4MR9", "--purpose", "internal-research"],
+        ] {
+            let (rc, out) = veil(&dir, db, &args);
+            assert_eq!(rc, 2, "{args:?}: {out}");
+            assert!(
+                out.contains("no consent record and no release") && !out.contains("4MR9"),
+                "{out}"
+            );
+        }
+        // A purpose nobody granted and everyone refuses by default: refused before a release
+        // id is used (four releases so far: the next is R0005).
+        let (rc, out) = veil(
+            &dir,
+            db,
+            &[
+                "recipient",
+                "add",
+                "open",
+                "--purpose",
+                "public-dataset-release",
+            ],
+        );
+        assert_eq!(rc, 0, "{out}");
+        let (rc, out) = veil(
+            &dir,
+            db,
+            &[
+                "release",
+                "in",
+                "--recipient",
+                "open",
+                "--purpose",
+                "public-dataset-release",
+                "--out",
+                "open1",
+            ],
+        );
+        assert_eq!(rc, 2, "{out}");
+        assert!(
+            out.contains("nobody may be released for public-dataset-release"),
+            "{out}"
+        );
+        assert!(!dir.join("open1").exists());
+        let (rc, out) = veil(
+            &dir,
+            db,
+            &[
+                "release",
+                "in",
+                "--recipient",
+                "lab",
+                "--purpose",
+                "internal-research",
+                "--out",
+                "lab3",
+            ],
+        );
+        assert_eq!(rc, 0, "{out}");
+        assert!(out.contains("release R0005 "), "{out}");
     }
 }

@@ -500,6 +500,8 @@ fn trace(a: TraceArgs) -> anyhow::Result<u8> {
 fn withdraw(a: WithdrawArgs) -> anyhow::Result<u8> {
     let settings = settings(&a.store)?;
     let store = open(&a.store, true)?;
+    veil_app::registry::require_known_patient(&store, &a.patient, &a.issuer)
+        .map_err(exit::app_error)?;
     let (id, holders) = store
         .withdraw(
             &a.patient,
