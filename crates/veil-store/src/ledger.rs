@@ -824,6 +824,7 @@ impl Store {
             "hash": "sha256 over label, seq, length-prefixed fields, previous hash (see docs/consent-ledger.md)",
             "exported_at": crate::time::now_utc(),
             "public_key": self.ledger_public_key(),
+            "public_key_fingerprint": self.ledger_public_key().map(|k| public_key_fingerprint(&k)),
         });
         writeln!(out, "{header}")?;
         let mut n = 0;
@@ -1033,6 +1034,13 @@ pub fn public_key_for(master: &veil_keys::Key) -> [u8; 32] {
 }
 
 /// The same, as hex.
+/// A short fingerprint of a public key (hex): the first 8 bytes of its SHA-256, to read out
+/// when the key is handed over.
+pub fn public_key_fingerprint(public_key_hex: &str) -> String {
+    let bytes = hex::decode(public_key_hex).unwrap_or_default();
+    hex::encode(&Sha256::digest(&bytes)[..8])
+}
+
 pub fn public_key_hex_for(master: &veil_keys::Key) -> String {
     hex::encode(public_key_for(master))
 }

@@ -295,6 +295,65 @@ fn consent_gated_releases_and_the_ledger_questions() {
             "{}",
             String::from_utf8_lossy(&rehash.stdout)
         );
+        // A keyless audit: the auditor's pinned public key, never the one in the export.
+        let keyless = |args: &[&str]| {
+            let o = Command::new(env!("CARGO_BIN_EXE_veil"))
+                .current_dir(&dir)
+                .env("VEIL_DB", db)
+                .env_remove("VEIL_KEY")
+                .env_remove("VEIL_KEY_FILE")
+                .args(args)
+                .output()
+                .unwrap();
+            (
+                o.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&o.stdout).into_owned()
+                    + &String::from_utf8_lossy(&o.stderr),
+            )
+        };
+        let (rc, out) = keyless(&["ledger", "verify", "--export", "l.jsonl"]);
+        assert_eq!(rc, 2, "no pinned key, no audit: {out}");
+        let (rc, out) = veil(&dir, db, &["ledger", "export", "--out", "l2.jsonl"]);
+        assert_eq!(rc, 0, "{out}");
+        let pk = out
+            .split_whitespace()
+            .skip_while(|w| *w != "key")
+            .nth(1)
+            .expect("the export prints the public key")
+            .to_string();
+        let header: serde_json::Value = serde_json::from_str(
+            std::fs::read_to_string(dir.join("l2.jsonl"))
+                .unwrap()
+                .lines()
+                .next()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["public_key"], pk.as_str());
+        assert!(header["public_key_fingerprint"]
+            .as_str()
+            .is_some_and(|f| f.len() == 16));
+        let (rc, out) = keyless(&[
+            "ledger",
+            "verify",
+            "--export",
+            "l2.jsonl",
+            "--public-key",
+            &pk,
+        ]);
+        assert_eq!(rc, 0, "{out}");
+        // A history signed by any other key fails against the pinned one.
+        let other = "ab".repeat(32);
+        let (rc, out) = keyless(&[
+            "ledger",
+            "verify",
+            "--export",
+            "l2.jsonl",
+            "--public-key",
+            &other,
+        ]);
+        assert_eq!(rc, 4, "{out}");
+        assert!(out.contains("signed by a key other than"), "{out}");
         // A mistyped patient: no empty accounting, no withdrawal for nobody (exit 2, the ID
         // not repeated).
         for args in [

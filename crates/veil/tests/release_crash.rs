@@ -68,7 +68,18 @@ fn release_args(out: &str) -> Vec<String> {
 /// returns the number of retraction entries.
 fn entries(dir: &Path, db: &str) -> (Vec<(String, String, String)>, usize) {
     let f = dir.join("export.jsonl");
-    let (rc, out) = run(dir, db, &["ledger", "export", "--out", "export.jsonl"]);
+    let (rc, out) = run(
+        dir,
+        db,
+        &[
+            "ledger",
+            "export",
+            "--out",
+            "export.jsonl",
+            "--key",
+            "k.key",
+        ],
+    );
     assert_eq!(rc, 0, "{out}");
     let all: Vec<serde_json::Value> = std::fs::read_to_string(&f)
         .unwrap()

@@ -229,9 +229,15 @@ pub enum LedgerCommand {
         after_help = "Exit codes: 0 intact; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field); 4 the chain or a checkpoint does not verify (the first bad entry is named)."
     )]
     Verify {
-        /// Verify an export file instead of the database.
+        /// Verify an export file instead of the database. It needs the ledger's public key as
+        /// the auditor pinned it (--public-key), or --key: a key found in the export itself is
+        /// never trusted.
         #[arg(long)]
         export: Option<PathBuf>,
+        /// The ledger's Ed25519 public key (64 hex digits, as `veil ledger export` prints it),
+        /// pinned by the auditor: every checkpoint must be signed by it.
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
         /// Print one JSON document on stdout instead of the human-readable text.
         #[arg(long)]
         json: bool,
@@ -257,6 +263,8 @@ pub enum LedgerCommand {
     #[command(
         after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field)."
     )]
+    /// Needs the key: the export carries the ledger's public key and its fingerprint, which
+    /// are also printed for the auditor to pin (`veil ledger verify --export F --public-key`).
     Export {
         /// Where to write the export (JSON Lines).
         #[arg(long)]

@@ -330,25 +330,18 @@ fn ledger(c: LedgerCommand) -> anyhow::Result<u8> {
     match c {
         LedgerCommand::Verify {
             export,
+            public_key,
             json,
             store,
         } => {
             let report = match export {
                 Some(path) => {
-                    let key = match &store.key {
-                        Some(p) => {
-                            Some(veil_keys::Key::load(p).map_err(|e| exit::usage(e.to_string()))?)
-                        }
-                        None => {
-                            veil_keys::Key::from_env().map_err(|e| exit::usage(e.to_string()))?
-                        }
-                    };
-                    let expected = key.map(|k| veil_store::ledger::public_key_hex_for(&k));
+                    let expected = pinned_public_key(public_key.as_deref(), &store)?;
                     let f = std::fs::File::open(&path)
                         .map_err(|e| exit::usage(format!("{}: {e}", path.display())))?;
                     veil_store::ledger::verify_export(
                         &mut std::io::BufReader::new(f),
-                        expected.as_deref(),
+                        Some(&expected),
                     )
                     .map_err(usage_or_fail)?
                 }
@@ -409,13 +402,40 @@ fn ledger(c: LedgerCommand) -> anyhow::Result<u8> {
             Ok(exit::OK)
         }
         LedgerCommand::Export { out, store } => {
-            let s = open(&store, false)?;
+            let s = open(&store, true)?;
             let n = veil_app::registry::write_atomic_with(&out, |w| Ok(s.export_ledger(w)?))
                 .map_err(exit::app_error)?;
             println!("exported {n} ledger entries to {}", out.display());
+            if let Some(pk) = s.ledger_public_key() {
+                println!(
+                    "ledger public key {pk} (fingerprint {}): give it to the auditor by another channel; they verify with --public-key",
+                    veil_store::ledger::public_key_fingerprint(&pk)
+                );
+            }
             Ok(exit::OK)
         }
     }
+}
+
+/// The public key an export must be signed with: the auditor's pinned one, or the one the key
+/// derives. Never the one the export names.
+fn pinned_public_key(given: Option<&str>, store: &StoreArgs) -> anyhow::Result<String> {
+    if let Some(hex) = given {
+        let hex = hex.trim().to_ascii_lowercase();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(exit::usage(
+                "--public-key: 64 hex digits (the Ed25519 key `veil ledger export` prints)",
+            ));
+        }
+        return Ok(hex);
+    }
+    let key = match &store.key {
+        Some(p) => Some(veil_keys::Key::load(p).map_err(|e| exit::usage(e.to_string()))?),
+        None => veil_keys::Key::from_env().map_err(|e| exit::usage(e.to_string()))?,
+    };
+    key.map(|k| veil_store::ledger::public_key_hex_for(&k)).ok_or_else(|| {
+        exit::usage("--export: give the ledger's public key as you pinned it (--public-key HEX, printed by `veil ledger export` at the institution) or --key; a key found in the export itself is never trusted")
+    })
 }
 
 fn disclosures(a: DisclosuresArgs) -> anyhow::Result<u8> {
