@@ -211,6 +211,24 @@ fn seq(tag: Tag, items: Vec<InMemDicomObject>) -> InMemElement {
     )
 }
 
+/// The image pixel module of a square CT slice: 12 bits stored in 16, HU = stored − 1024.
+fn ct_pixel_module(size: u16, pixels: Vec<u16>) -> [InMemElement; 11] {
+    let us = |tag, v: u16| DataElement::new(tag, VR::US, PrimitiveValue::from(v));
+    [
+        us(tags::SAMPLES_PER_PIXEL, 1),
+        el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+        us(tags::ROWS, size),
+        us(tags::COLUMNS, size),
+        us(tags::BITS_ALLOCATED, 16),
+        us(tags::BITS_STORED, 12),
+        us(tags::HIGH_BIT, 11),
+        us(tags::PIXEL_REPRESENTATION, 0),
+        el(tags::RESCALE_INTERCEPT, VR::DS, "-1024"),
+        el(tags::RESCALE_SLOPE, VR::DS, "1"),
+        DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.into())),
+    ]
+}
+
 /// A CT-like slice: an ellipse of soft tissue with a brighter disc, 128 × 128, 16-bit.
 fn phantom(slice: u32) -> Vec<u16> {
     let n = 128i32;
@@ -289,54 +307,39 @@ pub fn head_phantom(input: &Path) -> Result<u32, DemoError> {
             }
         }
         let sop = uid(&[1, 5, 1, k + 1]);
-        let obj = InMemDicomObject::from_element_iter([
-            el(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
-            el(tags::SOP_INSTANCE_UID, VR::UI, sop.as_str()),
-            el(tags::STUDY_INSTANCE_UID, VR::UI, study.as_str()),
-            el(tags::SERIES_INSTANCE_UID, VR::UI, series.as_str()),
-            el(tags::FRAME_OF_REFERENCE_UID, VR::UI, uid(&[1, 5, 9])),
-            el(tags::PATIENT_NAME, VR::PN, p.name),
-            el(tags::PATIENT_ID, VR::LO, p.id),
-            el(tags::PATIENT_BIRTH_DATE, VR::DA, p.birth),
-            el(tags::STUDY_DATE, VR::DA, "20230411"),
-            el(tags::MODALITY, VR::CS, "CT"),
-            el(tags::BODY_PART_EXAMINED, VR::CS, "HEAD"),
-            el(tags::STUDY_DESCRIPTION, VR::LO, "CT HEAD WO CONTRAST"),
-            el(tags::SERIES_DESCRIPTION, VR::LO, "HEAD 4.5 STANDARD"),
-            el(tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\AXIAL"),
-            el(tags::INSTANCE_NUMBER, VR::IS, (k + 1).to_string()),
-            el(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, "1\\0\\0\\0\\1\\0"),
-            el(
-                tags::IMAGE_POSITION_PATIENT,
-                VR::DS,
-                format!("{origin}\\{origin}\\{z}"),
-            ),
-            el(
-                tags::PIXEL_SPACING,
-                VR::DS,
-                format!("{HEAD_PIXEL_MM}\\{HEAD_PIXEL_MM}"),
-            ),
-            el(tags::SLICE_THICKNESS, VR::DS, format!("{HEAD_STEP_MM}")),
-            DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
-            el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
-            DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(HEAD_MATRIX as u16)),
-            DataElement::new(
-                tags::COLUMNS,
-                VR::US,
-                PrimitiveValue::from(HEAD_MATRIX as u16),
-            ),
-            DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
-            DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16)),
-            DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16)),
-            DataElement::new(
-                tags::PIXEL_REPRESENTATION,
-                VR::US,
-                PrimitiveValue::from(0u16),
-            ),
-            el(tags::RESCALE_INTERCEPT, VR::DS, "-1024"),
-            el(tags::RESCALE_SLOPE, VR::DS, "1"),
-            DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(px.into())),
-        ]);
+        let obj = InMemDicomObject::from_element_iter(
+            [
+                el(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE),
+                el(tags::SOP_INSTANCE_UID, VR::UI, sop.as_str()),
+                el(tags::STUDY_INSTANCE_UID, VR::UI, study.as_str()),
+                el(tags::SERIES_INSTANCE_UID, VR::UI, series.as_str()),
+                el(tags::FRAME_OF_REFERENCE_UID, VR::UI, uid(&[1, 5, 9])),
+                el(tags::PATIENT_NAME, VR::PN, p.name),
+                el(tags::PATIENT_ID, VR::LO, p.id),
+                el(tags::PATIENT_BIRTH_DATE, VR::DA, p.birth),
+                el(tags::STUDY_DATE, VR::DA, "20230411"),
+                el(tags::MODALITY, VR::CS, "CT"),
+                el(tags::BODY_PART_EXAMINED, VR::CS, "HEAD"),
+                el(tags::STUDY_DESCRIPTION, VR::LO, "CT HEAD WO CONTRAST"),
+                el(tags::SERIES_DESCRIPTION, VR::LO, "HEAD 4.5 STANDARD"),
+                el(tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\AXIAL"),
+                el(tags::INSTANCE_NUMBER, VR::IS, (k + 1).to_string()),
+                el(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, "1\\0\\0\\0\\1\\0"),
+                el(
+                    tags::IMAGE_POSITION_PATIENT,
+                    VR::DS,
+                    format!("{origin}\\{origin}\\{z}"),
+                ),
+                el(
+                    tags::PIXEL_SPACING,
+                    VR::DS,
+                    format!("{HEAD_PIXEL_MM}\\{HEAD_PIXEL_MM}"),
+                ),
+                el(tags::SLICE_THICKNESS, VR::DS, format!("{HEAD_STEP_MM}")),
+            ]
+            .into_iter()
+            .chain(ct_pixel_module(HEAD_MATRIX as u16, px)),
+        );
         let meta = FileMetaTableBuilder::new()
             .media_storage_sop_class_uid(uids::CT_IMAGE_STORAGE)
             .media_storage_sop_instance_uid(sop.clone())
@@ -481,26 +484,8 @@ fn ct_elements(p: &Patient, at: Slot) -> (Vec<InMemElement>, Vec<String>) {
             VR::UN,
             PrimitiveValue::from(p.address.as_bytes().to_vec()),
         ),
-        DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
-        el(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
-        DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(128u16)),
-        DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(128u16)),
-        DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
-        DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16)),
-        DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16)),
-        DataElement::new(
-            tags::PIXEL_REPRESENTATION,
-            VR::US,
-            PrimitiveValue::from(0u16),
-        ),
-        el(tags::RESCALE_INTERCEPT, VR::DS, "-1024"),
-        el(tags::RESCALE_SLOPE, VR::DS, "1"),
-        DataElement::new(
-            tags::PIXEL_DATA,
-            VR::OW,
-            PrimitiveValue::U16(phantom(inst).into()),
-        ),
     ];
+    elements.extend(ct_pixel_module(128, phantom(inst)));
     if inst > 1 {
         // Each image points back at the first of its series.
         let reference = InMemDicomObject::from_element_iter([

@@ -90,6 +90,8 @@ enum One {
         bytes: u64,
         checked: veil_verify::Checked,
         pixels_cleaned: bool,
+        /// A CT or MR image (looked at only for the face judge).
+        ct_or_mr: bool,
     },
 }
 
@@ -153,10 +155,12 @@ pub fn verify_files(args: VerifyRequest) -> Result<VerifyReport, AppError> {
             }
             let checked = verifier.check(&bytes, known.as_ref());
             let pixels_cleaned = args.ocr && claims_clean_pixels(&bytes);
+            let ct_or_mr = args.face_judge.is_some() && is_ct_or_mr_image(&bytes);
             Ok(One::Checked {
                 bytes: bytes.len() as u64,
                 checked,
                 pixels_cleaned,
+                ct_or_mr,
             })
         })
         .collect();
@@ -174,6 +178,7 @@ pub fn verify_files(args: VerifyRequest) -> Result<VerifyReport, AppError> {
     let mut shifts = Vec::new();
     let mut shift_files = Vec::new();
     let mut ocr_files = Vec::new();
+    let mut images = Vec::new();
     for (i, r) in results.into_iter().enumerate() {
         match r? {
             One::Skipped(reason) => report.skipped.push(Skipped {
@@ -184,6 +189,7 @@ pub fn verify_files(args: VerifyRequest) -> Result<VerifyReport, AppError> {
                 bytes,
                 checked,
                 pixels_cleaned,
+                ct_or_mr,
             } => {
                 report.files_scanned += 1;
                 report.bytes_scanned += bytes;
@@ -191,6 +197,9 @@ pub fn verify_files(args: VerifyRequest) -> Result<VerifyReport, AppError> {
                 shift_files.push(i);
                 if pixels_cleaned {
                     ocr_files.push(i);
+                }
+                if ct_or_mr {
+                    images.push(outputs[i].as_path());
                 }
                 per_file.push((i, checked.findings));
             }
@@ -230,7 +239,7 @@ pub fn verify_files(args: VerifyRequest) -> Result<VerifyReport, AppError> {
         }
     }
     if let Some(judge) = args.face_judge {
-        for f in judge_faces(judge, &outputs)? {
+        for f in judge_faces(judge, &images)? {
             report.files_with_findings += 1;
             *report.by_category.entry(FACE_CATEGORY).or_default() += 1;
             report.findings.push(f);
@@ -246,15 +255,12 @@ const FACE_CATEGORY: &str = "recognizable_face";
 /// Directories with fewer CT or MR images hold no volume to render.
 const MIN_VOLUME_IMAGES: usize = 16;
 
-/// Runs the face judge on every directory of outputs that holds a CT or MR volume.
-fn judge_faces(judge: &str, outputs: &[PathBuf]) -> Result<Vec<FileFinding>, AppError> {
+/// Runs the face judge on every directory of outputs that holds a CT or MR volume (`images`:
+/// the CT and MR images among the outputs).
+fn judge_faces(judge: &str, images: &[&Path]) -> Result<Vec<FileFinding>, AppError> {
     let mut volumes: BTreeMap<&Path, usize> = BTreeMap::new();
-    for path in outputs {
-        if is_ct_or_mr_image(&read(path)?) {
-            if let Some(dir) = path.parent() {
-                *volumes.entry(dir).or_default() += 1;
-            }
-        }
+    for dir in images.iter().filter_map(|p| p.parent()) {
+        *volumes.entry(dir).or_default() += 1;
     }
     let mut words = judge.split_whitespace();
     let program = words

@@ -5,7 +5,7 @@
 //! The brain found here is what the cut keeps its clearance from, so it errs large: a brain
 //! found too small would let the cut come closer to the real one.
 
-use crate::grid::{otsu, percentile, Grid, Mask};
+use crate::grid::{otsu, percentile, Bounds, Grid, Mask};
 
 /// CT: bone is at least this many HU (block maxima, so thin bone still closes the ring).
 const CT_BONE_HU: f32 = 300.0;
@@ -91,32 +91,34 @@ fn body_section(grid: &Grid, body: &[bool], region: &[bool]) -> (f64, f64) {
         n += 1;
     }
     let centre = sum / n.max(1) as f64;
-    let mut lo = [f64::MAX; 2];
-    let mut hi = [f64::MIN; 2];
+    let mut section = Bounds::default();
     for (i, _) in body.iter().enumerate().filter(|(_, &b)| b) {
         let p = grid.position(i);
         if (p[2] - centre).abs() <= 10.0 {
-            for a in 0..2 {
-                lo[a] = lo[a].min(p[a]);
-                hi[a] = hi[a].max(p[a]);
-            }
+            section.add(p);
         }
     }
-    ((hi[0] - lo[0]).max(0.0), (hi[1] - lo[1]).max(0.0))
+    let [width, depth, _] = section.size();
+    (width, depth)
 }
 
 /// The extent (mm) of a mask along the patient axes.
 fn extent(grid: &Grid, mask: &[bool]) -> [f64; 3] {
-    let mut lo = [f64::MAX; 3];
-    let mut hi = [f64::MIN; 3];
+    let mut b = Bounds::default();
     for (i, _) in mask.iter().enumerate().filter(|(_, &m)| m) {
-        let p = grid.position(i);
-        for a in 0..3 {
-            lo[a] = lo[a].min(p[a]);
-            hi[a] = hi[a].max(p[a]);
-        }
+        b.add(grid.position(i));
     }
-    [0, 1, 2].map(|a| (hi[a] - lo[a]).max(0.0))
+    b.size()
+}
+
+/// The value the body (skin and everything inside) lies above: CT air and body split at
+/// [`CT_BODY_HU`]; MR at [`MR_BODY_SHARE`] of the robust maximum.
+pub fn body_threshold(grid: &Grid, ct: bool) -> f32 {
+    if ct {
+        CT_BODY_HU
+    } else {
+        MR_BODY_SHARE * percentile(&grid.mean, 0.995)
+    }
 }
 
 fn find_ct(grid: &Grid) -> Result<Head, String> {
@@ -149,7 +151,8 @@ fn find_ct(grid: &Grid) -> Result<Head, String> {
             CT_MIN_BONE_COVER * 100.0
         ));
     }
-    let body = body(grid, |v| v > CT_BODY_HU);
+    let threshold = body_threshold(grid, true);
+    let body = body(grid, |v| v > threshold);
     Ok(Head {
         body,
         brain,
@@ -217,11 +220,11 @@ fn body(grid: &Grid, above: impl Fn(f32) -> bool) -> Mask {
 }
 
 fn find_mr(grid: &Grid) -> Result<Head, String> {
-    let robust = percentile(&grid.mean, 0.995);
-    if robust <= 0.0 {
+    let threshold = body_threshold(grid, false);
+    if threshold <= 0.0 {
         return Err("the volume is empty".into());
     }
-    let body = body(grid, |v| v > MR_BODY_SHARE * robust);
+    let body = body(grid, |v| v > threshold);
     let inside: Vec<f32> = (0..grid.len())
         .filter(|&i| body[i])
         .map(|i| grid.mean[i])

@@ -28,6 +28,36 @@ pub struct Grid {
 /// One boolean per voxel.
 pub type Mask = Vec<bool>;
 
+/// The smallest box along the patient axes that holds the points added.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    lo: [f64; 3],
+    hi: [f64; 3],
+}
+
+impl Default for Bounds {
+    fn default() -> Bounds {
+        Bounds {
+            lo: [f64::MAX; 3],
+            hi: [f64::MIN; 3],
+        }
+    }
+}
+
+impl Bounds {
+    pub fn add(&mut self, p: [f64; 3]) {
+        for (a, v) in p.into_iter().enumerate() {
+            self.lo[a] = self.lo[a].min(v);
+            self.hi[a] = self.hi[a].max(v);
+        }
+    }
+
+    /// Edge lengths (mm) along x, y, z; 0 when empty.
+    pub fn size(&self) -> [f64; 3] {
+        [0, 1, 2].map(|a| (self.hi[a] - self.lo[a]).max(0.0))
+    }
+}
+
 impl Grid {
     pub fn len(&self) -> usize {
         self.nx * self.ny * self.nz

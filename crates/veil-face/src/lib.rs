@@ -98,28 +98,6 @@ impl SeriesStage for FaceStage {
         read: &MemberReader<'_>,
     ) -> Result<Box<dyn SeriesPlan>, SeriesRefusal> {
         let started = Instant::now();
-        if members < MIN_SLICES {
-            // Too few slices to render a surface from, whatever the header says: there is no
-            // volume to find a face in (nothing is read).
-            return Ok(Box::new(FacePlan {
-                cut: None,
-                fill: 0.0,
-                air: 0.0,
-                members: HashSet::new(),
-                summary: SeriesSummary {
-                    stage: "faces".into(),
-                    instances: members,
-                    outcome: "too_few_slices".into(),
-                    detail: format!("{members} slice(s): not a volume; released as it is"),
-                    ..SeriesSummary::default()
-                },
-            }));
-        }
-        let read: Vec<Result<Reduced, String>> = (0..members)
-            .into_par_iter()
-            .map(|i| read(i).and_then(|f| volume::reduce(&f).map_err(|e| e.to_string())))
-            .collect();
-        let says_head = read.iter().any(|r| r.as_ref().is_ok_and(|s| s.says_head));
         let mut planner = Planner {
             settings: &self.settings,
             summary: SeriesSummary {
@@ -128,7 +106,19 @@ impl SeriesStage for FaceStage {
                 ..SeriesSummary::default()
             },
         };
-        let plan = planner.plan(read, says_head);
+        let plan = if members < MIN_SLICES {
+            // Too few slices to render a surface from, whatever the header says: there is no
+            // volume to find a face in (nothing is read).
+            let detail = format!("{members} slice(s): not a volume; released as it is");
+            Ok(planner.pass("too_few_slices", detail))
+        } else {
+            let read: Vec<Result<Reduced, String>> = (0..members)
+                .into_par_iter()
+                .map(|i| read(i).and_then(|f| volume::reduce(&f).map_err(|e| e.to_string())))
+                .collect();
+            let says_head = read.iter().any(|r| r.as_ref().is_ok_and(|s| s.says_head));
+            planner.plan(read, says_head)
+        };
         planner
             .summary
             .measures
@@ -250,30 +240,16 @@ fn unchecked(why: &str) -> Refused {
 /// Does the body have head-sized cross-sections over 6 cm of its length (so a series with no
 /// brain found may still show a face: a facial-bone CT, a head cut above the brain)?
 fn head_sized(grid: &grid::Grid, ct: bool) -> bool {
-    let threshold = if ct {
-        -500.0
-    } else {
-        0.1 * grid::percentile(&grid.mean, 0.995)
-    };
-    let mut bins: BTreeMap<i64, ([f64; 2], [f64; 2])> = BTreeMap::new();
-    for i in 0..grid.len() {
-        if grid.mean[i] <= threshold {
-            continue;
-        }
+    let threshold = brain::body_threshold(grid, ct);
+    let mut bins: BTreeMap<i64, grid::Bounds> = BTreeMap::new();
+    for i in (0..grid.len()).filter(|&i| grid.mean[i] > threshold) {
         let p = grid.position(i);
-        let e = bins
-            .entry((p[2] / 5.0).floor() as i64)
-            .or_insert(([f64::MAX; 2], [f64::MIN; 2]));
-        for (a, &v) in p.iter().take(2).enumerate() {
-            e.0[a] = e.0[a].min(v);
-            e.1[a] = e.1[a].max(v);
-        }
+        bins.entry((p[2] / 5.0).floor() as i64).or_default().add(p);
     }
     let head_like = bins
         .values()
-        .filter(|(lo, hi)| {
-            (100.0..=230.0).contains(&(hi[0] - lo[0])) && (120.0..=260.0).contains(&(hi[1] - lo[1]))
-        })
+        .map(grid::Bounds::size)
+        .filter(|[w, d, _]| (100.0..=230.0).contains(w) && (120.0..=260.0).contains(d))
         .count();
     head_like >= 12
 }

@@ -710,19 +710,6 @@ impl Pipeline {
                 Some(_) => Processed::Waiting(None),
             });
         }
-        if plan.is_none() {
-            let max = self.config.max_file_bytes;
-            if let Some(key) = self.series.as_ref().and_then(|stage| {
-                // Hostile input must end as a quarantine on the full path, never as a crash.
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    peek_series(path, stage.as_ref(), max)
-                }))
-                .unwrap_or(None)
-            }) {
-                // Waits for its series.
-                return Ok(Processed::Waiting(Some(key)));
-            }
-        }
         let mut bytes = Vec::new();
         let read = std::fs::File::open(path).and_then(|f| {
             let len = f.metadata()?.len();
@@ -783,7 +770,8 @@ impl Pipeline {
         Ok(Processed::Done(Box::new(outcome)))
     }
 
-    /// read (parse) → classify → consent → pixels → transform → encode → verify, all in
+    /// read (parse) → series gate → classify → consent → series plan → pixels → transform →
+    /// encode → verify, all in
     /// memory. Each hop either hands the instance on or ends it (held back, rejected, excluded).
     fn stage(
         &self,
@@ -802,11 +790,13 @@ impl Pipeline {
         plan: Option<&dyn SeriesPlan>,
     ) -> Result<Staged, Staged> {
         let (mut file, mut carried) = read_part10(bytes)?;
-        let risk = self.classify(&file, carried.is_some())?;
-        let (patient, consent_ref) = admit(&self.deid, &file, observer)?;
         if plan.is_none() {
+            // First, so an instance that waits for its series costs only this read of its
+            // header here (classify and consent run once, when its series is released).
             self.gate_series(&file)?;
         }
+        let risk = self.classify(&file, carried.is_some())?;
+        let (patient, consent_ref) = admit(&self.deid, &file, observer)?;
         if carried.is_some()
             && (plan.is_some_and(|p| p.needs_pixels())
                 || self
@@ -1176,21 +1166,6 @@ impl Run<'_> {
             Ok(outcome) => self.finish(&outcome),
             Err(e) => self.fail(e),
         }
-    }
-}
-
-/// The series key of an input a series stage collects, read from its header (framing checked
-/// first, Pixel Data carried, never parsed); `None` for every other input and for anything
-/// unusual, which then takes the full path (where the gate is asked again).
-fn peek_series(path: &Path, stage: &dyn SeriesStage, max_bytes: u64) -> Option<String> {
-    if std::fs::metadata(path).ok()?.len() > max_bytes {
-        return None;
-    }
-    let bytes = std::fs::read(path).ok()?;
-    let (file, _) = read_part10(&bytes).ok()?;
-    match stage.gate(&file) {
-        SeriesGate::Collect { key } => Some(key),
-        _ => None,
     }
 }
 

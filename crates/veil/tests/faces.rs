@@ -118,18 +118,6 @@ fn dcm_tag(file: &Path, tag: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn dciodvfy_errors(file: &Path) -> usize {
-    let out = Command::new("dciodvfy")
-        .arg(file)
-        .output()
-        .expect("dciodvfy");
-    String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .chain(String::from_utf8_lossy(&out.stdout).lines())
-        .filter(|l| l.starts_with("Error"))
-        .count()
-}
-
 /// The attack: CNN detections over all renders of a series, and the judge's JSON.
 fn judge(series: &Path, json_out: &Path) -> (u64, serde_json::Value) {
     python(
@@ -301,12 +289,16 @@ fn head_series_lose_their_faces_keep_their_brains_and_unsafe_series_are_held_bac
         let inputs: usize = files(&cases.join(name).join("dicom"))
             .iter()
             .take(12)
-            .map(|f| dciodvfy_errors(f))
+            .map(|f| {
+                common::dciodvfy_errors(f).expect("dciodvfy (scripts/test.sh installs dicom3tools)")
+            })
             .sum();
         let outputs: usize = files(&runs[name].out)
             .iter()
             .take(12)
-            .map(|f| dciodvfy_errors(f))
+            .map(|f| {
+                common::dciodvfy_errors(f).expect("dciodvfy (scripts/test.sh installs dicom3tools)")
+            })
             .sum();
         assert!(
             outputs <= inputs,

@@ -7,12 +7,19 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn veil(dir: &Path, db: &str, args: &[&str]) -> (i32, String) {
+    let mut with_key = args.to_vec();
+    with_key.extend(["--key", "k.key"]);
+    keyless(dir, db, &with_key)
+}
+
+/// As an outside auditor runs it: no key in the arguments or the environment.
+fn keyless(dir: &Path, db: &str, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_veil"))
         .current_dir(dir)
         .env("VEIL_DB", db)
         .env_remove("VEIL_KEY")
+        .env_remove("VEIL_KEY_FILE")
         .args(args)
-        .args(["--key", "k.key"])
         .output()
         .unwrap();
     (
@@ -296,22 +303,7 @@ fn consent_gated_releases_and_the_ledger_questions() {
             String::from_utf8_lossy(&rehash.stdout)
         );
         // A keyless audit: the auditor's pinned public key, never the one in the export.
-        let keyless = |args: &[&str]| {
-            let o = Command::new(env!("CARGO_BIN_EXE_veil"))
-                .current_dir(&dir)
-                .env("VEIL_DB", db)
-                .env_remove("VEIL_KEY")
-                .env_remove("VEIL_KEY_FILE")
-                .args(args)
-                .output()
-                .unwrap();
-            (
-                o.status.code().unwrap_or(-1),
-                String::from_utf8_lossy(&o.stdout).into_owned()
-                    + &String::from_utf8_lossy(&o.stderr),
-            )
-        };
-        let (rc, out) = keyless(&["ledger", "verify", "--export", "l.jsonl"]);
+        let (rc, out) = keyless(&dir, db, &["ledger", "verify", "--export", "l.jsonl"]);
         assert_eq!(rc, 2, "no pinned key, no audit: {out}");
         let (rc, out) = veil(&dir, db, &["ledger", "export", "--out", "l2.jsonl"]);
         assert_eq!(rc, 0, "{out}");
@@ -333,25 +325,33 @@ fn consent_gated_releases_and_the_ledger_questions() {
         assert!(header["public_key_fingerprint"]
             .as_str()
             .is_some_and(|f| f.len() == 16));
-        let (rc, out) = keyless(&[
-            "ledger",
-            "verify",
-            "--export",
-            "l2.jsonl",
-            "--public-key",
-            &pk,
-        ]);
+        let (rc, out) = keyless(
+            &dir,
+            db,
+            &[
+                "ledger",
+                "verify",
+                "--export",
+                "l2.jsonl",
+                "--public-key",
+                &pk,
+            ],
+        );
         assert_eq!(rc, 0, "{out}");
         // A history signed by any other key fails against the pinned one.
         let other = "ab".repeat(32);
-        let (rc, out) = keyless(&[
-            "ledger",
-            "verify",
-            "--export",
-            "l2.jsonl",
-            "--public-key",
-            &other,
-        ]);
+        let (rc, out) = keyless(
+            &dir,
+            db,
+            &[
+                "ledger",
+                "verify",
+                "--export",
+                "l2.jsonl",
+                "--public-key",
+                &other,
+            ],
+        );
         assert_eq!(rc, 4, "{out}");
         assert!(out.contains("signed by a key other than"), "{out}");
         // A mistyped patient: no empty accounting, no withdrawal for nobody (exit 2, the ID
