@@ -112,7 +112,7 @@ fn extent(grid: &Grid, mask: &[bool]) -> [f64; 3] {
 }
 
 /// The value the body (skin and everything inside) lies above: CT air and body split at
-/// [`CT_BODY_HU`]; MR at [`MR_BODY_SHARE`] of the robust maximum.
+/// `CT_BODY_HU`; MR at `MR_BODY_SHARE` of the robust maximum.
 pub fn body_threshold(grid: &Grid, ct: bool) -> f32 {
     if ct {
         CT_BODY_HU
