@@ -11,6 +11,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# A fresh CI machine builds once: incremental state would only take disk.
+if [ "${CI:-}" = true ]; then export CARGO_INCREMENTAL=0; fi
+disk_free() { df -h --output=avail . | tail -1 | tr -d ' '; }
+echo "test.sh: disk free before the build: $(disk_free)"
 
 need_apt=()
 command -v dcmdump >/dev/null 2>&1 || need_apt+=(dcmtk)
@@ -33,6 +37,7 @@ done
 
 ./scripts/fetch-testdata.sh
 cargo test --workspace --no-fail-fast "$@"
+echo "test.sh: disk free after the tests: $(disk_free) (target: $(du -sh target 2>/dev/null | cut -f1))"
 echo "test.sh: lints"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude veil --no-deps --quiet
