@@ -143,12 +143,19 @@ pub struct ConsentRecord {
     pub recorded_at: String,
     pub source: String,
     pub evidence: String,
+    /// The hash of the record's consent entry in the ledger (empty: none, see
+    /// [`crate::consent_log`]).
+    pub ledger_entry: String,
 }
 
 impl ConsentRecord {
-    /// The reference a release and the ledger record for this record.
+    /// The reference a release records for this record: `C-<id>@<hash of its consent entry>`.
     pub fn reference(&self) -> String {
-        format!("C-{}", self.id)
+        if self.ledger_entry.is_empty() {
+            format!("C-{}", self.id)
+        } else {
+            format!("C-{}@{}", self.id, self.ledger_entry)
+        }
     }
 }
 
@@ -216,7 +223,8 @@ impl Store {
         }
         let keys = self.keys()?;
         let now = crate::time::now_utc();
-        self.block_on(async {
+        let _tip = self.tip.lock().unwrap_or_else(|p| p.into_inner());
+        let (ids, head) = self.block_on(async {
             let mut tx = self.begin_write().await?;
             if self.backend() == crate::Backend::Postgres {
                 sqlx::query("LOCK TABLE consent_records IN EXCLUSIVE MODE").execute(&mut *tx).await?;
@@ -227,31 +235,75 @@ impl Store {
                 .try_get::<i64, _>(0)?
                 + 1;
             let mut ids = Vec::with_capacity(items.len());
+            let mut stored: Vec<[String; 10]> = Vec::with_capacity(items.len());
             for c in items {
                 let pref = crate::patient_ref(&keys.master, &c.patient_id, &c.issuer);
                 ensure_patient(&mut tx, keys, &pref, &c.patient_id, &c.issuer, &now).await?;
+                let columns = [
+                    pref.clone(),
+                    c.purpose.clone(),
+                    c.state.as_str().to_string(),
+                    c.scope.modalities.join(","),
+                    c.scope.from.clone(),
+                    c.scope.to.clone(),
+                    if c.effective_at.is_empty() { now.clone() } else { c.effective_at.clone() },
+                    now.clone(),
+                    c.source.clone(),
+                    keys.sealer.seal("consent.evidence", &c.evidence),
+                ];
                 sqlx::query(
                     "INSERT INTO consent_records (id, patient_ref, purpose, state, scope_modalities, scope_from, scope_to, effective_at, recorded_at, source, evidence_enc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 )
                 .bind(next)
-                .bind(&pref)
-                .bind(&c.purpose)
-                .bind(c.state.as_str())
-                .bind(c.scope.modalities.join(","))
-                .bind(&c.scope.from)
-                .bind(&c.scope.to)
-                .bind(if c.effective_at.is_empty() { now.clone() } else { c.effective_at.clone() })
-                .bind(&now)
-                .bind(&c.source)
-                .bind(keys.sealer.seal("consent.evidence", &c.evidence))
+                .bind(&columns[0])
+                .bind(&columns[1])
+                .bind(&columns[2])
+                .bind(&columns[3])
+                .bind(&columns[4])
+                .bind(&columns[5])
+                .bind(&columns[6])
+                .bind(&columns[7])
+                .bind(&columns[8])
+                .bind(&columns[9])
                 .execute(&mut *tx)
                 .await?;
                 ids.push(next);
+                stored.push(columns);
                 next += 1;
             }
+            let head = self.log_consents_in(&mut tx, &ids, &stored, &now).await?;
             tx.commit().await?;
-            Ok(ids)
-        })
+            Ok::<_, StoreError>((ids, head))
+        })?;
+        if let Some(h) = head {
+            self.witness(&h)?;
+        }
+        Ok(ids)
+    }
+
+    /// Appends the consent entries for records just inserted in `tx` and signs a tree head
+    /// over them, in the same transaction (see [`crate::consent_log`]).
+    async fn log_consents_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        ids: &[i64],
+        stored: &[[String; 10]],
+        now: &str,
+    ) -> Result<Option<crate::tree_head::TreeHead>> {
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let (tip, mut prev) = crate::ledger::tip_in(tx, self.backend()).await?;
+        let mut entries = Vec::with_capacity(ids.len());
+        for (i, (id, cols)) in ids.iter().zip(stored).enumerate() {
+            let cols: [&str; 10] = std::array::from_fn(|k| cols[k].as_str());
+            let e = crate::consent_log::consent_entry(tip + 1 + i as i64, &prev, *id, &cols, now);
+            prev.clone_from(&e.entry_hash);
+            entries.push(e);
+        }
+        crate::ledger::insert_entries(tx, self.backend(), &entries).await?;
+        let hashes: Vec<&str> = entries.iter().map(|e| e.entry_hash.as_str()).collect();
+        Ok(Some(self.sign_head_in(tx, tip + 1, &hashes).await?))
     }
 
     /// Every record of a patient, in entry order. Records made without an issuer apply to all
@@ -270,6 +322,16 @@ impl Store {
         let mut out = Vec::new();
         self.block_on(async {
             for r in refs {
+                let logged: std::collections::HashMap<String, String> = sqlx::query(
+                    "SELECT consent_ref, entry_hash FROM ledger WHERE patient_ref = $1 AND release_id = $2",
+                )
+                .bind(r)
+                .bind(crate::consent_log::CONSENT_RELEASE_ID)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect::<Result<_, sqlx::Error>>()?;
                 let rows = sqlx::query(
                     "SELECT id, patient_ref, purpose, state, scope_modalities, scope_from, scope_to, effective_at, recorded_at, source, evidence_enc FROM consent_records WHERE patient_ref = $1 ORDER BY id",
                 )
@@ -294,6 +356,10 @@ impl Store {
                         recorded_at: row.try_get(8)?,
                         source: row.try_get(9)?,
                         evidence: keys.sealer.open("consent.evidence", &row.try_get::<String, _>(10)?)?,
+                        ledger_entry: {
+                            let id: i64 = row.try_get(0)?;
+                            logged.get(&format!("C-{id}")).cloned().unwrap_or_default()
+                        },
                     });
                 }
             }
@@ -371,6 +437,7 @@ mod tests {
             recorded_at: at.into(),
             source: "t".into(),
             evidence: String::new(),
+            ledger_entry: String::new(),
         }
     }
 

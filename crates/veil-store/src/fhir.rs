@@ -490,6 +490,7 @@ mod tests {
                 recorded_at: String::new(),
                 source: c.source.clone(),
                 evidence: c.evidence.clone(),
+                ledger_entry: String::new(),
             })
             .collect();
         let d = |p| crate::consent::decide(&records, &settings, p, "CT", "20250101");

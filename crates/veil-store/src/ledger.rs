@@ -22,6 +22,7 @@ use ed25519_dalek::{Signature, Signer, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use crate::tree_head::TreeHead;
 use crate::{Result, Store, StoreError};
 
 /// Hash of "no previous entry".
@@ -286,16 +287,31 @@ pub struct VerifyReport {
     pub entries: i64,
     pub tip_seq: i64,
     pub tip_hash: String,
+    /// The Merkle root over every entry read (hex; see [`crate::merkle`]).
+    pub tree_root: String,
     pub checkpoints: usize,
     /// Highest entry covered by a valid signed checkpoint (0: none).
     pub signed_through: i64,
+    /// Signed tree heads checked (the database's and any saved ones given).
+    pub tree_heads: usize,
+    /// Highest size of a valid tree head that matches the entries (0: none).
+    pub tree_signed_through: i64,
     pub first_bad: Option<Problem>,
     pub checkpoint_problems: Vec<String>,
+    /// Tree heads that do not match the entries, are not signed by the expected key, cover
+    /// entries that are gone, or entries no head covers.
+    pub head_problems: Vec<String>,
+    /// Consent records that disagree with their ledger entries, and releases that name a
+    /// consent the log does not hold (filled by [`Store::verify_ledger`]).
+    pub consent_problems: Vec<String>,
 }
 
 impl VerifyReport {
     pub fn ok(&self) -> bool {
-        self.first_bad.is_none() && self.checkpoint_problems.is_empty()
+        self.first_bad.is_none()
+            && self.checkpoint_problems.is_empty()
+            && self.head_problems.is_empty()
+            && self.consent_problems.is_empty()
     }
 }
 
@@ -308,6 +324,10 @@ pub struct ChainChecker {
     first_bad: Option<Problem>,
     /// (seq, stored hash) of entries that passed, kept only at checkpoint positions.
     wanted: std::collections::HashMap<i64, Option<String>>,
+    /// The Merkle tree's right edge over the entries that passed.
+    frontier: crate::merkle::Frontier,
+    /// Tree sizes some head claims, with the root computed there once reached.
+    head_roots: std::collections::HashMap<i64, Option<crate::merkle::Hash>>,
 }
 
 impl ChainChecker {
@@ -319,7 +339,15 @@ impl ChainChecker {
             count: 0,
             first_bad: None,
             wanted: checkpoint_seqs.into_iter().map(|s| (s, None)).collect(),
+            frontier: Default::default(),
+            head_roots: Default::default(),
         }
+    }
+
+    /// Also computes the Merkle root at these tree sizes (the sizes of the heads to check).
+    pub fn with_head_sizes(mut self, sizes: impl IntoIterator<Item = i64>) -> ChainChecker {
+        self.head_roots = sizes.into_iter().map(|s| (s, None)).collect();
+        self
     }
 
     /// Feeds the next entry; returns false once a problem was found (stop reading).
@@ -378,6 +406,10 @@ impl ChainChecker {
         if let Some(slot) = self.wanted.get_mut(&seq) {
             *slot = Some(entry_hash.to_string());
         }
+        self.frontier.push(crate::merkle::leaf_hash(recomputed));
+        if let Some(slot) = self.head_roots.get_mut(&seq) {
+            *slot = Some(self.frontier.root());
+        }
         self.prev.clear();
         self.prev.push_str(entry_hash);
         self.expected_seq += 1;
@@ -395,8 +427,16 @@ impl ChainChecker {
         }
     }
 
-    /// Finishes with the checkpoints: signatures, hashes at their positions, truncation.
-    pub fn finish(self, checkpoints: &[Checkpoint], expected_key: Option<&str>) -> VerifyReport {
+    /// Finishes with the checkpoints (signatures, hashes at their positions, truncation) and
+    /// the tree heads: the database's own (`heads`) and heads saved outside it (`saved`).
+    pub fn finish(
+        self,
+        checkpoints: &[Checkpoint],
+        heads: &[TreeHead],
+        saved: &[TreeHead],
+        expected_key: Option<&str>,
+    ) -> VerifyReport {
+        let (head_problems, tree_signed_through) = self.check_heads(heads, saved, expected_key);
         let tip_seq = self.expected_seq - 1;
         let mut problems = Vec::new();
         let mut signed_through = 0;
@@ -424,11 +464,90 @@ impl ChainChecker {
             entries: self.count,
             tip_seq,
             tip_hash: self.prev,
+            tree_root: hex::encode(self.frontier.root()),
             checkpoints: checkpoints.len(),
             signed_through,
+            tree_heads: heads.len() + saved.len(),
+            tree_signed_through,
             first_bad: self.first_bad,
             checkpoint_problems: problems,
+            head_problems,
+            consent_problems: Vec::new(),
         }
+    }
+
+    /// Checks each head against the root computed at its size. The database's heads must also
+    /// cover the tip (every append signs one in its transaction); saved heads locate a rewrite
+    /// between the last one that matches and the first one that does not.
+    fn check_heads(
+        &self,
+        heads: &[TreeHead],
+        saved: &[TreeHead],
+        key: Option<&str>,
+    ) -> (Vec<String>, i64) {
+        let tip = self.expected_seq - 1;
+        let stop = self.first_bad.as_ref().map(|b| b.seq);
+        let mut problems = Vec::new();
+        let mut through = 0;
+        let judge = |h: &TreeHead, what: &str, problems: &mut Vec<String>| -> Option<bool> {
+            if let Err(e) = h.check_signature(key) {
+                problems.push(format!("{what} {e}"));
+                return Some(false);
+            }
+            if stop.is_some_and(|s| h.size >= s) {
+                return None; // reported at the first bad entry
+            }
+            match self.head_roots.get(&h.size).copied().flatten() {
+                Some(r) if hex::encode(r) == h.root => Some(true),
+                Some(_) => {
+                    problems.push(format!(
+                        "{what} of size {} (signed {}) does not match entries 1..{}: they were rewritten",
+                        h.size, h.signed_at, h.size
+                    ));
+                    Some(false)
+                }
+                None => {
+                    problems.push(format!(
+                        "{what} of size {} (signed {}) covers entries the ledger no longer has: rolled back after entry {tip} (entries {}..{} removed)",
+                        h.size, h.signed_at, tip + 1, h.size
+                    ));
+                    Some(false)
+                }
+            }
+        };
+        for h in heads {
+            if judge(h, "tree head", &mut problems) == Some(true) {
+                through = through.max(h.size);
+            }
+        }
+        let mut by_size: Vec<&TreeHead> = saved.iter().collect();
+        by_size.sort_by_key(|h| h.size);
+        let mut last_good = 0;
+        let mut located = false;
+        for h in by_size {
+            match judge(h, "saved tree head", &mut problems) {
+                Some(true) => {
+                    last_good = last_good.max(h.size);
+                    through = through.max(h.size);
+                }
+                Some(false) if !located && h.size <= tip => {
+                    located = true;
+                    problems.push(format!(
+                        "the first changed entry is among entries {}..{} (the last saved head that matches covers {last_good})",
+                        last_good + 1,
+                        h.size
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if stop.is_none() && tip > through {
+            problems.push(format!(
+                "entries {}..{tip} are covered by no signed tree head: written outside Veil (or by a Veil from before tree heads: check them, then sign with `veil ledger head --sign`)",
+                through + 1
+            ));
+        }
+        (problems, through)
     }
 }
 
@@ -500,10 +619,13 @@ impl Store {
             let le = self.seal_entry(entry, seq + 1, &prev, &crate::time::now_utc())?;
             self.ensure_patient_in(&mut tx, entry).await?;
             insert(&mut tx, &le).await?;
+            let head = self.sign_head_in(&mut tx, le.seq, &[&le.entry_hash]).await?;
             publish()?;
             tx.commit().await?;
-            Ok::<_, StoreError>(le)
+            Ok::<_, StoreError>((le, head))
         })?;
+        let (le, head) = le;
+        self.witness(&head)?;
         self.known_patients
             .lock()
             .unwrap()
@@ -518,8 +640,11 @@ impl Store {
     /// way, see [`crate::publish`]). Rows go in as multi-row INSERTs; a checkpoint is signed
     /// whenever the batch crosses a multiple of [`CHECKPOINT_EVERY`]. Returns the new tip.
     pub fn append_batch(&self, entries: &[NewEntry]) -> Result<i64> {
+        if entries.is_empty() {
+            return Ok(self.block_on(self.load_tip())?.0);
+        }
         let _tip = self.tip.lock().unwrap_or_else(|p| p.into_inner());
-        let (first, last) = self.block_on(async {
+        let (first, last, head) = self.block_on(async {
             let mut tx = self.begin_write().await?;
             let (first, mut prev) = tip_in(&mut tx, self.backend()).await?;
             // One commit, one time: the entries of a batch are recorded together.
@@ -535,12 +660,13 @@ impl Store {
             for e in entries {
                 self.ensure_patient_in(&mut tx, e).await?;
             }
-            for chunk in sealed.chunks(INSERT_ROWS) {
-                insert_many(&mut tx, self.backend(), chunk).await?;
-            }
+            insert_entries(&mut tx, self.backend(), &sealed).await?;
+            let hashes: Vec<&str> = sealed.iter().map(|e| e.entry_hash.as_str()).collect();
+            let head = self.sign_head_in(&mut tx, first + 1, &hashes).await?;
             tx.commit().await?;
-            Ok::<_, StoreError>((first, seq))
+            Ok::<_, StoreError>((first, seq, head))
         })?;
+        self.witness(&head)?;
         self.known_patients
             .lock()
             .unwrap()
@@ -589,12 +715,14 @@ impl Store {
             r.prev_hash = prev;
             r.entry_hash = r.compute_hash();
             insert(&mut tx, &r).await?;
+            let head = self.sign_head_in(&mut tx, r.seq, &[&r.entry_hash]).await?;
             tx.commit().await?;
-            Ok(Some((original, r.seq)))
+            Ok(Some((original, r.seq, head)))
         })?;
-        let Some((original, seq)) = done else {
+        let Some((original, seq, head)) = done else {
             return Ok(None);
         };
+        self.witness(&head)?;
         if seq % CHECKPOINT_EVERY == 0 {
             self.checkpoint()?;
         }
@@ -749,10 +877,24 @@ impl Store {
         self.scan_stored(&mut |seq, fields, hash| f(&LedgerEntry::from_fields(seq, fields, hash)))
     }
 
-    /// Verifies the whole chain and every checkpoint.
+    /// Verifies the whole chain, every checkpoint and tree head, and the consent registry
+    /// against the consent entries, with the key this store was opened with (if any).
     pub fn verify_ledger(&self) -> Result<VerifyReport> {
+        self.verify_ledger_with(&[], None)
+    }
+
+    /// [`Store::verify_ledger`] with heads saved outside the database (`saved`) and the
+    /// auditor's pinned public key (hex; else the key the store was opened with, else each
+    /// signature is checked against the key it names, which shows only that it was not edited).
+    pub fn verify_ledger_with(
+        &self,
+        saved: &[TreeHead],
+        pinned: Option<&str>,
+    ) -> Result<VerifyReport> {
         let cps = self.checkpoints()?;
-        let mut checker = ChainChecker::new(cps.iter().map(|c| c.seq));
+        let heads = self.tree_heads()?;
+        let sizes = heads.iter().chain(saved).map(|h| h.size);
+        let mut checker = ChainChecker::new(cps.iter().map(|c| c.seq)).with_head_sizes(sizes);
         match &self.sqlite_path {
             Some(path) => self.verify_sqlite(path, &mut checker)?,
             None => self.scan_stored(&mut |seq, fields, stored| {
@@ -760,8 +902,12 @@ impl Store {
                 checker.push_hashed(seq, fields[HASHED_FIELDS - 1], &digest, stored)
             })?,
         }
-        let expected = self.ledger_public_key();
-        Ok(checker.finish(&cps, expected.as_deref()))
+        let expected = pinned.map(str::to_string).or_else(|| self.ledger_public_key());
+        let mut report = checker.finish(&cps, &heads, saved, expected.as_deref());
+        if report.first_bad.is_none() {
+            report.consent_problems = self.verify_consent_log()?;
+        }
+        Ok(report)
     }
 
     /// The chain walk on SQLite. Handing 20 text values per row from sqlx's SQLite thread costs
@@ -847,14 +993,24 @@ impl Store {
             v["type"] = "checkpoint".into();
             writeln!(out, "{v}")?;
         }
+        for h in self.tree_heads()? {
+            let mut v = serde_json::to_value(&h).expect("tree head serialises");
+            v["type"] = "tree_head".into();
+            writeln!(out, "{v}")?;
+        }
         Ok(n)
     }
 }
 
 /// Verifies an export written by [`Store::export_ledger`].
-pub fn verify_export(input: &mut dyn BufRead, expected_key: Option<&str>) -> Result<VerifyReport> {
+pub fn verify_export(
+    input: &mut dyn BufRead,
+    saved: &[TreeHead],
+    expected_key: Option<&str>,
+) -> Result<VerifyReport> {
     let mut entries = Vec::new();
     let mut cps = Vec::new();
+    let mut heads = Vec::new();
     for (i, line) in input.lines().enumerate() {
         let line = line?;
         if i == 0 || line.trim().is_empty() {
@@ -871,6 +1027,10 @@ pub fn verify_export(input: &mut dyn BufRead, expected_key: Option<&str>) -> Res
                 serde_json::from_value::<Checkpoint>(v)
                     .map_err(|e| StoreError::Usage(format!("export line {}: {e}", i + 1)))?,
             ),
+            Some("tree_head") => heads.push(
+                serde_json::from_value::<TreeHead>(v)
+                    .map_err(|e| StoreError::Usage(format!("export line {}: {e}", i + 1)))?,
+            ),
             _ => {
                 return Err(StoreError::Usage(format!(
                     "export line {}: no known `type`",
@@ -879,13 +1039,18 @@ pub fn verify_export(input: &mut dyn BufRead, expected_key: Option<&str>) -> Res
             }
         }
     }
-    let mut checker = ChainChecker::new(cps.iter().map(|c| c.seq));
+    let sizes = heads.iter().chain(saved).map(|h| h.size);
+    let mut checker = ChainChecker::new(cps.iter().map(|c| c.seq)).with_head_sizes(sizes);
     for e in &entries {
         if !checker.push(e) {
             break;
         }
     }
-    Ok(checker.finish(&cps, expected_key))
+    let mut report = checker.finish(&cps, &heads, saved, expected_key);
+    if report.first_bad.is_none() {
+        report.consent_problems = crate::consent_log::check_entries(&entries);
+    }
+    Ok(report)
 }
 
 /// The ledger's tip, read inside a writing transaction after taking the append lock, so that
@@ -932,7 +1097,7 @@ pub fn without_retracted(entries: Vec<LedgerEntry>) -> Vec<LedgerEntry> {
         .collect()
 }
 
-async fn tip_in(
+pub(crate) async fn tip_in(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: crate::Backend,
 ) -> Result<(i64, String)> {
@@ -955,6 +1120,18 @@ async fn tip_in(
 /// thread, which on a busy machine waits for a time slice each way: a release's batch of 256
 /// goes in one statement.
 const INSERT_ROWS: usize = 500;
+
+/// Inserts entries in order, [`INSERT_ROWS`] per statement.
+pub(crate) async fn insert_entries(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: crate::Backend,
+    rows: &[LedgerEntry],
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(INSERT_ROWS) {
+        insert_many(tx, backend, chunk).await?;
+    }
+    Ok(())
+}
 
 /// One INSERT for many rows (one round trip to the database's thread instead of one per row).
 /// SQLite gets anonymous `?` parameters: sqlx looks every parameter's name up, and SQLite finds

@@ -20,13 +20,16 @@
 
 pub mod config;
 pub mod consent;
+pub mod consent_log;
 pub mod crypto;
 pub mod csv_import;
 pub mod fhir;
 pub mod ledger;
+pub mod merkle;
 pub mod publish;
 pub mod queries;
 pub mod time;
+pub mod tree_head;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -47,8 +50,14 @@ pub const DB_ENV: &str = "VEIL_DB";
 pub const DEFAULT_DB: &str = ".veil/veil.db";
 
 /// The migrations, in order: (version, name, SQL). Embedded at build time.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "tree_heads",
+        include_str!("../migrations/0002_tree_heads.sql"),
+    ),
+];
 
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +120,8 @@ pub struct Store {
     pub(crate) tip: Mutex<()>,
     /// Patient references known to have a row in `patients` (saves a query per append).
     pub(crate) known_patients: Mutex<std::collections::HashSet<String>>,
+    /// Where signed tree heads are appended outside the database ([`tree_head`]).
+    pub(crate) witness: Option<PathBuf>,
 }
 
 /// Turns `--db` / `VEIL_DB` / the default into a connection URL and a printable location.
@@ -245,11 +256,13 @@ impl Store {
             sealer: crypto::Sealer::new(&k.subkey("store", "aead")),
             signer: ed25519_dalek::SigningKey::from_bytes(k.subkey("ledger", "ed25519").as_bytes()),
         });
+        let sqlite_path = (backend == Backend::Sqlite).then(|| sqlite_file(&url));
         let store = Store {
             rt,
             pool,
             backend,
-            sqlite_path: (backend == Backend::Sqlite).then(|| sqlite_file(&url)),
+            witness: tree_head::witness_file(None, sqlite_path.as_deref()),
+            sqlite_path,
             location,
             keys,
             tip: Mutex::new(()),

@@ -219,7 +219,11 @@ impl Store {
     }
 
     fn entries_where(&self, clause: &str, binds: &[&str]) -> Result<Vec<LedgerEntry>> {
-        let sql = format!("SELECT {COLUMNS} FROM ledger WHERE {clause} ORDER BY seq");
+        // Disclosures only: consent entries (crate::consent_log) share the table.
+        let sql = format!(
+            "SELECT {COLUMNS} FROM ledger WHERE release_id <> '{}' AND {clause} ORDER BY seq",
+            crate::consent_log::CONSENT_RELEASE_ID
+        );
         let mut q = sqlx::query(&sql);
         for b in binds {
             q = q.bind(b.to_string());

@@ -331,14 +331,14 @@ fn export_verifies_without_the_database() {
         let mut buf = Vec::new();
         assert_eq!(store.export_ledger(&mut buf).unwrap(), 5);
         let pk = store.ledger_public_key();
-        let r = veil_store::ledger::verify_export(&mut &buf[..], pk.as_deref()).unwrap();
+        let r = veil_store::ledger::verify_export(&mut &buf[..], &[], pk.as_deref()).unwrap();
         assert!(r.ok(), "{r:?}");
         let text = String::from_utf8(buf).unwrap().replacen(
             "\"recipient\":\"lab\"",
             "\"recipient\":\"bad\"",
             1,
         );
-        let r = veil_store::ledger::verify_export(&mut text.as_bytes(), pk.as_deref()).unwrap();
+        let r = veil_store::ledger::verify_export(&mut text.as_bytes(), &[], pk.as_deref()).unwrap();
         assert_eq!(r.first_bad.unwrap().seq, 1);
         store.close();
     }

@@ -15,6 +15,11 @@ pub struct StoreArgs {
     /// Institution settings (TOML: extra_purposes, [defaults]); default $VEIL_CONFIG or ./.veil/config.toml.
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// Witness file every signed tree head is appended to (JSON Lines), for auditors to keep
+    /// outside the database (default: $VEIL_TREE_HEADS, else <db>.tree-heads.jsonl beside a
+    /// SQLite store; PostgreSQL: none).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tree_heads: Option<PathBuf>,
 }
 
 #[derive(clap::Subcommand)]
@@ -224,9 +229,10 @@ pub struct ReleaseArgs {
 
 #[derive(clap::Subcommand)]
 pub enum LedgerCommand {
-    /// Check the hash chain and signed checkpoints; exit 4 naming the first bad entry.
+    /// Check the hash chain, signed checkpoints and tree heads, and the consent registry against
+    /// the log; exit 4 naming the first bad entry.
     #[command(
-        after_help = "Exit codes: 0 intact; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field); 4 the chain or a checkpoint does not verify (the first bad entry is named)."
+        after_help = "Exit codes: 0 intact; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field); 4 the chain, a checkpoint, a tree head or a consent record does not verify (the first bad entry is named)."
     )]
     Verify {
         /// Verify an export file instead of the database. It needs the ledger's public key as
@@ -234,10 +240,16 @@ pub enum LedgerCommand {
         /// never trusted.
         #[arg(long)]
         export: Option<PathBuf>,
-        /// The ledger's Ed25519 public key (64 hex digits, as `veil ledger export` prints it),
-        /// pinned by the auditor: every checkpoint must be signed by it.
+        /// The ledger's Ed25519 public key (64 hex digits, as `veil ledger export` and `veil
+        /// ledger head` print it), pinned by the auditor: every checkpoint and tree head must be
+        /// signed by it.
         #[arg(long, value_name = "HEX")]
         public_key: Option<String>,
+        /// Tree heads saved outside the database (a witness file, or one head as `veil ledger
+        /// head` prints it); repeatable. The log must still hold, unchanged, every entry each
+        /// covers: truncation, rollback and rewriting are found.
+        #[arg(long, value_name = "FILE")]
+        sth: Vec<PathBuf>,
         /// Print one JSON document on stdout instead of the human-readable text.
         #[arg(long)]
         json: bool,
@@ -271,6 +283,50 @@ pub enum LedgerCommand {
         out: PathBuf,
         #[command(flatten)]
         store: StoreArgs,
+    },
+    /// Print the latest signed tree head (JSON) for a witness to keep.
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field)."
+    )]
+    Head {
+        /// Sign a head over every entry first if none covers the tip (needs the key; only after
+        /// checking those entries: a store from before tree heads, say).
+        #[arg(long)]
+        sign: bool,
+        /// Also write the head to this file (atomically).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write a receipt anyone can check offline with the public key alone: an entry with its
+    /// inclusion proof (--entry), or the proof that today's log extends a saved head (--since).
+    #[command(
+        after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field)."
+    )]
+    Prove {
+        /// The entry's sequence number.
+        #[arg(long, conflicts_with = "since", required_unless_present = "since")]
+        entry: Option<i64>,
+        /// A saved tree head (JSON, as `veil ledger head` prints it).
+        #[arg(long, value_name = "FILE")]
+        since: Option<PathBuf>,
+        /// Where to write the receipt (default: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Check a receipt from `veil ledger prove` offline, with the ledger's public key only.
+    #[command(
+        after_help = "Exit codes: 0 the receipt holds; 2 usage or configuration error (the message names the argument, file or field); 4 it does not (edited, or the log was rewritten)."
+    )]
+    Check {
+        /// The receipt (JSON).
+        receipt: PathBuf,
+        /// The ledger's Ed25519 public key (64 hex digits), as the checker pinned it.
+        #[arg(long, value_name = "HEX", required = true)]
+        public_key: String,
     },
 }
 

@@ -24,8 +24,12 @@ fn settings(a: &StoreArgs) -> anyhow::Result<Settings> {
 }
 
 fn open(a: &StoreArgs, need_key: bool) -> anyhow::Result<Store> {
-    veil_app::registry::open_store(a.db.as_deref(), a.key.as_deref(), need_key)
-        .map_err(exit::app_error)
+    let mut store = veil_app::registry::open_store(a.db.as_deref(), a.key.as_deref(), need_key)
+        .map_err(exit::app_error)?;
+    if let Some(p) = &a.tree_heads {
+        store.set_witness_file(Some(p.clone()));
+    }
+    Ok(store)
 }
 
 /// Writes a document to `--out` (atomically) or to stdout.
@@ -255,7 +259,10 @@ fn recipient(c: RecipientCommand) -> anyhow::Result<u8> {
 fn release(a: ReleaseArgs) -> anyhow::Result<u8> {
     let institution = settings(&a.store)?;
     let master = super::key::load(a.store.key.as_deref())?;
-    let store = Store::open(a.store.db.as_deref(), Some(&master)).map_err(usage_or_fail)?;
+    let mut store = Store::open(a.store.db.as_deref(), Some(&master)).map_err(usage_or_fail)?;
+    if let Some(p) = &a.store.tree_heads {
+        store.set_witness_file(Some(p.clone()));
+    }
     let outcome = veil_app::release::run(veil_app::release::ReleaseRequest {
         store: &store,
         institution: &institution,
@@ -331,9 +338,14 @@ fn ledger(c: LedgerCommand) -> anyhow::Result<u8> {
         LedgerCommand::Verify {
             export,
             public_key,
+            sth,
             json,
             store,
         } => {
+            let mut saved = Vec::new();
+            for p in &sth {
+                saved.extend(veil_store::tree_head::read_heads(p).map_err(usage_or_fail)?);
+            }
             let report = match export {
                 Some(path) => {
                     let expected = pinned_public_key(public_key.as_deref(), &store)?;
@@ -341,35 +353,22 @@ fn ledger(c: LedgerCommand) -> anyhow::Result<u8> {
                         .map_err(|e| exit::usage(format!("{}: {e}", path.display())))?;
                     veil_store::ledger::verify_export(
                         &mut std::io::BufReader::new(f),
+                        &saved,
                         Some(&expected),
                     )
                     .map_err(usage_or_fail)?
                 }
-                None => open(&store, false)?
-                    .verify_ledger()
-                    .map_err(usage_or_fail)?,
+                None => {
+                    let pinned = public_key.as_deref().map(parse_public_key).transpose()?;
+                    open(&store, false)?
+                        .verify_ledger_with(&saved, pinned.as_deref())
+                        .map_err(usage_or_fail)?
+                }
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
-            } else if report.ok() {
-                println!(
-                    "ledger intact: {} entries, tip {} (hash {}), {} signed checkpoint(s), signed through entry {}",
-                    report.entries, report.tip_seq, &report.tip_hash[..16], report.checkpoints, report.signed_through
-                );
-                if report.signed_through < report.tip_seq {
-                    println!(
-                        "note: entries {}..{} are not yet covered by a signed checkpoint",
-                        report.signed_through + 1,
-                        report.tip_seq
-                    );
-                }
             } else {
-                if let Some(b) = &report.first_bad {
-                    println!("ledger TAMPERED: first bad entry {}: {}", b.seq, b.what);
-                }
-                for p in &report.checkpoint_problems {
-                    println!("ledger TAMPERED: {p}");
-                }
+                print_verify(&report);
             }
             Ok(if report.ok() {
                 exit::OK
@@ -414,20 +413,148 @@ fn ledger(c: LedgerCommand) -> anyhow::Result<u8> {
             }
             Ok(exit::OK)
         }
+        LedgerCommand::Head { sign, out, store } => {
+            let s = open(&store, sign)?;
+            let head = if sign {
+                s.sign_tree_head().map_err(usage_or_fail)?
+            } else {
+                s.latest_tree_head().map_err(usage_or_fail)?
+            };
+            let Some(head) = head else {
+                return Err(exit::usage("the ledger has no signed tree head yet (it is empty, or older than tree heads: `veil ledger head --sign --key …`)"));
+            };
+            let text = serde_json::to_string_pretty(&head)? + "\n";
+            write_out(&out, text.as_bytes())?;
+            if out.is_some() {
+                eprintln!(
+                    "tree head of size {} (root {}…, key fingerprint {}) written",
+                    head.size,
+                    &head.root[..16],
+                    veil_store::ledger::public_key_fingerprint(&head.public_key)
+                );
+            }
+            Ok(exit::OK)
+        }
+        LedgerCommand::Prove {
+            entry,
+            since,
+            out,
+            store,
+        } => {
+            let s = open(&store, false)?;
+            let text = match (entry, since) {
+                (Some(seq), _) => serde_json::to_string_pretty(&s.receipt(seq).map_err(usage_or_fail)?)?,
+                (None, Some(path)) => {
+                    let old = veil_store::tree_head::read_heads(&path)
+                        .map_err(usage_or_fail)?
+                        .pop()
+                        .ok_or_else(|| exit::usage(format!("{}: no tree head", path.display())))?;
+                    serde_json::to_string_pretty(&s.consistency_receipt(&old).map_err(usage_or_fail)?)?
+                }
+                (None, None) => return Err(exit::usage("give --entry SEQ or --since HEAD.json")),
+            };
+            write_out(&out, (text + "\n").as_bytes())?;
+            Ok(exit::OK)
+        }
+        LedgerCommand::Check {
+            receipt,
+            public_key,
+        } => {
+            let key = parse_public_key(&public_key)?;
+            let text = std::fs::read_to_string(&receipt)
+                .map_err(|e| exit::usage(format!("{}: {e}", receipt.display())))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| exit::usage(format!("{}: not JSON ({e})", receipt.display())))?;
+            let bad = |e: serde_json::Error| exit::usage(format!("{}: {e}", receipt.display()));
+            let (outcome, what) = match v.get("format").and_then(|f| f.as_str()) {
+                Some(veil_store::tree_head::RECEIPT_FORMAT) => {
+                    let r: veil_store::tree_head::Receipt = serde_json::from_value(v).map_err(bad)?;
+                    let what = format!(
+                        "entry {} is in the log of {} entries signed {}",
+                        r.entry.seq, r.tree_head.size, r.tree_head.signed_at
+                    );
+                    (r.check(&key), what)
+                }
+                Some(veil_store::tree_head::CONSISTENCY_FORMAT) => {
+                    let r: veil_store::tree_head::ConsistencyReceipt =
+                        serde_json::from_value(v).map_err(bad)?;
+                    let what = format!(
+                        "the log of {} entries (signed {}) extends the log of {} entries (signed {}) by appending only",
+                        r.new_head.size, r.new_head.signed_at, r.old_head.size, r.old_head.signed_at
+                    );
+                    (r.check(&key), what)
+                }
+                _ => {
+                    return Err(exit::usage(format!(
+                        "{}: not a receipt of `veil ledger prove`",
+                        receipt.display()
+                    )))
+                }
+            };
+            match outcome {
+                Ok(()) => {
+                    println!("receipt holds: {what}");
+                    Ok(exit::OK)
+                }
+                Err(e) => {
+                    println!("receipt FAILS: {e}");
+                    Ok(exit::FINDINGS)
+                }
+            }
+        }
     }
+}
+
+fn print_verify(report: &veil_store::VerifyReport) {
+    if report.ok() {
+        println!(
+            "ledger intact: {} entries, tip {} (hash {}), {} signed checkpoint(s), signed through entry {}; Merkle root {}…, {} tree head(s) match, the latest covers {} entries",
+            report.entries,
+            report.tip_seq,
+            &report.tip_hash[..16],
+            report.checkpoints,
+            report.signed_through,
+            &report.tree_root[..16],
+            report.tree_heads,
+            report.tree_signed_through
+        );
+        if report.signed_through < report.tip_seq {
+            println!(
+                "note: entries {}..{} are not yet covered by a signed checkpoint (tree heads cover them)",
+                report.signed_through + 1,
+                report.tip_seq
+            );
+        }
+        return;
+    }
+    if let Some(b) = &report.first_bad {
+        println!("ledger TAMPERED: first bad entry {}: {}", b.seq, b.what);
+    }
+    for p in report
+        .checkpoint_problems
+        .iter()
+        .chain(&report.head_problems)
+        .chain(&report.consent_problems)
+    {
+        println!("ledger TAMPERED: {p}");
+    }
+}
+
+fn parse_public_key(given: &str) -> anyhow::Result<String> {
+    let hex = given.trim().to_ascii_lowercase();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(exit::usage(
+            "--public-key: 64 hex digits (the Ed25519 key `veil ledger export` and `veil ledger head` print)",
+        ));
+    }
+    Ok(hex)
 }
 
 /// The public key an export must be signed with: the auditor's pinned one, or the one the key
 /// derives. Never the one the export names.
 fn pinned_public_key(given: Option<&str>, store: &StoreArgs) -> anyhow::Result<String> {
     if let Some(hex) = given {
-        let hex = hex.trim().to_ascii_lowercase();
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(exit::usage(
-                "--public-key: 64 hex digits (the Ed25519 key `veil ledger export` prints)",
-            ));
-        }
-        return Ok(hex);
+        return parse_public_key(hex);
     }
     let key = match &store.key {
         Some(p) => Some(veil_keys::Key::load(p).map_err(|e| exit::usage(e.to_string()))?),

@@ -1,0 +1,14 @@
+-- Signed tree heads of the ledger's Merkle tree (RFC 9162): one per transaction that appends
+-- entries, signed in that transaction. `frontier` is the tree's right edge at `size` (hex peaks),
+-- a cache that lets the next head extend the tree without reading every entry; verification
+-- never trusts it and recomputes every root from the entries.
+CREATE TABLE ledger_tree_heads (
+    size BIGINT PRIMARY KEY,
+    root TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    public_key TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    frontier TEXT NOT NULL
+);
+-- Consent entries of the ledger are found by the record they fix (`C-<id>`).
+CREATE INDEX ledger_by_consent_ref ON ledger (consent_ref);
