@@ -51,6 +51,14 @@ mod tests {
             released_study_uid: "2.25.9".into(),
             patient_pseudonym: "P1".into(),
             instances: 3,
+            consent_label: consent_ref.split('@').next().unwrap().into(),
+            ledger_entries: vec![4, 5, 6],
+            proof: Some(veil_store::queries::ProofStatus {
+                status: "verified".into(),
+                tree_size: 9,
+                tree_head_signed_at: "2026-03-04T10:00:01Z".into(),
+                proofs: Vec::new(),
+            }),
         }
     }
 
@@ -59,7 +67,7 @@ mod tests {
         let page = disclosures_html(
             "ab<12",
             &[
-                disclosure("C-7", "Lab <script>alert(1)</script>"),
+                disclosure(&format!("C-7@{}", "ab".repeat(32)), "Lab <script>alert(1)</script>"),
                 disclosure("default:research", "Uni & Co"),
             ],
         )
@@ -68,7 +76,10 @@ mod tests {
         assert!(page.contains("Lab &lt;script&gt;"));
         assert!(page.contains("Uni &amp; Co"));
         assert!(page.contains("Reference: ab&lt;12."));
-        assert!(page.contains("your consent record C-7"));
+        assert!(page.contains("your consent record C-7."), "{page}");
+        assert!(!page.contains("abab"), "the entry hash is for auditors, not the page");
+        assert!(page.contains("for <strong>research</strong>"), "{page}");
+        assert!(page.contains("checked against the signed public log of 9 entries"));
         assert!(page.contains("standing rule for this purpose"));
         assert!(page.contains("2 study release(s)"));
         assert!(page.contains("<td>2026-03-04</td>"));

@@ -64,17 +64,66 @@ pub fn disclosures_document(
     format: DocumentFormat,
 ) -> Result<Vec<u8>, AppError> {
     require_known_patient(store, patient, issuer)?;
-    let d = store.disclosures(patient, issuer)?;
+    let mut d = store.disclosures(patient, issuer)?;
+    attach_proofs(store, &mut d)?;
     let pref = veil_store::short_ref(&store.patient_ref(patient, issuer)?);
     Ok(match format {
         DocumentFormat::Json => serde_json::to_vec_pretty(&serde_json::json!({
             "patient_ref": pref,
             "generated_at": veil_store::time::now_utc(),
+            "ledger_public_key": store.ledger_public_key(),
             "disclosures": d,
         }))
         .expect("JSON of plain data"),
         DocumentFormat::Html => crate::pages::disclosures_html(&pref, &d)?.into_bytes(),
     })
+}
+
+/// Attaches to each disclosure the inclusion proofs of its ledger entries against the latest
+/// signed tree head, each checked here with the ledger's public key before it is called
+/// verified.
+fn attach_proofs(
+    store: &Store,
+    disclosures: &mut [veil_store::queries::Disclosure],
+) -> Result<(), AppError> {
+    use veil_store::queries::{EntryProof, ProofStatus};
+    let seqs: Vec<i64> = disclosures
+        .iter()
+        .flat_map(|d| d.ledger_entries.iter().copied())
+        .collect();
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    let mut receipts = store.receipts(&seqs)?.into_iter();
+    let key = store.ledger_public_key();
+    for d in disclosures.iter_mut() {
+        let mut status = ProofStatus {
+            status: "verified".into(),
+            tree_size: 0,
+            tree_head_signed_at: String::new(),
+            proofs: Vec::new(),
+        };
+        for _ in 0..d.ledger_entries.len() {
+            match receipts.next().flatten() {
+                None if status.status != "failed" => status.status = "pending".into(),
+                None => {}
+                Some(r) => {
+                    if key.as_deref().is_none_or(|k| r.check(k).is_err()) {
+                        status.status = "failed".into();
+                    }
+                    status.tree_size = r.tree_head.size;
+                    status.tree_head_signed_at = r.tree_head.signed_at.clone();
+                    status.proofs.push(EntryProof {
+                        seq: r.entry.seq,
+                        leaf_index: r.leaf_index,
+                        inclusion_path: r.inclusion_path,
+                    });
+                }
+            }
+        }
+        d.proof = Some(status);
+    }
+    Ok(())
 }
 
 /// A usage error unless a consent record or a release names the patient: a mistyped ID or a

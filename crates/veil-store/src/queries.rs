@@ -34,6 +34,34 @@ pub struct Disclosure {
     pub released_study_uid: String,
     pub patient_pseudonym: String,
     pub instances: i64,
+    /// The consent record as people read it: `C-<id>` (without the entry hash), or
+    /// `default:<purpose>`.
+    pub consent_label: String,
+    /// The ledger entries of this disclosure (their inclusion proofs make it checkable).
+    pub ledger_entries: Vec<i64>,
+    /// Whether the entries are in the log the latest signed tree head describes (filled by
+    /// the application layer, which checks the proofs).
+    pub proof: Option<ProofStatus>,
+}
+
+/// The inclusion-proof status of a disclosure's ledger entries against the latest head.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ProofStatus {
+    /// `verified` (every entry's proof checks against the signed head), `pending` (an entry
+    /// is newer than the latest head) or `failed`.
+    pub status: String,
+    pub tree_size: i64,
+    pub tree_head_signed_at: String,
+    /// Per entry: (sequence number, leaf index, inclusion path in hex).
+    pub proofs: Vec<EntryProof>,
+}
+
+/// One entry's inclusion proof.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EntryProof {
+    pub seq: i64,
+    pub leaf_index: u64,
+    pub inclusion_path: Vec<String>,
 }
 
 /// One affected patient's study for a breach notice.
@@ -288,10 +316,19 @@ impl Store {
                         released_study_uid: e.released_study.clone(),
                         patient_pseudonym: e.patient_pseudonym.clone(),
                         instances: 0,
+                        consent_label: e
+                            .consent_ref
+                            .split('@')
+                            .next()
+                            .unwrap_or_default()
+                            .to_string(),
+                        ledger_entries: Vec::new(),
+                        proof: None,
                     })
                 }
             };
             d.instances += 1;
+            d.ledger_entries.push(e.seq);
             d.last_released_at = d.last_released_at.clone().max(e.recorded_at.clone());
         }
         let mut v: Vec<Disclosure> = by.into_values().collect();
