@@ -52,6 +52,11 @@ mod tests {
             patient_pseudonym: "P1".into(),
             instances: 3,
             consent_label: consent_ref.split('@').next().unwrap().into(),
+            study: veil_store::studies::StudyDetails {
+                date: "20240301".into(),
+                modalities: vec!["CT".into(), "SR".into()],
+                description: "HEAD <W/O> CONTRAST".into(),
+            },
             ledger_entries: vec![4, 5, 6],
             proof: Some(veil_store::queries::ProofStatus {
                 status: "verified".into(),
@@ -67,7 +72,10 @@ mod tests {
         let page = disclosures_html(
             "ab<12",
             &[
-                disclosure(&format!("C-7@{}", "ab".repeat(32)), "Lab <script>alert(1)</script>"),
+                disclosure(
+                    &format!("C-7@{}", "ab".repeat(32)),
+                    "Lab <script>alert(1)</script>",
+                ),
                 disclosure("default:research", "Uni & Co"),
             ],
         )
@@ -77,12 +85,17 @@ mod tests {
         assert!(page.contains("Uni &amp; Co"));
         assert!(page.contains("Reference: ab&lt;12."));
         assert!(page.contains("your consent record C-7."), "{page}");
-        assert!(!page.contains("abab"), "the entry hash is for auditors, not the page");
+        assert!(
+            !page.contains("abab"),
+            "the entry hash is for auditors, not the page"
+        );
         assert!(page.contains("for <strong>research</strong>"), "{page}");
         assert!(page.contains("checked against the signed public log of 9 entries"));
         assert!(page.contains("standing rule for this purpose"));
         assert!(page.contains("2 study release(s)"));
         assert!(page.contains("<td>2026-03-04</td>"));
+        assert!(page.contains("2024-03-01 CT, SR study"), "{page}");
+        assert!(page.contains("HEAD &lt;W&#x2f;O&gt; CONTRAST"), "{page}");
     }
 
     #[test]

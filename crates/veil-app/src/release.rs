@@ -32,6 +32,8 @@ struct Gate<'a> {
     records: Mutex<HashMap<(String, String), Vec<ConsentRecord>>>,
     /// Excluded patients by internal reference: (reason, instances).
     excluded: Mutex<BTreeMap<String, (String, u64)>>,
+    /// (original study, modality) pairs whose details this run has recorded.
+    studies: Mutex<std::collections::HashSet<(String, String)>>,
 }
 
 impl Gate<'_> {
@@ -103,6 +105,19 @@ impl veil_pipeline::ReleaseObserver for Gate<'_> {
             .store
             .patient_ref(&i.patient.patient_id, &i.patient.issuer_of_patient_id)
             .map_err(record)?;
+        let study = (i.original.study.clone(), i.patient.modality.clone());
+        if self.studies.lock().unwrap().insert(study) {
+            // What lets the patient tell this study from another on their record.
+            self.store
+                .record_study_details(
+                    &patient_ref,
+                    &i.original.study,
+                    &i.patient.modality,
+                    &i.patient.study_date,
+                    &i.patient.study_description,
+                )
+                .map_err(record)?;
+        }
         let entry = NewEntry {
             release_id: self.release_id.clone(),
             recipient: self.recipient.clone(),
@@ -264,6 +279,7 @@ pub fn run(req: ReleaseRequest) -> Result<ReleaseOutcome, AppError> {
         policy_hash: policy_hash.clone(),
         records: Mutex::new(HashMap::new()),
         excluded: Mutex::new(BTreeMap::new()),
+        studies: Mutex::new(Default::default()),
     };
     let run = pipeline.run_with(&req.inputs, &gate, &|_| {});
     // Whatever the run's outcome, what it published is recorded now (or removed if that fails).

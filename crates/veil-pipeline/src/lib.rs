@@ -114,6 +114,8 @@ pub struct PatientContext {
     pub issuer_of_patient_id: String,
     pub modality: String,
     pub study_date: String,
+    /// Study Description (0008,1030), for the patient's own disclosure record.
+    pub study_description: String,
     /// The pseudonym this patient gets in this run.
     pub patient_pseudonym: String,
 }
@@ -1235,6 +1237,7 @@ fn admit(
         issuer_of_patient_id: text(file, tags::ISSUER_OF_PATIENT_ID),
         modality: text(file, tags::MODALITY),
         study_date: text(file, tags::STUDY_DATE),
+        study_description: text(file, tags::STUDY_DESCRIPTION),
         patient_pseudonym: deid.patient_of(file).id,
     };
     match observer.admit(&patient) {

@@ -12,3 +12,16 @@ CREATE TABLE ledger_tree_heads (
 );
 -- Consent entries of the ledger are found by the record they fix (`C-<id>`).
 CREATE INDEX ledger_by_consent_ref ON ledger (consent_ref);
+-- What the patient needs to tell two released studies apart (date, modality, description), for
+-- the patient's own disclosure record only. Sealed like every identifying value; one row per
+-- original study and modality, found by keyed hashes.
+CREATE TABLE released_studies (
+    detail_ref TEXT PRIMARY KEY,
+    study_ref TEXT NOT NULL,
+    patient_ref TEXT NOT NULL,
+    study_date_enc TEXT NOT NULL,
+    modality_enc TEXT NOT NULL,
+    description_enc TEXT NOT NULL,
+    recorded_at TEXT NOT NULL
+);
+CREATE INDEX released_studies_by_study ON released_studies (study_ref);

@@ -619,7 +619,9 @@ impl Store {
             let le = self.seal_entry(entry, seq + 1, &prev, &crate::time::now_utc())?;
             self.ensure_patient_in(&mut tx, entry).await?;
             insert(&mut tx, &le).await?;
-            let head = self.sign_head_in(&mut tx, le.seq, &[&le.entry_hash]).await?;
+            let head = self
+                .sign_head_in(&mut tx, le.seq, &[&le.entry_hash])
+                .await?;
             publish()?;
             tx.commit().await?;
             Ok::<_, StoreError>((le, head))
@@ -902,7 +904,9 @@ impl Store {
                 checker.push_hashed(seq, fields[HASHED_FIELDS - 1], &digest, stored)
             })?,
         }
-        let expected = pinned.map(str::to_string).or_else(|| self.ledger_public_key());
+        let expected = pinned
+            .map(str::to_string)
+            .or_else(|| self.ledger_public_key());
         let mut report = checker.finish(&cps, &heads, saved, expected.as_deref());
         if report.first_bad.is_none() {
             report.consent_problems = self.verify_consent_log()?;

@@ -28,6 +28,7 @@ pub mod ledger;
 pub mod merkle;
 pub mod publish;
 pub mod queries;
+pub mod studies;
 pub mod time;
 pub mod tree_head;
 

@@ -126,6 +126,11 @@ impl Tree {
         Tree { levels }
     }
 
+    /// Leaf hash `i`.
+    pub fn leaf(&self, i: u64) -> Option<Hash> {
+        self.levels[0].get(i as usize).copied()
+    }
+
     /// Number of leaves.
     pub fn size(&self) -> u64 {
         self.levels[0].len() as u64
@@ -337,7 +342,10 @@ mod tests {
                 let first = m + 1;
                 let c = t.consistency_proof(first, n).unwrap();
                 let old = t.root_at(first);
-                assert!(verify_consistency(first, n, &old, &root, &c), "{first}->{n}");
+                assert!(
+                    verify_consistency(first, n, &old, &root, &c),
+                    "{first}->{n}"
+                );
                 assert!(!verify_consistency(first, n, &root, &old, &c) || first == n);
                 let forged = node_hash(&old, &old);
                 assert!(!verify_consistency(first, n, &forged, &root, &c));

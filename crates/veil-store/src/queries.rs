@@ -34,6 +34,9 @@ pub struct Disclosure {
     pub released_study_uid: String,
     pub patient_pseudonym: String,
     pub instances: i64,
+    /// The original study's date, modalities and description (the patient's own data, for the
+    /// patient's record only).
+    pub study: crate::studies::StudyDetails,
     /// The consent record as people read it: `C-<id>` (without the entry hash), or
     /// `default:<purpose>`.
     pub consent_label: String,
@@ -312,7 +315,6 @@ impl Store {
                         consent_ref: e.consent_ref.clone(),
                         first_released_at: e.recorded_at.clone(),
                         last_released_at: e.recorded_at.clone(),
-                        original_study_uid: original,
                         released_study_uid: e.released_study.clone(),
                         patient_pseudonym: e.patient_pseudonym.clone(),
                         instances: 0,
@@ -324,6 +326,8 @@ impl Store {
                             .to_string(),
                         ledger_entries: Vec::new(),
                         proof: None,
+                        study: self.study_details(&original)?,
+                        original_study_uid: original,
                     })
                 }
             };

@@ -203,7 +203,10 @@ impl ConsistencyReceipt {
     /// Checks both heads' signatures with the pinned key and the consistency proof.
     pub fn check(&self, public_key: &str) -> Result<(), String> {
         if self.format != CONSISTENCY_FORMAT {
-            return Err(format!("not a consistency proof (format `{}`)", self.format));
+            return Err(format!(
+                "not a consistency proof (format `{}`)",
+                self.format
+            ));
         }
         self.old_head.check_signature(Some(public_key))?;
         self.new_head.check_signature(Some(public_key))?;
@@ -263,11 +266,10 @@ impl Store {
         new_hashes: &[&str],
     ) -> Result<TreeHead> {
         let keys = self.keys()?;
-        let latest = sqlx::query(
-            "SELECT size, frontier FROM ledger_tree_heads ORDER BY size DESC LIMIT 1",
-        )
-        .fetch_optional(&mut **tx)
-        .await?;
+        let latest =
+            sqlx::query("SELECT size, frontier FROM ledger_tree_heads ORDER BY size DESC LIMIT 1")
+                .fetch_optional(&mut **tx)
+                .await?;
         let cached = latest.and_then(|r| {
             let size: i64 = r.try_get(0).ok()?;
             let f = Frontier::decode(r.try_get::<&str, _>(1).ok()?)?;
@@ -312,7 +314,11 @@ impl Store {
                     path.display()
                 ))
             })?;
-        writeln!(f, "{}", serde_json::to_string(head).expect("head serialises"))?;
+        writeln!(
+            f,
+            "{}",
+            serde_json::to_string(head).expect("head serialises")
+        )?;
         f.sync_all()?;
         Ok(())
     }
@@ -350,11 +356,10 @@ impl Store {
         let head = self.block_on(async {
             let mut tx = self.begin_write().await?;
             let (tip, _) = crate::ledger::tip_in(&mut tx, self.backend()).await?;
-            let covered: Option<i64> =
-                sqlx::query("SELECT MAX(size) FROM ledger_tree_heads")
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .try_get(0)?;
+            let covered: Option<i64> = sqlx::query("SELECT MAX(size) FROM ledger_tree_heads")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
             if tip == 0 || covered == Some(tip) {
                 return Ok::<_, StoreError>(None);
             }
@@ -403,9 +408,11 @@ impl Store {
     /// [`Store::receipts`] for many).
     pub fn receipt(&self, seq: i64) -> Result<Receipt> {
         let mut r = self.receipts(&[seq])?;
-        r.pop()
-            .flatten()
-            .ok_or_else(|| StoreError::Usage(format!("ledger entry {seq}: no such entry under the latest signed tree head")))
+        r.pop().flatten().ok_or_else(|| {
+            StoreError::Usage(format!(
+                "ledger entry {seq}: no such entry under the latest signed tree head"
+            ))
+        })
     }
 
     /// Receipts for these entries against the latest head (None for an entry the head does not
@@ -457,7 +464,9 @@ impl Store {
         let tree = self.ledger_tree()?;
         let path = tree
             .consistency_proof(old.size as u64, new.size as u64)
-            .ok_or_else(|| StoreError::Usage("the ledger is shorter than its latest head".into()))?;
+            .ok_or_else(|| {
+                StoreError::Usage("the ledger is shorter than its latest head".into())
+            })?;
         Ok(ConsistencyReceipt {
             format: CONSISTENCY_FORMAT.into(),
             old_head: old.clone(),
@@ -492,7 +501,9 @@ async fn frontier_from_entries(
     while let Some(r) = rows.try_next().await? {
         let h: &str = r.try_get(0)?;
         f.push(entry_leaf(h).ok_or_else(|| {
-            StoreError::Schema("a stored ledger entry's hash is not hex: run `veil ledger verify`".into())
+            StoreError::Schema(
+                "a stored ledger entry's hash is not hex: run `veil ledger verify`".into(),
+            )
         })?);
     }
     Ok(f)

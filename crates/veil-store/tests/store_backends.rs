@@ -338,7 +338,8 @@ fn export_verifies_without_the_database() {
             "\"recipient\":\"bad\"",
             1,
         );
-        let r = veil_store::ledger::verify_export(&mut text.as_bytes(), &[], pk.as_deref()).unwrap();
+        let r =
+            veil_store::ledger::verify_export(&mut text.as_bytes(), &[], pk.as_deref()).unwrap();
         assert_eq!(r.first_bad.unwrap().seq, 1);
         store.close();
     }

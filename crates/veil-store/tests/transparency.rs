@@ -120,7 +120,9 @@ fn a_fresh_log_verifies_and_its_witness_file_holds_every_head() {
             "the latest head signs the root of every entry"
         );
         if b.name == "sqlite" {
-            let witness = store.witness_file().expect("SQLite stores have a witness file");
+            let witness = store
+                .witness_file()
+                .expect("SQLite stores have a witness file");
             assert_eq!(tree_head::read_heads(witness).unwrap(), heads);
         }
         // The consent entries are what the release entries name.
@@ -201,9 +203,10 @@ fn truncating_the_tail_with_its_checkpoint_and_heads_is_caught_by_a_saved_head()
         let r = store.verify_ledger_with(&saved, None).unwrap();
         assert!(!r.ok(), "{}", b.name);
         assert!(
-            r.head_problems.iter().any(|p| p.contains(
-                "saved tree head of size 11"
-            ) && p.contains("rolled back after entry 8 (entries 9..11 removed)")),
+            r.head_problems
+                .iter()
+                .any(|p| p.contains("saved tree head of size 11")
+                    && p.contains("rolled back after entry 8 (entries 9..11 removed)")),
             "{}: {:?}",
             b.name,
             r.head_problems
@@ -324,7 +327,10 @@ fn receipts_check_offline_with_the_public_key_and_fail_after_any_change() {
         assert!(rehashed.check(&pk).unwrap_err().contains("proof fails"));
         let mut moved = r.clone();
         moved.tree_head.root = "00".repeat(32);
-        assert!(moved.check(&pk).unwrap_err().contains("signature does not verify"));
+        assert!(moved
+            .check(&pk)
+            .unwrap_err()
+            .contains("signature does not verify"));
         let other = hex::encode(
             ed25519_dalek::SigningKey::from_bytes(&[7; 32])
                 .verifying_key()
@@ -353,7 +359,10 @@ impl Rng {
 
 #[test]
 fn proofs_agree_with_an_independent_python_implementation() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/merkle-rfc9162.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/merkle-rfc9162.py"
+    );
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     for round in 0..6 {
         let n = 1 + (rng.next() % 300) as usize + round * 50;

@@ -31,30 +31,71 @@ fn keyless(dir: &Path, db: &str, args: &[&str]) -> (i32, String) {
 /// After more releases: the saved head is still in the log, receipts check offline with the
 /// public key alone, and the pinned key is enforced on the database too.
 fn transparency_checks(dir: &Path, db: &str, pk: &str) {
-    let (rc, out) = keyless(dir, db, &["ledger", "verify", "--public-key", pk, "--sth", "head1.json"]);
+    let (rc, out) = keyless(
+        dir,
+        db,
+        &[
+            "ledger",
+            "verify",
+            "--public-key",
+            pk,
+            "--sth",
+            "head1.json",
+        ],
+    );
     assert_eq!(rc, 0, "{out}");
     if !db.starts_with("postgres") {
         // Every head the SQLite store signed is also in its witness file.
         let witness = format!("{db}.tree-heads.jsonl");
         let lines = std::fs::read_to_string(&witness).unwrap().lines().count();
         assert!(lines >= 6, "{lines} heads in {witness}");
-        let (rc, out) = keyless(dir, db, &["ledger", "verify", "--public-key", pk, "--sth", &witness]);
+        let (rc, out) = keyless(
+            dir,
+            db,
+            &["ledger", "verify", "--public-key", pk, "--sth", &witness],
+        );
         assert_eq!(rc, 0, "{out}");
     }
-    let (rc, out) = keyless(dir, db, &["ledger", "verify", "--public-key", &"ab".repeat(32)]);
+    let (rc, out) = keyless(
+        dir,
+        db,
+        &["ledger", "verify", "--public-key", &"ab".repeat(32)],
+    );
     assert_eq!(rc, 4, "{out}");
-    assert!(out.contains("signed by a key other than the pinned one"), "{out}");
-    let check = |file: &str, key: &str| keyless(dir, db, &["ledger", "check", file, "--public-key", key]);
-    let (rc, out) = keyless(dir, db, &["ledger", "prove", "--since", "head1.json", "--out", "c.json"]);
+    assert!(
+        out.contains("signed by a key other than the pinned one"),
+        "{out}"
+    );
+    let check =
+        |file: &str, key: &str| keyless(dir, db, &["ledger", "check", file, "--public-key", key]);
+    let (rc, out) = keyless(
+        dir,
+        db,
+        &[
+            "ledger",
+            "prove",
+            "--since",
+            "head1.json",
+            "--out",
+            "c.json",
+        ],
+    );
     assert_eq!(rc, 0, "{out}");
     let (rc, out) = check("c.json", pk);
     assert_eq!(rc, 0, "{out}");
     assert!(out.contains("extends the log of 9 entries"), "{out}");
-    let (rc, out) = keyless(dir, db, &["ledger", "prove", "--entry", "6", "--out", "r.json"]);
+    let (rc, out) = keyless(
+        dir,
+        db,
+        &["ledger", "prove", "--entry", "6", "--out", "r.json"],
+    );
     assert_eq!(rc, 0, "{out}");
     let (rc, out) = check("r.json", pk);
     assert_eq!(rc, 0, "{out}");
-    assert!(out.contains("receipt holds: entry 6 is in the log"), "{out}");
+    assert!(
+        out.contains("receipt holds: entry 6 is in the log"),
+        "{out}"
+    );
     let receipt = std::fs::read_to_string(dir.join("r.json")).unwrap();
     let edited = receipt.replacen("\"recipient\": \"", "\"recipient\": \"x", 1);
     assert_ne!(edited, receipt);
@@ -236,9 +277,20 @@ fn consent_gated_releases_and_the_ledger_questions() {
         assert_eq!(out.matches("\"release_id\"").count(), 1, "{out}");
         assert!(out.contains("\"recipient\": \"lab\""));
         // Each disclosure carries its entries' inclusion proofs, checked against the head.
-        let doc: serde_json::Value =
-            serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
         let proof = &doc["disclosures"][0]["proof"];
+        // The patient's own study, told apart from others (CT_small.dcm's date, modality and
+        // description).
+        let study = &doc["disclosures"][0]["study"];
+        assert_eq!(
+            (
+                study["date"].as_str(),
+                study["modalities"][0].as_str(),
+                study["description"].as_str()
+            ),
+            (Some("20040119"), Some("CT"), Some("e+1")),
+            "{out}"
+        );
         assert_eq!(proof["status"], "verified", "{out}");
         assert!(proof["proofs"][0]["inclusion_path"].is_array(), "{out}");
         let (_, html) = veil(&dir, db, &["disclosures", "4MR1"]);
@@ -247,7 +299,8 @@ fn consent_gated_releases_and_the_ledger_questions() {
                 && html.contains("acme")
                 && html.contains("lab")
                 && !html.contains("4MR1")
-                && html.contains("checked against the signed public log of"),
+                && html.contains("checked against the signed public log of")
+                && html.contains("Images from your 2004-08-26 MR study"),
             "{html}"
         );
         // Breach of acme: exactly 4MR1.
@@ -327,7 +380,10 @@ fn consent_gated_releases_and_the_ledger_questions() {
         // records as entries of the same chain, and verifies; export verifies too.
         let (rc, out) = veil(&dir, db, &["ledger", "verify"]);
         assert_eq!(rc, 0, "{out}");
-        assert!(out.contains("9 entries") && out.contains("the latest covers 9 entries"), "{out}");
+        assert!(
+            out.contains("9 entries") && out.contains("the latest covers 9 entries"),
+            "{out}"
+        );
         assert_eq!(
             veil(&dir, db, &["ledger", "export", "--out", "l.jsonl"]).0,
             0

@@ -443,13 +443,17 @@ fn ledger(c: LedgerCommand) -> anyhow::Result<u8> {
         } => {
             let s = open(&store, false)?;
             let text = match (entry, since) {
-                (Some(seq), _) => serde_json::to_string_pretty(&s.receipt(seq).map_err(usage_or_fail)?)?,
+                (Some(seq), _) => {
+                    serde_json::to_string_pretty(&s.receipt(seq).map_err(usage_or_fail)?)?
+                }
                 (None, Some(path)) => {
                     let old = veil_store::tree_head::read_heads(&path)
                         .map_err(usage_or_fail)?
                         .pop()
                         .ok_or_else(|| exit::usage(format!("{}: no tree head", path.display())))?;
-                    serde_json::to_string_pretty(&s.consistency_receipt(&old).map_err(usage_or_fail)?)?
+                    serde_json::to_string_pretty(
+                        &s.consistency_receipt(&old).map_err(usage_or_fail)?,
+                    )?
                 }
                 (None, None) => return Err(exit::usage("give --entry SEQ or --since HEAD.json")),
             };
@@ -468,7 +472,8 @@ fn ledger(c: LedgerCommand) -> anyhow::Result<u8> {
             let bad = |e: serde_json::Error| exit::usage(format!("{}: {e}", receipt.display()));
             let (outcome, what) = match v.get("format").and_then(|f| f.as_str()) {
                 Some(veil_store::tree_head::RECEIPT_FORMAT) => {
-                    let r: veil_store::tree_head::Receipt = serde_json::from_value(v).map_err(bad)?;
+                    let r: veil_store::tree_head::Receipt =
+                        serde_json::from_value(v).map_err(bad)?;
                     let what = format!(
                         "entry {} is in the log of {} entries signed {}",
                         r.entry.seq, r.tree_head.size, r.tree_head.signed_at
