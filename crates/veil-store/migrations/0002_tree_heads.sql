@@ -25,3 +25,7 @@ CREATE TABLE released_studies (
     recorded_at TEXT NOT NULL
 );
 CREATE INDEX released_studies_by_study ON released_studies (study_ref);
+-- When a consent record is in force (FHIR Consent.provision.period; empty: unbounded), as
+-- normalised UTC timestamps. A record out of force is ignored by decisions.
+ALTER TABLE consent_records ADD COLUMN valid_from TEXT NOT NULL DEFAULT '';
+ALTER TABLE consent_records ADD COLUMN valid_until TEXT NOT NULL DEFAULT '';

@@ -127,6 +127,10 @@ pub struct ConsentInput {
     pub scope: Scope,
     /// When the patient stated it (normalised timestamp); recording time when empty.
     pub effective_at: String,
+    /// When the statement is in force (normalised timestamps; empty: unbounded). Outside it,
+    /// decisions ignore the record (FHIR `Consent.provision.period`).
+    pub valid_from: String,
+    pub valid_until: String,
     pub source: String,
     pub evidence: String,
 }
@@ -141,6 +145,9 @@ pub struct ConsentRecord {
     pub scope: Scope,
     pub effective_at: String,
     pub recorded_at: String,
+    /// In force from / until (normalised timestamps; empty: unbounded).
+    pub valid_from: String,
+    pub valid_until: String,
     pub source: String,
     pub evidence: String,
     /// The hash of the record's consent entry in the ledger (empty: none, see
@@ -149,6 +156,13 @@ pub struct ConsentRecord {
 }
 
 impl ConsentRecord {
+    /// Is the record in force at `now` (a normalised timestamp)? From is inclusive, until
+    /// exclusive.
+    pub fn in_force(&self, now: &str) -> bool {
+        (self.valid_from.is_empty() || self.valid_from.as_str() <= now)
+            && (self.valid_until.is_empty() || now < self.valid_until.as_str())
+    }
+
     /// The reference a release records for this record: `C-<id>@<hash of its consent entry>`.
     pub fn reference(&self) -> String {
         if self.ledger_entry.is_empty() {
@@ -168,7 +182,7 @@ pub enum Decision {
     Exclude { reason: String, consent_ref: String },
 }
 
-/// Decides from a patient's records (any order) for one purpose and instance.
+/// Decides from a patient's records (any order) for one purpose and instance, now.
 pub fn decide(
     records: &[ConsentRecord],
     settings: &Settings,
@@ -176,8 +190,29 @@ pub fn decide(
     modality: &str,
     study_date: &str,
 ) -> Decision {
-    let mut relevant: Vec<&ConsentRecord> =
-        records.iter().filter(|r| r.purpose == purpose).collect();
+    decide_at(
+        records,
+        settings,
+        purpose,
+        modality,
+        study_date,
+        &crate::time::now_utc(),
+    )
+}
+
+/// [`decide`] at a given time: records not in force at `now` are ignored.
+pub fn decide_at(
+    records: &[ConsentRecord],
+    settings: &Settings,
+    purpose: &str,
+    modality: &str,
+    study_date: &str,
+    now: &str,
+) -> Decision {
+    let mut relevant: Vec<&ConsentRecord> = records
+        .iter()
+        .filter(|r| r.purpose == purpose && r.in_force(now))
+        .collect();
     relevant.sort_by(|a, b| (a.effective_at.as_str(), a.id).cmp(&(b.effective_at.as_str(), b.id)));
     // A withdrawal or refusal of the whole purpose covers everything, later narrower grants
     // re-open only what they name.
@@ -235,11 +270,13 @@ impl Store {
                 .try_get::<i64, _>(0)?
                 + 1;
             let mut ids = Vec::with_capacity(items.len());
-            let mut stored: Vec<[String; 10]> = Vec::with_capacity(items.len());
+            let mut stored: Vec<[String; 12]> = Vec::with_capacity(items.len());
             for c in items {
                 let pref = crate::patient_ref(&keys.master, &c.patient_id, &c.issuer);
                 ensure_patient(&mut tx, keys, &pref, &c.patient_id, &c.issuer, &now).await?;
                 let columns = [
+                    c.valid_from.clone(),
+                    c.valid_until.clone(),
                     pref.clone(),
                     c.purpose.clone(),
                     c.state.as_str().to_string(),
@@ -252,7 +289,7 @@ impl Store {
                     keys.sealer.seal("consent.evidence", &c.evidence),
                 ];
                 sqlx::query(
-                    "INSERT INTO consent_records (id, patient_ref, purpose, state, scope_modalities, scope_from, scope_to, effective_at, recorded_at, source, evidence_enc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    "INSERT INTO consent_records (id, valid_from, valid_until, patient_ref, purpose, state, scope_modalities, scope_from, scope_to, effective_at, recorded_at, source, evidence_enc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
                 .bind(next)
                 .bind(&columns[0])
@@ -265,6 +302,8 @@ impl Store {
                 .bind(&columns[7])
                 .bind(&columns[8])
                 .bind(&columns[9])
+                .bind(&columns[10])
+                .bind(&columns[11])
                 .execute(&mut *tx)
                 .await?;
                 ids.push(next);
@@ -287,7 +326,7 @@ impl Store {
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         ids: &[i64],
-        stored: &[[String; 10]],
+        stored: &[[String; 12]],
         now: &str,
     ) -> Result<Option<crate::tree_head::TreeHead>> {
         if ids.is_empty() {
@@ -296,7 +335,7 @@ impl Store {
         let (tip, mut prev) = crate::ledger::tip_in(tx, self.backend()).await?;
         let mut entries = Vec::with_capacity(ids.len());
         for (i, (id, cols)) in ids.iter().zip(stored).enumerate() {
-            let cols: [&str; 10] = std::array::from_fn(|k| cols[k].as_str());
+            let cols: [&str; 12] = std::array::from_fn(|k| cols[k].as_str());
             let e = crate::consent_log::consent_entry(tip + 1 + i as i64, &prev, *id, &cols, now);
             prev.clone_from(&e.entry_hash);
             entries.push(e);
@@ -333,7 +372,7 @@ impl Store {
                 .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
                 .collect::<Result<_, sqlx::Error>>()?;
                 let rows = sqlx::query(
-                    "SELECT id, patient_ref, purpose, state, scope_modalities, scope_from, scope_to, effective_at, recorded_at, source, evidence_enc FROM consent_records WHERE patient_ref = $1 ORDER BY id",
+                    "SELECT id, patient_ref, purpose, state, scope_modalities, scope_from, scope_to, effective_at, recorded_at, source, evidence_enc, valid_from, valid_until FROM consent_records WHERE patient_ref = $1 ORDER BY id",
                 )
                 .bind(r)
                 .fetch_all(&self.pool)
@@ -354,6 +393,8 @@ impl Store {
                         },
                         effective_at: row.try_get(7)?,
                         recorded_at: row.try_get(8)?,
+                        valid_from: row.try_get(11)?,
+                        valid_until: row.try_get(12)?,
                         source: row.try_get(9)?,
                         evidence: keys.sealer.open("consent.evidence", &row.try_get::<String, _>(10)?)?,
                         ledger_entry: {
@@ -435,6 +476,8 @@ mod tests {
             scope,
             effective_at: at.into(),
             recorded_at: at.into(),
+            valid_from: String::new(),
+            valid_until: String::new(),
             source: "t".into(),
             evidence: String::new(),
             ledger_entry: String::new(),

@@ -29,11 +29,16 @@ pub const CONSENT_PREFIX: &str = "consent:";
 const RECORD_LABEL: &[u8] = b"veil-consent-record-v1";
 
 /// The columns of `consent_records` a digest covers, in order (after `id`).
-pub(crate) const RECORD_COLUMNS: &str = "id, patient_ref, purpose, state, scope_modalities, scope_from, scope_to, effective_at, recorded_at, source, evidence_enc";
+pub(crate) const RECORD_COLUMNS: &str = "id, valid_from, valid_until, patient_ref, purpose, state, scope_modalities, scope_from, scope_to, effective_at, recorded_at, source, evidence_enc";
+
+/// Positions in a record's columns (after `id`).
+const PATIENT: usize = 2;
+const PURPOSE: usize = 3;
+const STATE: usize = 4;
 
 /// SHA-256 (hex) over the label, the record id (8 bytes big-endian) and each stored column as
 /// 8-byte big-endian length + UTF-8 bytes, in [`RECORD_COLUMNS`] order.
-pub fn record_digest(id: i64, columns: &[&str; 10]) -> String {
+pub fn record_digest(id: i64, columns: &[&str; 12]) -> String {
     let mut h = Sha256::new();
     h.update(RECORD_LABEL);
     h.update(id.to_be_bytes());
@@ -49,16 +54,16 @@ pub(crate) fn consent_entry(
     seq: i64,
     prev: &str,
     id: i64,
-    columns: &[&str; 10],
+    columns: &[&str; 12],
     recorded_at: &str,
 ) -> LedgerEntry {
     let mut e = LedgerEntry {
         seq,
         release_id: CONSENT_RELEASE_ID.into(),
         recipient: String::new(),
-        purpose: columns[1].into(),
+        purpose: columns[PURPOSE].into(),
         consent_ref: format!("C-{id}"),
-        patient_ref: columns[0].into(),
+        patient_ref: columns[PATIENT].into(),
         patient_pseudonym: String::new(),
         original_study_enc: String::new(),
         original_series_enc: String::new(),
@@ -69,7 +74,7 @@ pub(crate) fn consent_entry(
         output_path: String::new(),
         output_sha256: format!(
             "{CONSENT_PREFIX}{}:{}",
-            columns[2],
+            columns[STATE],
             record_digest(id, columns)
         ),
         recorded_at: recorded_at.into(),
@@ -214,10 +219,10 @@ impl Store {
         let mut seen = std::collections::HashSet::new();
         for row in &records {
             let id: i64 = row.try_get(0)?;
-            let cols: Vec<String> = (1..=10)
+            let cols: Vec<String> = (1..=12)
                 .map(|i| row.try_get::<String, _>(i))
                 .collect::<Result<_, _>>()?;
-            let cols: [&str; 10] = std::array::from_fn(|i| cols[i].as_str());
+            let cols: [&str; 12] = std::array::from_fn(|i| cols[i].as_str());
             seen.insert(id);
             match log.get(&id) {
                 None => problems.push(format!(
@@ -225,9 +230,9 @@ impl Store {
                 )),
                 Some(c)
                     if c.digest != record_digest(id, &cols)
-                        || c.patient_ref != cols[0]
-                        || c.purpose != cols[1]
-                        || c.state != cols[2] =>
+                        || c.patient_ref != cols[PATIENT]
+                        || c.purpose != cols[PURPOSE]
+                        || c.state != cols[STATE] =>
                 {
                     problems.push(format!(
                         "consent record C-{id} differs from what ledger entry {} recorded: edited",

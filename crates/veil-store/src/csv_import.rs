@@ -1,6 +1,7 @@
 //! Import of consent statements from CSV with a header row. Columns (any order):
 //! `patient_id`, `purpose`, `state` (required); `issuer`, `modalities` (`CT;MR`), `date_from`,
-//! `date_to` (`YYYYMMDD` or `YYYY-MM-DD`), `effective_at`, `source`, `evidence` (optional).
+//! `date_to` (`YYYYMMDD` or `YYYY-MM-DD`), `effective_at`, `valid_from`, `valid_until` (when the
+//! statement is in force), `source`, `evidence` (optional).
 //! Bad rows are reported by line and column; good rows are imported.
 
 use crate::config::Settings;
@@ -31,6 +32,8 @@ pub fn parse(
         "date_from",
         "date_to",
         "effective_at",
+        "valid_from",
+        "valid_until",
         "source",
         "evidence",
     ];
@@ -119,6 +122,23 @@ pub fn parse(
                 }
             }
         };
+        let mut period = [String::new(), String::new()];
+        for (slot, f) in period.iter_mut().zip(["valid_from", "valid_until"]) {
+            let v = get(f);
+            if !v.is_empty() {
+                match crate::time::normalize_timestamp(&v) {
+                    Some(t) => *slot = t,
+                    None => {
+                        bad.push(fail(f, "not a timestamp"));
+                        ok = false;
+                    }
+                }
+            }
+        }
+        if !ok {
+            continue;
+        }
+        let [valid_from, valid_until] = period;
         let source = get("source");
         good.push(ConsentInput {
             patient_id,
@@ -127,6 +147,8 @@ pub fn parse(
             state,
             scope,
             effective_at,
+            valid_from,
+            valid_until,
             source: if source.is_empty() {
                 format!("csv:{origin}:{line}")
             } else {

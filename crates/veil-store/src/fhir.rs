@@ -7,7 +7,8 @@
 //! it took effect. Purposes come from `provision.purpose[].code`: Veil's purpose names, or the
 //! HL7 v3 ActReason codes TREAT (clinical care), HQUALIMP (quality improvement), HRESCH
 //! (internal research). `provision.code[].coding[].code` restricts to modalities,
-//! `provision.dataPeriod` to study dates. Nested `provision.provision[]` are exceptions: each
+//! `provision.dataPeriod` to study dates, `provision.period` to when the rule is in force (a
+//! nested rule's period within its parent's). Nested `provision.provision[]` are exceptions: each
 //! gives its own records (type and purposes default to the parent's). A base provision that
 //! denies (or a rejected or inactive Consent) without naming a purpose is an opt-out of all its
 //! `scope` covers (research: every purpose but clinical care; treatment: clinical care; other:
@@ -188,6 +189,7 @@ fn consent(
             "missing: Veil needs the purposes it covers".into(),
         )
     })?;
+    let base_period = in_force(provision, &at("provision"), &Period::default())?;
     let mut out = blanket_refusal(r, provision, status_state, settings)
         .into_iter()
         .map(|purpose| ConsentInput {
@@ -197,6 +199,8 @@ fn consent(
             state: ConsentState::Refused,
             scope: Scope::default(),
             effective_at: effective_at.clone(),
+            valid_from: base_period.from.clone(),
+            valid_until: base_period.until.clone(),
             source: source.clone(),
             evidence: evidence.clone(),
         })
@@ -208,6 +212,8 @@ fn consent(
         state: ConsentState::Granted,
         scope: Scope::default(),
         effective_at,
+        valid_from: String::new(),
+        valid_until: String::new(),
         source,
         evidence,
     };
@@ -216,6 +222,7 @@ fn consent(
         &at("provision"),
         None,
         &[],
+        &Period::default(),
         status_state,
         &template,
         settings,
@@ -265,12 +272,52 @@ fn blanket_refusal(
         .collect()
 }
 
+/// When a provision is in force (normalised timestamps; empty: unbounded).
+#[derive(Debug, Clone, Default)]
+struct Period {
+    from: String,
+    until: String,
+}
+
+/// The provision's own `period` within its parent's: FHIR R4 `Consent.provision.period` is
+/// "the timeframe in which this rule is valid", and a nested rule lies inside its parent. A
+/// period that ends before it starts is the sender's error.
+fn in_force(p: &Value, path: &str, parent: &Period) -> Result<Period, Bad> {
+    let mut out = parent.clone();
+    let Some(period) = p.get("period") else {
+        return Ok(out);
+    };
+    for (f, slot, later) in [
+        ("start", &mut out.from, true),
+        ("end", &mut out.until, false),
+    ] {
+        if let Some(v) = period.get(f) {
+            let t = v
+                .as_str()
+                .and_then(crate::time::normalize_timestamp)
+                .ok_or_else(|| (format!("{path}.period.{f}"), "not a FHIR dateTime".into()))?;
+            let tighter = slot.is_empty() || (later && t > *slot) || (!later && t < *slot);
+            if tighter {
+                *slot = t;
+            }
+        }
+    }
+    if !out.from.is_empty() && !out.until.is_empty() && out.until <= out.from {
+        return Err((
+            format!("{path}.period"),
+            "ends before it starts (or outside its parent's period)".into(),
+        ));
+    }
+    Ok(out)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn walk(
     p: &Value,
     path: &str,
     parent_type: Option<ConsentState>,
     parent_purposes: &[String],
+    parent_period: &Period,
     status_state: Option<ConsentState>,
     template: &ConsentInput,
     settings: &Settings,
@@ -280,6 +327,7 @@ fn walk(
     if depth > 8 {
         return Err((path.to_string(), "provisions nested deeper than 8".into()));
     }
+    let period = in_force(p, path, parent_period)?;
     let ty = match p.get("type") {
         None => parent_type,
         Some(t) => match t.as_str() {
@@ -372,6 +420,8 @@ fn walk(
                 purpose: purpose.clone(),
                 state,
                 scope: scope.clone(),
+                valid_from: period.from.clone(),
+                valid_until: period.until.clone(),
                 ..template.clone()
             });
         }
@@ -386,6 +436,7 @@ fn walk(
                 &format!("{path}.provision[{j}]"),
                 ty,
                 &purposes,
+                &period,
                 status_state,
                 template,
                 settings,
@@ -477,22 +528,7 @@ mod tests {
             ("clinical-care", ConsentState::Granted)
         );
         // Decided as recorded: research refused, care granted by the exception.
-        let records: Vec<crate::consent::ConsentRecord> = good
-            .iter()
-            .enumerate()
-            .map(|(i, c)| crate::consent::ConsentRecord {
-                id: i as i64 + 1,
-                patient_ref: String::new(),
-                purpose: c.purpose.clone(),
-                state: c.state,
-                scope: c.scope.clone(),
-                effective_at: c.effective_at.clone(),
-                recorded_at: String::new(),
-                source: c.source.clone(),
-                evidence: c.evidence.clone(),
-                ledger_entry: String::new(),
-            })
-            .collect();
+        let records = as_records(&good);
         let d = |p| crate::consent::decide(&records, &settings, p, "CT", "20250101");
         assert!(matches!(
             d("internal-research"),
@@ -504,5 +540,86 @@ mod tests {
         ));
         assert_eq!(bad.len(), 1, "a blanket permit names nothing: {bad:?}");
         assert_eq!(bad[0].field, "entry[1].resource.provision.purpose");
+    }
+
+    fn as_records(good: &[ConsentInput]) -> Vec<crate::consent::ConsentRecord> {
+        good.iter()
+            .enumerate()
+            .map(|(i, c)| crate::consent::ConsentRecord {
+                id: i as i64 + 1,
+                patient_ref: String::new(),
+                purpose: c.purpose.clone(),
+                state: c.state,
+                scope: c.scope.clone(),
+                effective_at: c.effective_at.clone(),
+                recorded_at: String::new(),
+                valid_from: c.valid_from.clone(),
+                valid_until: c.valid_until.clone(),
+                source: c.source.clone(),
+                evidence: c.evidence.clone(),
+                ledger_entry: String::new(),
+            })
+            .collect()
+    }
+
+    // Periods as FHIR R4 defines them (`provision.period`: when the rule is valid): an opt-out
+    // for 2020 with a treatment exception, a commercial permit from 2030 on, and a nested
+    // exception whose period lies outside its parent's (refused, named).
+    #[test]
+    fn provision_periods_bound_when_a_rule_is_in_force() {
+        let doc = r#"{"resourceType":"Bundle","type":"collection","entry":[
+          {"resource":{"resourceType":"Consent","id":"y2020","status":"active",
+            "scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"research"}]},
+            "patient":{"reference":"Patient/MRN9"},"dateTime":"2019-12-15",
+            "provision":{"type":"deny","period":{"start":"2020-01-01","end":"2021-01-01"},
+              "provision":[{"type":"permit","purpose":[{"code":"HRESCH"}],
+                "period":{"start":"2020-07-01"}}]}}},
+          {"resource":{"resourceType":"Consent","id":"later","status":"active",
+            "patient":{"reference":"Patient/MRN9"},"dateTime":"2024-01-01",
+            "provision":{"type":"permit","purpose":[{"code":"commercial-ai-training"}],
+              "period":{"start":"2030-01-01T00:00:00Z"}}}},
+          {"resource":{"resourceType":"Consent","id":"bad","status":"active",
+            "patient":{"reference":"Patient/MRN9"},"dateTime":"2024-01-01",
+            "provision":{"type":"deny","purpose":[{"code":"internal-research"}],
+              "period":{"start":"2024-01-01","end":"2025-01-01"},
+              "provision":[{"type":"permit","period":{"start":"2026-01-01"},
+                "purpose":[{"code":"internal-research"}]}]}}}
+        ]}"#;
+        let settings = Settings::default();
+        let (good, bad) = parse(doc, "t.json", &settings).unwrap();
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].index, 2);
+        assert_eq!(
+            bad[0].field,
+            "entry[2].resource.provision.provision[0].period"
+        );
+        let records = as_records(&good);
+        let at = |p: &str, now: &str| {
+            matches!(
+                crate::consent::decide_at(&records, &settings, p, "CT", "20190101", now),
+                crate::consent::Decision::Admit { .. }
+            )
+        };
+        // During the opt-out: refused, but research re-opened from July by the exception.
+        assert!(!at("internal-research", "2020-03-01T00:00:00.000000Z"));
+        assert!(!at(
+            "external-academic-research",
+            "2020-09-01T00:00:00.000000Z"
+        ));
+        assert!(at("internal-research", "2020-09-01T00:00:00.000000Z"));
+        assert!(at("clinical-care", "2020-03-01T00:00:00.000000Z"));
+        // The exception ends with its parent; after 2020 the institution defaults apply again.
+        assert!(at(
+            "external-academic-research",
+            "2021-06-01T00:00:00.000000Z"
+        ));
+        let exception = good
+            .iter()
+            .find(|c| c.state == ConsentState::Granted && c.purpose == "internal-research")
+            .unwrap();
+        assert_eq!(exception.valid_until, "2021-01-01T00:00:00.000000Z");
+        // Commercial AI: opt-in by default, granted only from 2030.
+        assert!(!at("commercial-ai-training", "2026-12-07T00:00:00.000000Z"));
+        assert!(at("commercial-ai-training", "2030-01-02T00:00:00.000000Z"));
     }
 }

@@ -490,6 +490,8 @@ impl Store {
                 state: ConsentState::Withdrawn,
                 scope: Scope::default(),
                 effective_at: String::new(),
+                valid_from: String::new(),
+                valid_until: String::new(),
                 source: source.to_string(),
                 evidence: evidence.to_string(),
             },

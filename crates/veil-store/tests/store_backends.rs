@@ -15,6 +15,8 @@ fn consent(pid: &str, purpose: &str, state: ConsentState) -> ConsentInput {
         state,
         scope: Scope::default(),
         effective_at: String::new(),
+        valid_from: String::new(),
+        valid_until: String::new(),
         source: "test".into(),
         evidence: format!("form-{pid}"),
     }

@@ -23,6 +23,8 @@ fn consent(pid: &str, state: ConsentState) -> ConsentInput {
         state,
         scope: Scope::default(),
         effective_at: String::new(),
+        valid_from: String::new(),
+        valid_until: String::new(),
         source: "test".into(),
         evidence: format!("form-{pid}"),
     }
@@ -148,7 +150,7 @@ fn consent_rows_edited_deleted_or_inserted_are_named() {
         ),
         (
             "tl_cins",
-            "INSERT INTO consent_records SELECT 9, patient_ref, purpose, 'granted', scope_modalities, scope_from, scope_to, effective_at, recorded_at, source, evidence_enc FROM consent_records WHERE id = 2",
+            "INSERT INTO consent_records SELECT 9, patient_ref, purpose, 'granted', scope_modalities, scope_from, scope_to, effective_at, recorded_at, source, evidence_enc, valid_from, valid_until FROM consent_records WHERE id = 2",
             "consent record C-9 has no ledger entry: inserted outside Veil",
         ),
     ];

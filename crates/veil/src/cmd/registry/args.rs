@@ -119,6 +119,14 @@ pub struct SetArgs {
     /// When the patient stated it (default: now).
     #[arg(long)]
     pub time: Option<String>,
+    /// In force from (YYYY-MM-DD or RFC 3339; default: at once). Decisions before it ignore
+    /// the statement.
+    #[arg(long, value_name = "TIME")]
+    pub valid_from: Option<String>,
+    /// In force until (exclusive; default: until changed). Afterwards decisions ignore the
+    /// statement: the earlier one, or the institution default, applies again.
+    #[arg(long, value_name = "TIME")]
+    pub valid_until: Option<String>,
     /// Where the statement came from (form, portal, …).
     #[arg(long, default_value = "cli")]
     pub source: String,

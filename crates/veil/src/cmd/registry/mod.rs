@@ -72,12 +72,20 @@ fn consent(c: ConsentCommand) -> anyhow::Result<u8> {
                     }),
                 }
             };
-            let effective_at = match &a.time {
-                None => String::new(),
-                Some(t) => veil_store::time::normalize_timestamp(t).ok_or_else(|| {
-                    exit::usage(format!("--time `{t}`: expected YYYY-MM-DD or RFC 3339"))
-                })?,
+            let timestamp = |v: &Option<String>, f: &str| -> anyhow::Result<String> {
+                match v {
+                    None => Ok(String::new()),
+                    Some(t) => veil_store::time::normalize_timestamp(t).ok_or_else(|| {
+                        exit::usage(format!("--{f} `{t}`: expected YYYY-MM-DD or RFC 3339"))
+                    }),
+                }
             };
+            let effective_at = timestamp(&a.time, "time")?;
+            let valid_from = timestamp(&a.valid_from, "valid-from")?;
+            let valid_until = timestamp(&a.valid_until, "valid-until")?;
+            if !valid_from.is_empty() && !valid_until.is_empty() && valid_until <= valid_from {
+                return Err(exit::usage("--valid-until must be later than --valid-from"));
+            }
             let input = ConsentInput {
                 patient_id: a.patient.clone(),
                 issuer: a.issuer.clone(),
@@ -94,6 +102,8 @@ fn consent(c: ConsentCommand) -> anyhow::Result<u8> {
                     to: date(&a.to, "to")?,
                 },
                 effective_at,
+                valid_from,
+                valid_until,
                 source: a.source.clone(),
                 evidence: a.evidence.clone(),
             };
@@ -129,12 +139,15 @@ fn consent(c: ConsentCommand) -> anyhow::Result<u8> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 for (p, recs, d) in &summary {
+                    let label = |r: &str| r.split('@').next().unwrap_or_default().to_string();
                     let state = match d {
-                        Decision::Admit { consent_ref } => format!("granted ({consent_ref})"),
+                        Decision::Admit { consent_ref } => {
+                            format!("granted ({})", label(consent_ref))
+                        }
                         Decision::Exclude {
                             reason,
                             consent_ref,
-                        } => format!("{reason} ({consent_ref})"),
+                        } => format!("{reason} ({})", label(consent_ref)),
                     };
                     let scoped = recs.iter().filter(|r| !r.scope.is_all()).count();
                     let extra = if scoped > 0 {
@@ -159,8 +172,15 @@ fn consent(c: ConsentCommand) -> anyhow::Result<u8> {
                     println!("no consent records (institution defaults apply)");
                 }
                 for r in &h {
+                    let mut in_force = String::new();
+                    if !r.valid_from.is_empty() {
+                        in_force.push_str(&format!(" in-force-from={}", r.valid_from));
+                    }
+                    if !r.valid_until.is_empty() {
+                        in_force.push_str(&format!(" in-force-until={}", r.valid_until));
+                    }
                     println!(
-                        "C-{:<5} {} {:28} {:9} {} source={} recorded={}",
+                        "C-{:<5} {} {:28} {:9} {}{in_force} source={} recorded={}",
                         r.id,
                         r.effective_at,
                         r.purpose,
