@@ -41,7 +41,7 @@ pub enum RegistryCommand {
         after_help = "Exit codes: 0 every input released or excluded by consent; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field); 3 finished, but some inputs were held back (quarantined or rejected)."
     )]
     Release(ReleaseArgs),
-    /// The disclosure ledger: verify, export.
+    /// The disclosure ledger (a transparency log): verify, export, head, prove, check, reconcile.
     #[command(subcommand)]
     #[command(
         after_help = "Exit codes: 0 done; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field). `ledger verify`: 4 the chain or a checkpoint does not verify (the first bad entry is named)."
