@@ -192,6 +192,22 @@ const PATIENTS: [Patient; 3] = [
     },
 ];
 
+/// The consent statement the demo records: the second patient refuses internal research.
+pub fn refusing_patient() -> veil_store::ConsentInput {
+    veil_store::ConsentInput {
+        patient_id: PATIENTS[1].id.into(),
+        issuer: String::new(),
+        purpose: "internal-research".into(),
+        state: veil_store::ConsentState::Refused,
+        scope: veil_store::Scope::default(),
+        effective_at: String::new(),
+        valid_from: String::new(),
+        valid_until: String::new(),
+        source: "demo".into(),
+        evidence: String::new(),
+    }
+}
+
 const STAFF: [&str; 3] = [
     "Abernathy^Clement^Dr",
     "Featherstonehaugh^Priya",

@@ -145,9 +145,100 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         ),
         None => println!("  FAILED: the head CT was not defaced"),
     }
-    Ok(if hits.is_empty() && defaced.is_some() {
+    println!();
+    let trusted = trust(dir, &input, &demo_key, &planted)?;
+    Ok(if hits.is_empty() && defaced.is_some() && trusted {
         crate::exit::OK
     } else {
         crate::exit::FINDINGS
     })
+}
+
+/// The consent gate, the ledger and its outside checks on the same export: one patient refuses
+/// research, a release for research leaves them out, every disclosure and the refusal are
+/// entries of the signed log, a receipt checks with the public key alone, and a consent row
+/// edited in SQL (on a copy) is named. True when all of it holds.
+fn trust(
+    dir: &std::path::Path,
+    input: &std::path::Path,
+    key: &Key,
+    planted: &[String],
+) -> anyhow::Result<bool> {
+    let fail = |e: veil_store::StoreError| crate::exit::app_error(e.into());
+    let settings = veil_store::Settings::default();
+    let db = dir.join("veil.db");
+    let store =
+        veil_store::Store::open(Some(&db.display().to_string()), Some(key)).map_err(fail)?;
+    store
+        .add_recipient("demo-lab", &["internal-research".into()], "", &settings)
+        .map_err(fail)?;
+    let refusal = veil_app::demo::refusing_patient();
+    store.record_consent(&refusal, &settings).map_err(fail)?;
+    let outcome = veil_app::release::run(veil_app::release::ReleaseRequest {
+        store: &store,
+        institution: &settings,
+        master: key,
+        recipient: "demo-lab".into(),
+        purpose: "internal-research".into(),
+        inputs: vec![input.to_path_buf()],
+        settings: veil_app::Settings {
+            out: dir.join("release"),
+            quarantine: Some(dir.join("release.quarantine")),
+            ..Default::default()
+        },
+        ledger_batch: 256,
+    })
+    .map_err(crate::exit::app_error)?;
+    let (files, _, hits) =
+        scan(&dir.join("release"), planted).map_err(|e| crate::exit::app_error(e.into()))?;
+    println!(
+        "consent and ledger: one patient refused research (C-1); release {} to demo-lab for research: {} instance(s) released and recorded, {} excluded by consent; {} planted values found in its {files} files",
+        outcome.release_id, outcome.recorded, outcome.report.excluded, hits.len()
+    );
+    let report = store.verify_ledger().map_err(fail)?;
+    let pk = store.ledger_public_key().unwrap_or_default();
+    println!(
+        "  ledger verify: {} ({} entries: the refusal and every released instance, under {} signed tree head(s); heads also in {})",
+        if report.ok() { "intact" } else { "FAILED" },
+        report.entries,
+        report.tree_heads,
+        store.witness_file().map_or("-".into(), |p| p.display().to_string())
+    );
+    let receipt = store.receipt(report.tip_seq).map_err(fail)?;
+    let receipt_ok = receipt.check(&pk).is_ok();
+    let receipt_path = dir.join("receipt.json");
+    std::fs::write(
+        &receipt_path,
+        serde_json::to_string_pretty(&receipt)? + "\n",
+    )?;
+    println!(
+        "  receipt for entry {}: {}; anyone can check it offline: veil ledger check {} --public-key {pk}",
+        receipt.entry.seq,
+        if receipt_ok { "holds" } else { "FAILS" },
+        receipt_path.display()
+    );
+    store.close();
+    // Tampering, on a copy: the refusal edited into a grant in SQL.
+    let copy = dir.join("tampered.db");
+    std::fs::copy(&db, &copy)?;
+    let wal = dir.join("veil.db-wal");
+    if wal.exists() {
+        std::fs::copy(&wal, dir.join("tampered.db-wal"))?;
+    }
+    let tampered =
+        veil_store::Store::open(Some(&copy.display().to_string()), Some(key)).map_err(fail)?;
+    tampered
+        .execute_raw("UPDATE consent_records SET state = 'granted'")
+        .map_err(fail)?;
+    let caught = tampered.verify_ledger().map_err(fail)?.consent_problems;
+    println!(
+        "  a copy with the refusal edited into a grant in SQL: ledger verify says: {}",
+        caught.first().map_or("nothing (FAILED)", String::as_str)
+    );
+    tampered.close();
+    Ok(report.ok()
+        && receipt_ok
+        && !caught.is_empty()
+        && outcome.report.excluded > 0
+        && hits.is_empty())
 }
