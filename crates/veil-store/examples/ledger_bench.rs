@@ -39,6 +39,29 @@ fn main() {
             (id, r)
         })
         .collect();
+    // Every patient granted research: 1,000 consent entries, and each release entry names its
+    // patient's by hash, as a release does.
+    let settings = veil_store::Settings::default();
+    let consents: Vec<veil_store::ConsentInput> = pids
+        .iter()
+        .map(|(id, _)| veil_store::ConsentInput {
+            patient_id: id.clone(),
+            issuer: String::new(),
+            purpose: "internal-research".into(),
+            state: veil_store::ConsentState::Granted,
+            scope: veil_store::Scope::default(),
+            effective_at: String::new(),
+            valid_from: String::new(),
+            valid_until: String::new(),
+            source: "bench".into(),
+            evidence: String::new(),
+        })
+        .collect();
+    store.record_consents(&consents, &settings).unwrap();
+    let consent_refs: Vec<String> = pids
+        .iter()
+        .map(|(id, _)| store.consent_history(id, "").unwrap()[0].reference())
+        .collect();
     // Released UIDs are random-looking 2.25 UIDs, as the de-identifier makes them (their index
     // takes random inserts); instances come patient by patient (50 each), as a release walks
     // its sorted inputs.
@@ -51,6 +74,7 @@ fn main() {
     };
     let mk = |n: usize| {
         let (pid, pref) = &pids[(n / 50) % pids.len()];
+        let consent_ref = consent_refs[(n / 50) % pids.len()].clone();
         let pseudonym = format!("VEIL-{:012X}", (n / 50) % 1000);
         let released = Uids {
             study: uid(1, n / 10),
@@ -66,7 +90,7 @@ fn main() {
             release_id: "R0001".into(),
             recipient: "lab".into(),
             purpose: "internal-research".into(),
-            consent_ref: "C-1".into(),
+            consent_ref,
             patient_ref: pref.clone(),
             patient_id: pid.clone(),
             issuer: String::new(),
@@ -140,8 +164,10 @@ fn main() {
     let t = Instant::now();
     let mut n = release_n + single;
     let start = n;
-    while n < total {
-        let batch: Vec<NewEntry> = (n..(n + 10_000).min(total)).map(mk).collect();
+    // The consent entries count towards the total.
+    let releases_total = total.saturating_sub(pids.len());
+    while n < releases_total {
+        let batch: Vec<NewEntry> = (n..(n + 10_000).min(releases_total)).map(mk).collect();
         store.append_batch(&batch).unwrap();
         n += batch.len();
     }
@@ -152,7 +178,11 @@ fn main() {
         (n - start) as f64 / s
     );
     store.checkpoint().unwrap();
-    println!("ledger now holds {n} entries");
+    println!(
+        "ledger now holds {} entries ({} consent entries, {n} release entries)",
+        n + pids.len(),
+        pids.len()
+    );
     transparency(&store);
 }
 

@@ -345,7 +345,20 @@ impl Store {
 
     /// The latest head in the database.
     pub fn latest_tree_head(&self) -> Result<Option<TreeHead>> {
-        Ok(self.tree_heads()?.pop())
+        let row = self.block_on(
+            sqlx::query("SELECT size, root, signed_at, public_key, signature FROM ledger_tree_heads ORDER BY size DESC LIMIT 1")
+                .fetch_optional(&self.pool),
+        )?;
+        row.map(|r| {
+            Ok(TreeHead {
+                size: r.try_get(0)?,
+                root: r.try_get(1)?,
+                signed_at: r.try_get(2)?,
+                public_key: r.try_get(3)?,
+                signature: r.try_get(4)?,
+            })
+        })
+        .transpose()
     }
 
     /// Signs a head over every entry when the latest one does not cover the tip (a store from
@@ -379,29 +392,67 @@ impl Store {
     /// The whole Merkle tree over the stored entries (reads every entry's hash; about 64 bytes
     /// of memory per entry).
     pub fn ledger_tree(&self) -> Result<Tree> {
-        use futures_util::TryStreamExt;
-        let leaves = self.block_on(async {
-            let mut rows =
-                sqlx::query("SELECT seq, entry_hash FROM ledger ORDER BY seq").fetch(&self.pool);
-            let mut leaves = Vec::new();
-            while let Some(r) = rows.try_next().await? {
-                let seq: i64 = r.try_get(0)?;
-                let h: &str = r.try_get(1)?;
-                if seq != leaves.len() as i64 + 1 {
-                    return Err(StoreError::Usage(format!(
-                        "ledger entry {} is missing: run `veil ledger verify`",
-                        leaves.len() + 1
-                    )));
+        let mut leaves = Vec::new();
+        let mut problem = None;
+        self.scan_entry_hashes(&mut |seq, h| {
+            let next = leaves.len() as i64 + 1;
+            match entry_leaf(h) {
+                Some(leaf) if seq == next => {
+                    leaves.push(leaf);
+                    true
                 }
-                leaves.push(entry_leaf(h).ok_or_else(|| {
-                    StoreError::Usage(format!(
-                        "ledger entry {seq}: its hash is not hex: run `veil ledger verify`"
-                    ))
-                })?);
+                Some(_) => {
+                    problem = Some(format!("ledger entry {next} is missing"));
+                    false
+                }
+                None => {
+                    problem = Some(format!("ledger entry {seq}: its hash is not hex"));
+                    false
+                }
             }
-            Ok(leaves)
         })?;
-        Ok(Tree::from_leaves(leaves))
+        match problem {
+            Some(p) => Err(StoreError::Usage(format!("{p}: run `veil ledger verify`"))),
+            None => Ok(Tree::from_leaves(leaves)),
+        }
+    }
+
+    /// Streams `(seq, entry_hash)` in order (stops when `f` returns false). SQLite reads through
+    /// a read-only connection that lends each row's text, as the chain walk does.
+    fn scan_entry_hashes(&self, f: &mut dyn FnMut(i64, &str) -> bool) -> Result<()> {
+        use futures_util::TryStreamExt;
+        const SQL: &str = "SELECT seq, entry_hash FROM ledger ORDER BY seq";
+        match &self.sqlite_path {
+            Some(path) => self.block_on(async {
+                use sqlx::{ConnectOptions, Connection};
+                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(path)
+                    .read_only(true)
+                    .create_if_missing(false)
+                    .row_buffer_size(4096)
+                    .connect()
+                    .await?;
+                {
+                    let mut rows = sqlx::query(SQL).fetch(&mut conn);
+                    while let Some(r) = rows.try_next().await? {
+                        if !f(r.try_get(0)?, r.try_get(1)?) {
+                            break;
+                        }
+                    }
+                }
+                conn.close().await?;
+                Ok(())
+            }),
+            None => self.block_on(async {
+                let mut rows = sqlx::query(SQL).fetch(&self.pool);
+                while let Some(r) = rows.try_next().await? {
+                    if !f(r.try_get(0)?, r.try_get(1)?) {
+                        break;
+                    }
+                }
+                Ok(())
+            }),
+        }
     }
 
     /// A receipt for entry `seq` against the latest head (the tree is built once per call; use

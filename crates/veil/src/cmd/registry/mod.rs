@@ -380,8 +380,11 @@ fn ledger(c: LedgerCommand) -> anyhow::Result<u8> {
                 }
                 None => {
                     let pinned = public_key.as_deref().map(parse_public_key).transpose()?;
-                    open(&store, false)?
-                        .verify_ledger_with(&saved, pinned.as_deref())
+                    let s = open(&store, false)?;
+                    if pinned.is_none() && s.ledger_public_key().is_none() && !json {
+                        eprintln!("note: no pinned key: each signature was checked against the key it names, which shows only that it was not edited; pin the ledger's public key (--public-key HEX) to catch a history re-signed with another key");
+                    }
+                    s.verify_ledger_with(&saved, pinned.as_deref())
                         .map_err(usage_or_fail)?
                 }
             };
