@@ -97,125 +97,121 @@ struct LoggedConsent {
     digest: String,
 }
 
-fn logged(e: &LedgerEntry) -> Option<(i64, LoggedConsent)> {
-    let id: i64 = e.consent_ref.strip_prefix("C-")?.parse().ok()?;
-    let (state, digest) = e
-        .output_sha256
+/// What a walk over the log learns about consent: the consent entries, the consent references
+/// releases name (with the first entry naming each), and consent entries that name no record.
+/// Filled entry by entry during the chain walk, so no second pass over the ledger is needed.
+#[derive(Default)]
+pub struct ConsentTrail {
+    log: HashMap<i64, LoggedConsent>,
+    /// (consent reference, purpose) → first release entry naming it.
+    refs: HashMap<(String, String), i64>,
+    /// The previous release entry's (consent reference, purpose): consecutive entries usually
+    /// share it, and comparing saves a lookup.
+    last: (String, String),
+    malformed: Vec<i64>,
+}
+
+impl ConsentTrail {
+    /// Notes one entry that passed the chain checks (`fields` in hashed order).
+    pub fn observe(
+        &mut self,
+        seq: i64,
+        fields: &[&str; crate::ledger::HASHED_FIELDS],
+        entry_hash: &str,
+    ) {
+        let (release_id, purpose, consent_ref) = (fields[0], fields[2], fields[3]);
+        if release_id == CONSENT_RELEASE_ID {
+            match logged(seq, consent_ref, fields[4], purpose, fields[13], entry_hash) {
+                Some((id, c)) => {
+                    self.log.insert(id, c);
+                }
+                None => self.malformed.push(seq),
+            }
+            return;
+        }
+        if !consent_ref.starts_with("C-") || (self.last.0 == consent_ref && self.last.1 == purpose)
+        {
+            return;
+        }
+        self.last = (consent_ref.to_string(), purpose.to_string());
+        self.refs.entry(self.last.clone()).or_insert(seq);
+    }
+
+    /// Each release's consent reference must name a consent entry of the log, earlier, for the
+    /// same purpose, granted. `default:<purpose>` references (no record: the institution
+    /// default) are not checked here: the default is a setting, not a record.
+    pub fn release_problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .malformed
+            .iter()
+            .map(|seq| format!("ledger entry {seq}: a consent entry that names no record"))
+            .collect();
+        let mut refs: Vec<(&(String, String), &i64)> = self.refs.iter().collect();
+        refs.sort_by_key(|(_, seq)| **seq);
+        for ((consent_ref, purpose), &first_seq) in refs {
+            let rest = &consent_ref[2..];
+            let Some((id, hash)) = rest.split_once('@') else {
+                problems.push(format!(
+                    "ledger entry {first_seq}: names consent C-{rest} without the hash of its consent entry (recorded before consent entered the ledger, or edited)"
+                ));
+                continue;
+            };
+            let found = id.parse::<i64>().ok().and_then(|id| self.log.get(&id));
+            match found {
+                Some(c)
+                    if c.entry_hash == hash
+                        && c.seq < first_seq
+                        && c.purpose == *purpose
+                        && c.state == "granted" => {}
+                Some(c) if c.entry_hash == hash && c.state != "granted" => problems.push(format!(
+                    "ledger entry {first_seq}: released under consent C-{id}, which the log records as {} (entry {})",
+                    c.state, c.seq
+                )),
+                _ => problems.push(format!(
+                    "ledger entry {first_seq}: names consent C-{id} by a hash no earlier consent entry for {purpose} carries"
+                )),
+            }
+        }
+        problems
+    }
+}
+
+fn logged(
+    seq: i64,
+    consent_ref: &str,
+    patient_ref: &str,
+    purpose: &str,
+    output_sha256: &str,
+    entry_hash: &str,
+) -> Option<(i64, LoggedConsent)> {
+    let id: i64 = consent_ref.strip_prefix("C-")?.parse().ok()?;
+    let (state, digest) = output_sha256
         .strip_prefix(CONSENT_PREFIX)?
         .split_once(':')?;
     Some((
         id,
         LoggedConsent {
-            seq: e.seq,
-            entry_hash: e.entry_hash.clone(),
-            patient_ref: e.patient_ref.clone(),
-            purpose: e.purpose.clone(),
+            seq,
+            entry_hash: entry_hash.into(),
+            patient_ref: patient_ref.into(),
+            purpose: purpose.into(),
             state: state.into(),
             digest: digest.into(),
         },
     ))
 }
 
-/// A release's consent reference as the log groups it: the reference, its purpose and the
-/// first entry that names it.
-struct ReleaseRef {
-    consent_ref: String,
-    purpose: String,
-    first_seq: i64,
-}
-
-/// Checks that each release names a consent entry of the log, earlier, for the same purpose,
-/// granted. `default:<purpose>` references (no record: the institution default) are not
-/// checked here: the default is a setting, not a record.
-fn check_release_refs(log: &HashMap<i64, LoggedConsent>, refs: &[ReleaseRef]) -> Vec<String> {
-    let mut problems = Vec::new();
-    for r in refs {
-        let Some(rest) = r.consent_ref.strip_prefix("C-") else {
-            continue;
-        };
-        let Some((id, hash)) = rest.split_once('@') else {
-            problems.push(format!(
-                "ledger entry {}: names consent C-{rest} without the hash of its consent entry (recorded before consent entered the ledger, or edited)",
-                r.first_seq
-            ));
-            continue;
-        };
-        let found = id.parse::<i64>().ok().and_then(|id| log.get(&id));
-        match found {
-            Some(c) if c.entry_hash == hash && c.seq < r.first_seq && c.purpose == r.purpose && c.state == "granted" => {}
-            Some(c) if c.entry_hash == hash && c.state != "granted" => problems.push(format!(
-                "ledger entry {}: released under consent C-{id}, which the log records as {} (entry {})",
-                r.first_seq, c.state, c.seq
-            )),
-            _ => problems.push(format!(
-                "ledger entry {}: names consent C-{id} by a hash no earlier consent entry for {} carries",
-                r.first_seq, r.purpose
-            )),
-        }
-    }
-    problems
-}
-
-/// The checks an export allows (it holds no registry rows): release references only.
-pub fn check_entries(entries: &[LedgerEntry]) -> Vec<String> {
-    let mut log = HashMap::new();
-    let mut refs: HashMap<(String, String), i64> = HashMap::new();
-    for e in entries {
-        if e.release_id == CONSENT_RELEASE_ID {
-            if let Some((id, c)) = logged(e) {
-                log.insert(id, c);
-            }
-        } else if e.consent_ref.starts_with("C-") {
-            refs.entry((e.consent_ref.clone(), e.purpose.clone()))
-                .or_insert(e.seq);
-        }
-    }
-    let refs: Vec<ReleaseRef> = refs
-        .into_iter()
-        .map(|((consent_ref, purpose), first_seq)| ReleaseRef {
-            consent_ref,
-            purpose,
-            first_seq,
-        })
-        .collect();
-    let mut p = check_release_refs(&log, &refs);
-    p.sort();
-    p
-}
-
 impl Store {
-    /// Compares the consent registry with the consent entries of the log, and the releases'
-    /// consent references with those entries. Assumes the chain itself verified.
-    pub(crate) fn verify_consent_log(&self) -> Result<Vec<String>> {
-        let sql = format!(
-            "SELECT {} FROM ledger WHERE release_id = $1 ORDER BY seq",
-            crate::ledger::COLUMNS
-        );
-        let rows = self.block_on(
-            sqlx::query(&sql)
-                .bind(CONSENT_RELEASE_ID)
-                .fetch_all(&self.pool),
-        )?;
-        let mut log = HashMap::new();
-        let mut problems = Vec::new();
-        for r in &rows {
-            let e = LedgerEntry::from_row(r)?;
-            match logged(&e) {
-                Some((id, c)) => {
-                    log.insert(id, c);
-                }
-                None => problems.push(format!(
-                    "ledger entry {}: a consent entry that names no record",
-                    e.seq
-                )),
-            }
-        }
+    /// Compares the consent registry with the consent entries the chain walk collected, and
+    /// adds the trail's release checks. Assumes the chain itself verified.
+    pub(crate) fn verify_consent_log(&self, trail: &ConsentTrail) -> Result<Vec<String>> {
         let records = self.block_on(
             sqlx::query(&format!(
                 "SELECT {RECORD_COLUMNS} FROM consent_records ORDER BY id"
             ))
             .fetch_all(&self.pool),
         )?;
+        let mut problems = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for row in &records {
             let id: i64 = row.try_get(0)?;
@@ -224,7 +220,7 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             let cols: [&str; 12] = std::array::from_fn(|i| cols[i].as_str());
             seen.insert(id);
-            match log.get(&id) {
+            match trail.log.get(&id) {
                 None => problems.push(format!(
                     "consent record C-{id} has no ledger entry: inserted outside Veil"
                 )),
@@ -242,8 +238,11 @@ impl Store {
                 Some(_) => {}
             }
         }
-        let mut missing: Vec<(&i64, &LoggedConsent)> =
-            log.iter().filter(|(id, _)| !seen.contains(id)).collect();
+        let mut missing: Vec<(&i64, &LoggedConsent)> = trail
+            .log
+            .iter()
+            .filter(|(id, _)| !seen.contains(id))
+            .collect();
         missing.sort_by_key(|(_, c)| c.seq);
         for (id, c) in missing {
             problems.push(format!(
@@ -251,24 +250,7 @@ impl Store {
                 c.seq
             ));
         }
-        let refs = self.block_on(
-            sqlx::query("SELECT consent_ref, purpose, MIN(seq) FROM ledger WHERE release_id <> $1 AND consent_ref LIKE 'C-%' GROUP BY consent_ref, purpose")
-                .bind(CONSENT_RELEASE_ID)
-                .fetch_all(&self.pool),
-        )?;
-        let refs = refs
-            .iter()
-            .map(|r| {
-                Ok(ReleaseRef {
-                    consent_ref: r.try_get(0)?,
-                    purpose: r.try_get(1)?,
-                    first_seq: r.try_get(2)?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let mut release_problems = check_release_refs(&log, &refs);
-        release_problems.sort();
-        problems.extend(release_problems);
+        problems.extend(trail.release_problems());
         Ok(problems)
     }
 }

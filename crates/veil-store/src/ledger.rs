@@ -114,30 +114,6 @@ fn hash_matches(digest: &[u8; 32], stored: &str) -> bool {
     buf == stored.as_bytes()
 }
 
-/// [`hash_fields`] over fields given as their byte lengths (`n,n,…`) and their concatenation;
-/// also returns the last field (`prev_hash`). None when they do not fit together.
-fn hash_assembled<'b>(seq: i64, lengths: &str, body: &'b [u8]) -> Option<([u8; 32], &'b str)> {
-    let mut h = Sha256::new();
-    h.update(LABEL);
-    h.update(seq.to_be_bytes());
-    let mut at = 0usize;
-    let mut last = &body[..0];
-    let mut count = 0;
-    for n in lengths.split(',') {
-        let n: usize = n.parse().ok()?;
-        let field = body.get(at..at.checked_add(n)?)?;
-        h.update((n as u64).to_be_bytes());
-        h.update(field);
-        at += n;
-        last = field;
-        count += 1;
-    }
-    if count != HASHED_FIELDS || at != body.len() {
-        return None;
-    }
-    Some((h.finalize().into(), std::str::from_utf8(last).ok()?))
-}
-
 impl LedgerEntry {
     /// The hashed fields, in order.
     pub fn fields(&self) -> [&str; HASHED_FIELDS] {
@@ -328,6 +304,8 @@ pub struct ChainChecker {
     frontier: crate::merkle::Frontier,
     /// Tree sizes some head claims, with the root computed there once reached.
     head_roots: std::collections::HashMap<i64, Option<crate::merkle::Hash>>,
+    /// What the entries that passed say about consent (see [`crate::consent_log`]).
+    pub consents: crate::consent_log::ConsentTrail,
 }
 
 impl ChainChecker {
@@ -341,6 +319,7 @@ impl ChainChecker {
             wanted: checkpoint_seqs.into_iter().map(|s| (s, None)).collect(),
             frontier: Default::default(),
             head_roots: Default::default(),
+            consents: Default::default(),
         }
     }
 
@@ -352,8 +331,25 @@ impl ChainChecker {
 
     /// Feeds the next entry; returns false once a problem was found (stop reading).
     pub fn push(&mut self, e: &LedgerEntry) -> bool {
-        let digest = hash_fields(e.seq, &e.fields());
-        self.push_hashed(e.seq, &e.prev_hash, &digest, &e.entry_hash)
+        let fields = e.fields();
+        let digest = hash_fields(e.seq, &fields);
+        self.push_fields(e.seq, &fields, &digest, &e.entry_hash)
+    }
+
+    /// [`ChainChecker::push_hashed`], then the fields of an entry that passed go to the consent
+    /// trail.
+    pub fn push_fields(
+        &mut self,
+        seq: i64,
+        fields: &[&str; HASHED_FIELDS],
+        recomputed: &[u8; 32],
+        entry_hash: &str,
+    ) -> bool {
+        let ok = self.push_hashed(seq, fields[HASHED_FIELDS - 1], recomputed, entry_hash);
+        if ok {
+            self.consents.observe(seq, fields, entry_hash);
+        }
+        ok
     }
 
     /// Feeds the next entry as stored (`seq`, `prev_hash`, stored `entry_hash`) with the hash
@@ -901,67 +897,61 @@ impl Store {
             Some(path) => self.verify_sqlite(path, &mut checker)?,
             None => self.scan_stored(&mut |seq, fields, stored| {
                 let digest = hash_fields(seq, fields);
-                checker.push_hashed(seq, fields[HASHED_FIELDS - 1], &digest, stored)
+                checker.push_fields(seq, fields, &digest, stored)
             })?,
         }
         let expected = pinned
             .map(str::to_string)
             .or_else(|| self.ledger_public_key());
+        let trail = std::mem::take(&mut checker.consents);
         let mut report = checker.finish(&cps, &heads, saved, expected.as_deref());
         if report.first_bad.is_none() {
-            report.consent_problems = self.verify_consent_log()?;
+            report.consent_problems = self.verify_consent_log(&trail)?;
         }
         Ok(report)
     }
 
-    /// The chain walk on SQLite. Handing 20 text values per row from sqlx's SQLite thread costs
-    /// more than hashing them, so SQLite assembles each row's hash input itself: the byte
-    /// lengths of the hashed fields (as `n,n,…`) and the fields concatenated, in column order.
-    /// The hash is then exactly [`hash_fields`] over the stored bytes; a field that is not text
-    /// of that length (NULL, or lengths that do not add up) is reported as an edit.
+    /// The chain walk on SQLite, through rusqlite on this thread: each row's text is borrowed
+    /// straight from SQLite (sqlx hands every row over a channel from its worker thread, which
+    /// cost more than hashing). A hashed field that is not text (NULL, a number, a blob) is
+    /// reported as an edit at its entry.
     fn verify_sqlite(&self, path: &std::path::Path, checker: &mut ChainChecker) -> Result<()> {
-        use futures_util::TryStreamExt;
-        use sqlx::{ConnectOptions, Connection};
-        let columns: Vec<&str> = COLUMNS.split(", ").collect();
-        let hashed = &columns[1..=HASHED_FIELDS];
-        let lengths: Vec<String> = hashed
-            .iter()
-            .map(|c| format!("length(CAST({c} AS BLOB))"))
-            .collect();
-        let sql = format!(
-            "SELECT seq, {}, {}, entry_hash FROM ledger ORDER BY seq",
-            lengths.join(" || ',' || "),
-            hashed.join(" || ")
-        );
-        self.block_on(async {
-            let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(path)
-                .read_only(true)
-                .create_if_missing(false)
-                .row_buffer_size(1024)
-                .connect()
-                .await?;
-            {
-                let mut rows = sqlx::query(&sql).fetch(&mut conn);
-                while let Some(r) = rows.try_next().await? {
-                    let seq: i64 = r.try_get(0)?;
-                    let lens: Option<&str> = r.try_get(1)?;
-                    let body: Option<&[u8]> = r.try_get(2)?;
-                    let stored: Option<&str> = r.try_get(3)?;
-                    let Some((digest, prev)) =
-                        lens.zip(body).and_then(|(l, b)| hash_assembled(seq, l, b))
-                    else {
-                        checker.push_unreadable(seq);
-                        break;
-                    };
-                    if !checker.push_hashed(seq, prev, &digest, stored.unwrap_or("")) {
-                        break;
-                    }
+        use rusqlite::types::ValueRef;
+        let sqlite = |e: rusqlite::Error| StoreError::Usage(format!("ledger read: {e}"));
+        let conn = rusqlite::Connection::open_with_flags(
+            path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sqlite)?;
+        let mut stmt = conn
+            .prepare(&format!("SELECT {COLUMNS} FROM ledger ORDER BY seq"))
+            .map_err(sqlite)?;
+        let mut rows = stmt.query([]).map_err(sqlite)?;
+        while let Some(row) = rows.next().map_err(sqlite)? {
+            let seq: i64 = row.get(0).map_err(sqlite)?;
+            let text = |i: usize| match row.get_ref(i) {
+                Ok(ValueRef::Text(t)) => std::str::from_utf8(t).ok(),
+                _ => None,
+            };
+            let mut fields = [""; HASHED_FIELDS];
+            let mut readable = true;
+            for (i, slot) in fields.iter_mut().enumerate() {
+                match text(i + 1) {
+                    Some(t) => *slot = t,
+                    None => readable = false,
                 }
             }
-            conn.close().await?;
-            Ok::<_, StoreError>(())
-        })
+            let stored = text(HASHED_FIELDS + 1);
+            let (true, Some(stored)) = (readable, stored) else {
+                checker.push_unreadable(seq);
+                break;
+            };
+            let digest = hash_fields(seq, &fields);
+            if !checker.push_fields(seq, &fields, &digest, stored) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Writes the chain for an external auditor as JSON Lines: a header, every entry (originals
@@ -1050,9 +1040,10 @@ pub fn verify_export(
             break;
         }
     }
+    let trail = std::mem::take(&mut checker.consents);
     let mut report = checker.finish(&cps, &heads, saved, expected_key);
     if report.first_bad.is_none() {
-        report.consent_problems = crate::consent_log::check_entries(&entries);
+        report.consent_problems = trail.release_problems();
     }
     Ok(report)
 }

@@ -417,42 +417,41 @@ impl Store {
         }
     }
 
-    /// Streams `(seq, entry_hash)` in order (stops when `f` returns false). SQLite reads through
-    /// a read-only connection that lends each row's text, as the chain walk does.
+    /// Streams `(seq, entry_hash)` in order (stops when `f` returns false). SQLite is read on
+    /// this thread through rusqlite, as the chain walk is.
     fn scan_entry_hashes(&self, f: &mut dyn FnMut(i64, &str) -> bool) -> Result<()> {
         use futures_util::TryStreamExt;
         const SQL: &str = "SELECT seq, entry_hash FROM ledger ORDER BY seq";
-        match &self.sqlite_path {
-            Some(path) => self.block_on(async {
-                use sqlx::{ConnectOptions, Connection};
-                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(path)
-                    .read_only(true)
-                    .create_if_missing(false)
-                    .row_buffer_size(4096)
-                    .connect()
-                    .await?;
-                {
-                    let mut rows = sqlx::query(SQL).fetch(&mut conn);
-                    while let Some(r) = rows.try_next().await? {
-                        if !f(r.try_get(0)?, r.try_get(1)?) {
-                            break;
-                        }
-                    }
+        if let Some(path) = &self.sqlite_path {
+            let sqlite = |e: rusqlite::Error| StoreError::Usage(format!("ledger read: {e}"));
+            let conn = rusqlite::Connection::open_with_flags(
+                path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(sqlite)?;
+            let mut stmt = conn.prepare(SQL).map_err(sqlite)?;
+            let mut rows = stmt.query([]).map_err(sqlite)?;
+            while let Some(row) = rows.next().map_err(sqlite)? {
+                let hash = match row.get_ref(1).map_err(sqlite)? {
+                    rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).unwrap_or(""),
+                    _ => "",
+                };
+                if !f(row.get(0).map_err(sqlite)?, hash) {
+                    break;
                 }
-                conn.close().await?;
-                Ok(())
-            }),
-            None => self.block_on(async {
-                let mut rows = sqlx::query(SQL).fetch(&self.pool);
-                while let Some(r) = rows.try_next().await? {
-                    if !f(r.try_get(0)?, r.try_get(1)?) {
-                        break;
-                    }
-                }
-                Ok(())
-            }),
+            }
+            return Ok(());
         }
+        self.block_on(async {
+            let mut rows = sqlx::query(SQL).fetch(&self.pool);
+            while let Some(r) = rows.try_next().await? {
+                if !f(r.try_get(0)?, r.try_get(1)?) {
+                    break;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// A receipt for entry `seq` against the latest head (the tree is built once per call; use
