@@ -288,24 +288,14 @@ impl Store {
                     c.source.clone(),
                     keys.sealer.seal("consent.evidence", &c.evidence),
                 ];
-                sqlx::query(
+                let mut insert = sqlx::query(
                     "INSERT INTO consent_records (id, valid_from, valid_until, patient_ref, purpose, state, scope_modalities, scope_from, scope_to, effective_at, recorded_at, source, evidence_enc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 )
-                .bind(next)
-                .bind(&columns[0])
-                .bind(&columns[1])
-                .bind(&columns[2])
-                .bind(&columns[3])
-                .bind(&columns[4])
-                .bind(&columns[5])
-                .bind(&columns[6])
-                .bind(&columns[7])
-                .bind(&columns[8])
-                .bind(&columns[9])
-                .bind(&columns[10])
-                .bind(&columns[11])
-                .execute(&mut *tx)
-                .await?;
+                .bind(next);
+                for c in &columns {
+                    insert = insert.bind(c.as_str());
+                }
+                insert.execute(&mut *tx).await?;
                 ids.push(next);
                 stored.push(columns);
                 next += 1;

@@ -325,40 +325,18 @@ impl Store {
 
     /// Every head recorded in the database, by size.
     pub fn tree_heads(&self) -> Result<Vec<TreeHead>> {
-        self.block_on(async {
-            let rows = sqlx::query("SELECT size, root, signed_at, public_key, signature FROM ledger_tree_heads ORDER BY size")
-                .fetch_all(&self.pool)
-                .await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(TreeHead {
-                        size: r.try_get(0)?,
-                        root: r.try_get(1)?,
-                        signed_at: r.try_get(2)?,
-                        public_key: r.try_get(3)?,
-                        signature: r.try_get(4)?,
-                    })
-                })
-                .collect()
-        })
+        let rows = self
+            .block_on(sqlx::query(&format!("{HEAD_SELECT} ORDER BY size")).fetch_all(&self.pool))?;
+        Ok(rows.iter().map(head_from_row).collect::<Result<_, _>>()?)
     }
 
     /// The latest head in the database.
     pub fn latest_tree_head(&self) -> Result<Option<TreeHead>> {
         let row = self.block_on(
-            sqlx::query("SELECT size, root, signed_at, public_key, signature FROM ledger_tree_heads ORDER BY size DESC LIMIT 1")
+            sqlx::query(&format!("{HEAD_SELECT} ORDER BY size DESC LIMIT 1"))
                 .fetch_optional(&self.pool),
         )?;
-        row.map(|r| {
-            Ok(TreeHead {
-                size: r.try_get(0)?,
-                root: r.try_get(1)?,
-                signed_at: r.try_get(2)?,
-                public_key: r.try_get(3)?,
-                signature: r.try_get(4)?,
-            })
-        })
-        .transpose()
+        Ok(row.as_ref().map(head_from_row).transpose()?)
     }
 
     /// Signs a head over every entry when the latest one does not cover the tip (a store from
@@ -536,6 +514,19 @@ impl Store {
         )?;
         Ok(LedgerEntry::from_row(&row)?)
     }
+}
+
+const HEAD_SELECT: &str =
+    "SELECT size, root, signed_at, public_key, signature FROM ledger_tree_heads";
+
+fn head_from_row(r: &sqlx::any::AnyRow) -> Result<TreeHead, sqlx::Error> {
+    Ok(TreeHead {
+        size: r.try_get(0)?,
+        root: r.try_get(1)?,
+        signed_at: r.try_get(2)?,
+        public_key: r.try_get(3)?,
+        signature: r.try_get(4)?,
+    })
 }
 
 /// The frontier of the first `size` stored entries, read from the database.
