@@ -32,6 +32,20 @@ fn open(a: &StoreArgs, need_key: bool) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// Opens the store for a command that appends to the ledger, and says so when its signed tree
+/// heads will stay inside the database only (PostgreSQL without a witness file).
+fn open_appending(a: &StoreArgs) -> anyhow::Result<Store> {
+    let store = open(a, true)?;
+    note_witness(&store);
+    Ok(store)
+}
+
+fn note_witness(store: &Store) {
+    if store.witness_file().is_none() {
+        eprintln!("note: signed tree heads are kept in the database only; give --tree-heads FILE (or VEIL_TREE_HEADS) so auditors have copies outside it (docs/consent-ledger.md)");
+    }
+}
+
 /// Writes a document to `--out` (atomically) or to stdout.
 fn write_out(out: &Option<PathBuf>, bytes: &[u8]) -> anyhow::Result<()> {
     match out {
@@ -107,7 +121,7 @@ fn consent(c: ConsentCommand) -> anyhow::Result<u8> {
                 source: a.source.clone(),
                 evidence: a.evidence.clone(),
             };
-            let store = open(&a.store, true)?;
+            let store = open_appending(&a.store)?;
             let id = store
                 .record_consent(&input, &settings)
                 .map_err(usage_or_fail)?;
@@ -217,7 +231,7 @@ fn consent(c: ConsentCommand) -> anyhow::Result<u8> {
                 veil_store::fhir::parse(&text, &origin, &settings)
             };
             let (good, bad) = parsed.map_err(exit::usage)?;
-            let store = open(&a.store, true)?;
+            let store = open_appending(&a.store)?;
             let ids = store
                 .record_consents(&good, &settings)
                 .map_err(usage_or_fail)?;
@@ -283,6 +297,7 @@ fn release(a: ReleaseArgs) -> anyhow::Result<u8> {
     if let Some(p) = &a.store.tree_heads {
         store.set_witness_file(Some(p.clone()));
     }
+    note_witness(&store);
     let outcome = veil_app::release::run(veil_app::release::ReleaseRequest {
         store: &store,
         institution: &institution,
@@ -674,7 +689,7 @@ fn trace(a: TraceArgs) -> anyhow::Result<u8> {
 
 fn withdraw(a: WithdrawArgs) -> anyhow::Result<u8> {
     let settings = settings(&a.store)?;
-    let store = open(&a.store, true)?;
+    let store = open_appending(&a.store)?;
     veil_app::registry::require_known_patient(&store, &a.patient, &a.issuer)
         .map_err(exit::app_error)?;
     let (id, holders) = store
