@@ -123,6 +123,8 @@ pub struct Store {
     pub(crate) known_patients: Mutex<std::collections::HashSet<String>>,
     /// Where signed tree heads are appended outside the database ([`tree_head`]).
     pub(crate) witness: Option<PathBuf>,
+    /// A failure to append to the witness file, kept for the caller to report.
+    pub(crate) witness_failure: Mutex<Option<String>>,
 }
 
 /// Turns `--db` / `VEIL_DB` / the default into a connection URL and a printable location.
@@ -263,6 +265,7 @@ impl Store {
             pool,
             backend,
             witness: tree_head::witness_file(None, sqlite_path.as_deref()),
+            witness_failure: Mutex::new(None),
             sqlite_path,
             location,
             keys,

@@ -298,29 +298,49 @@ impl Store {
         Ok(head)
     }
 
-    /// Appends a committed head to the witness file (fsync'd). A failure here leaves the head in
-    /// the database; `veil ledger head --out` writes it again.
-    pub(crate) fn witness(&self, head: &TreeHead) -> Result<()> {
+    /// Appends a committed head to the witness file (fsync'd). The entries it covers are
+    /// already committed, so a failure must not look like a failed append (a release would
+    /// undo outputs that are recorded): it is kept for [`Store::take_witness_failure`], and the
+    /// head stays in the database (`veil ledger head --out FILE` writes it again).
+    pub(crate) fn witness(&self, head: &TreeHead) {
+        if let Err(e) = self.witness_now(head) {
+            *self
+                .witness_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
+    }
+
+    fn witness_now(&self, head: &TreeHead) -> Result<()> {
         let Some(path) = &self.witness else {
             return Ok(());
+        };
+        let context = |e: std::io::Error| {
+            StoreError::Usage(format!(
+                "tree-head witness file {}: {e} (the head is in the database; `veil ledger head --out FILE` writes it)",
+                path.display()
+            ))
         };
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
-            .map_err(|e| {
-                StoreError::Usage(format!(
-                    "tree-head witness file {}: {e} (the head is in the database; `veil ledger head --out FILE` writes it)",
-                    path.display()
-                ))
-            })?;
+            .map_err(context)?;
         writeln!(
             f,
             "{}",
             serde_json::to_string(head).expect("head serialises")
-        )?;
-        f.sync_all()?;
-        Ok(())
+        )
+        .and_then(|_| f.sync_all())
+        .map_err(context)
+    }
+
+    /// The last failure to write the witness file since the previous call, if any.
+    pub fn take_witness_failure(&self) -> Option<String> {
+        self.witness_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Every head recorded in the database, by size.
@@ -360,7 +380,7 @@ impl Store {
         })?;
         match head {
             Some(h) => {
-                self.witness(&h)?;
+                self.witness_now(&h)?;
                 Ok(Some(h))
             }
             None => self.latest_tree_head(),

@@ -456,3 +456,21 @@ fn proofs_agree_with_an_independent_python_implementation() {
         }
     }
 }
+
+#[test]
+fn a_witness_file_that_cannot_be_written_does_not_undo_recorded_entries() {
+    for b in common::backends("tl_witness") {
+        let mut store = filled(&b);
+        // A directory where the witness file should be: every append to it fails.
+        let dir = tempfile::tempdir().unwrap();
+        store.set_witness_file(Some(dir.path().to_path_buf()));
+        let appended = store.append_batch(&[release_entry(&store, "default:x", 50)]);
+        assert_eq!(appended.unwrap(), 12, "{}: the entry is recorded", b.name);
+        let failure = store.take_witness_failure().expect("the failure is kept");
+        assert!(failure.contains("witness file"), "{failure}");
+        assert!(store.take_witness_failure().is_none(), "reported once");
+        let r = store.verify_ledger().unwrap();
+        assert!(r.ok() && r.tree_signed_through == 12, "{}: {}", b.name, all_problems(&r));
+        store.close();
+    }
+}

@@ -40,6 +40,14 @@ fn open_appending(a: &StoreArgs) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// Warns (exit code unchanged) when a signed head could not be appended to the witness file:
+/// the entries are recorded and the head is in the database.
+fn report_witness(store: &Store) {
+    if let Some(e) = store.take_witness_failure() {
+        eprintln!("veil: warning: {e}");
+    }
+}
+
 fn note_witness(store: &Store) {
     if store.witness_file().is_none() {
         eprintln!("note: signed tree heads are kept in the database only; give --tree-heads FILE (or VEIL_TREE_HEADS) so auditors have copies outside it (docs/consent-ledger.md)");
@@ -125,6 +133,7 @@ fn consent(c: ConsentCommand) -> anyhow::Result<u8> {
             let id = store
                 .record_consent(&input, &settings)
                 .map_err(usage_or_fail)?;
+            report_witness(&store);
             println!(
                 "recorded C-{id}: {} {} ({})",
                 a.purpose,
@@ -235,6 +244,7 @@ fn consent(c: ConsentCommand) -> anyhow::Result<u8> {
             let ids = store
                 .record_consents(&good, &settings)
                 .map_err(usage_or_fail)?;
+            report_witness(&store);
             let what = if is_csv { "line" } else { "resource" };
             for b in &bad {
                 eprintln!(
@@ -315,6 +325,7 @@ fn release(a: ReleaseArgs) -> anyhow::Result<u8> {
         ledger_batch: a.ledger_batch as usize,
     })
     .map_err(exit::app_error)?;
+    report_witness(&store);
     let r = &outcome.reconciled;
     if r.rolled_back > 0 || r.foreign > 0 {
         eprintln!(
@@ -702,6 +713,7 @@ fn withdraw(a: WithdrawArgs) -> anyhow::Result<u8> {
             &settings,
         )
         .map_err(usage_or_fail)?;
+    report_witness(&store);
     if a.json {
         println!(
             "{}",
