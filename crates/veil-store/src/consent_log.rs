@@ -37,7 +37,8 @@ const PURPOSE: usize = 3;
 const STATE: usize = 4;
 
 /// SHA-256 (hex) over the label, the record id (8 bytes big-endian) and each stored column as
-/// 8-byte big-endian length + UTF-8 bytes, in [`RECORD_COLUMNS`] order.
+/// 8-byte big-endian length + UTF-8 bytes, in the order of `consent_records` columns documented
+/// in docs/consent-ledger.md (`valid_from`, `valid_until`, `patient_ref`, …).
 pub fn record_digest(id: i64, columns: &[&str; 12]) -> String {
     let mut h = Sha256::new();
     h.update(RECORD_LABEL);

@@ -142,7 +142,7 @@ impl Tree {
         if n == 0 {
             return empty_root();
         }
-        if n.is_power_of_two() && a % n == 0 {
+        if n.is_power_of_two() && a.is_multiple_of(n) {
             let k = n.trailing_zeros() as usize;
             return self.levels[k][(a >> k) as usize];
         }

@@ -470,7 +470,12 @@ fn a_witness_file_that_cannot_be_written_does_not_undo_recorded_entries() {
         assert!(failure.contains("witness file"), "{failure}");
         assert!(store.take_witness_failure().is_none(), "reported once");
         let r = store.verify_ledger().unwrap();
-        assert!(r.ok() && r.tree_signed_through == 12, "{}: {}", b.name, all_problems(&r));
+        assert!(
+            r.ok() && r.tree_signed_through == 12,
+            "{}: {}",
+            b.name,
+            all_problems(&r)
+        );
         store.close();
     }
 }

@@ -69,6 +69,8 @@ pub enum RegistryCommand {
     Withdraw(WithdrawArgs),
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand)]
 pub enum ConsentCommand {
     /// Record one consent statement (appended; history is never changed).
