@@ -61,6 +61,21 @@ fn is_temp_name(name: &std::ffi::OsStr) -> bool {
     })
 }
 
+/// The input references of the entries in a quarantine directory (`<ref>.json`, `<ref>.dcm`).
+fn quarantine_entries(dir: &Path) -> std::collections::HashSet<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Default::default();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (stem, ext) = name.rsplit_once('.')?;
+            (ext == "json" || ext == "dcm").then(|| stem.to_string())
+        })
+        .collect()
+}
+
 /// Removes the temp files an interrupted run left in `dir` (they are never outputs): the files
 /// whose name `is_temp` accepts.
 fn remove_temp_files(dir: &Path, is_temp: impl Fn(&std::ffi::OsStr) -> bool) {
@@ -87,6 +102,11 @@ pub struct State {
     held_log: HeldBackLog,
     /// Inputs held back now (by path), across this and earlier runs.
     held_now: Mutex<BTreeMap<String, ()>>,
+    /// Input references with a quarantine entry when the run started. A run killed after
+    /// quarantining an input but before journaling it leaves an entry that the resumed run may
+    /// decide differently (it releases the input): the entry is then removed, so the quarantine
+    /// ends as an uninterrupted run leaves it.
+    quarantined_before: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Creates a directory readable only by its owner: quarantined inputs are identifying.
@@ -209,6 +229,7 @@ impl State {
             done,
             counter: AtomicU64::new(0),
             held_now: Mutex::new(held_now),
+            quarantined_before: Mutex::new(quarantine_entries(&config.quarantine)),
         })
     }
 
@@ -351,7 +372,33 @@ impl State {
             j.write_all(line.as_bytes())
                 .map_err(io("cannot append to the run journal", &self.operator))?;
         }
+        if outcome.status != Status::Quarantined {
+            self.remove_stale_quarantine(&outcome.input_ref)?;
+        }
         self.track_held_back(outcome)
+    }
+
+    /// Removes the quarantine entry an interrupted run left for an input this run did not
+    /// hold back (the reason first: its presence marks an entry complete).
+    fn remove_stale_quarantine(&self, input_ref: &str) -> Result<(), StateError> {
+        if !self.quarantined_before.lock().unwrap().remove(input_ref) {
+            return Ok(());
+        }
+        for ext in ["json", "dcm"] {
+            let p = self.quarantine.join(format!("{input_ref}.{ext}"));
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(StateError::Io {
+                        what: "cannot remove a stale quarantine entry",
+                        path: p,
+                        error: e,
+                    })
+                }
+            }
+        }
+        Ok(())
     }
 
     fn temp_path(&self, dir: &Path) -> PathBuf {

@@ -2,7 +2,7 @@
 //! final tree must be byte-identical to an uninterrupted run with the same key, with no partial
 //! file outside .veil and no extra file. Two deterministic tests pin the two ways the random test
 //! could fail (a kill between two conflicting versions of an instance; temp files a kill leaves
-//! in the quarantine).
+//! in the quarantine), and a third a quarantine entry whose journal line a kill cut off.
 
 mod common;
 
@@ -259,4 +259,43 @@ fn temp_files_left_by_a_kill_are_removed_on_resume() {
         .filter(|p| p.to_string_lossy().ends_with(".part"))
         .collect();
     assert!(left.is_empty(), "temp files survive a resume: {left:?}");
+}
+
+/// A run killed after quarantining an input but before journaling it leaves a complete
+/// quarantine entry; the resumed run decides the input again, and when it releases it, the
+/// entry must go (seen once in the random test: the quarantine had one entry more than an
+/// uninterrupted run's). The journal line is removed to make that state deterministically.
+#[test]
+fn a_quarantine_entry_without_its_journal_line_goes_when_the_resume_releases_the_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    let Some((b_path, b)) = conflicting_pair(&input) else {
+        return;
+    };
+    drop((b_path, b));
+    let (out, q) = (tmp.path().join("out"), tmp.path().join("q"));
+    let first = run_lib(&input, &out, &q);
+    assert_eq!(first.written, 1);
+    let journal = q.join(".veil/journal.tsv");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let input_ref = text
+        .lines()
+        .next()
+        .unwrap()
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(&journal, "").unwrap();
+    std::fs::write(
+        q.join(format!("{input_ref}.dcm")),
+        b"held back by a killed run",
+    )
+    .unwrap();
+    std::fs::write(q.join(format!("{input_ref}.json")), b"{\"reason\":\"x\"}").unwrap();
+    let resumed = run_lib(&input, &out, &q);
+    assert_eq!(resumed.quarantined, 0);
+    let left: Vec<PathBuf> = common::tree(&q).into_keys().collect();
+    assert!(left.is_empty(), "stale quarantine entry survives: {left:?}");
+    assert_eq!(common::tree(&out).len(), 1);
 }
