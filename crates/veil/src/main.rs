@@ -7,6 +7,12 @@ mod exit;
 
 // Every file allocates and frees buffers of its own size; mimalloc reuses them instead of mapping
 // fresh pages from the kernel for each one (page faults were a seventh of a deid run).
+// Built with mimalloc's `no_thp`: with transparent huge pages its fresh pages come 2 MB at a
+// time, each zeroed whole on first touch (about a quarter of the samples of a run over small
+// files), while per-file work touches little of each. Interleaved runs of both builds
+// (2026-12-07, release, 3 each): peak RSS 85-97 -> 43-44 MB over 500 small MR files, 90-97 ->
+// 49-51 MB over 2,000 512x512 CT files, 146-177 -> 134-136 MB defacing a 300-slice head CT;
+// wall time the same or lower.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
