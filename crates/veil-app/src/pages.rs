@@ -51,7 +51,7 @@ mod tests {
             released_study_uid: "2.25.9".into(),
             patient_pseudonym: "P1".into(),
             instances: 3,
-            consent_label: consent_ref.split('@').next().unwrap().into(),
+            consent_label: veil_store::consent::reference_label(consent_ref).into(),
             study: veil_store::studies::StudyDetails {
                 date: "20240301".into(),
                 modalities: vec!["CT".into(), "SR".into()],

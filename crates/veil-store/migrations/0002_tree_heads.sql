@@ -10,8 +10,9 @@ CREATE TABLE ledger_tree_heads (
     signature TEXT NOT NULL,
     frontier TEXT NOT NULL
 );
--- Consent entries of the ledger are found by the record they fix (`C-<id>`).
-CREATE INDEX ledger_by_consent_ref ON ledger (consent_ref);
+-- A patient's consent entries (to name the entry a release relies on): a partial index, so
+-- release entries, the bulk of the ledger, add nothing to it.
+CREATE INDEX ledger_consent_entries ON ledger (patient_ref) WHERE release_id = 'consent';
 -- What the patient needs to tell two released studies apart (date, modality, description), for
 -- the patient's own disclosure record only. Sealed like every identifying value; one row per
 -- original study and modality, found by keyed hashes.

@@ -173,6 +173,12 @@ impl ConsentRecord {
     }
 }
 
+/// A consent reference as people read it: `C-<id>` without the hash of its ledger entry (a
+/// `default:<purpose>` reference unchanged).
+pub fn reference_label(consent_ref: &str) -> &str {
+    consent_ref.split('@').next().unwrap_or_default()
+}
+
 /// The consent decision for one instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -351,11 +357,13 @@ impl Store {
         let mut out = Vec::new();
         self.block_on(async {
             for r in refs {
-                let logged: std::collections::HashMap<String, String> = sqlx::query(
-                    "SELECT consent_ref, entry_hash FROM ledger WHERE patient_ref = $1 AND release_id = $2",
-                )
+                // The literal `release_id` lets both engines use the partial index
+                // `ledger_consent_entries` (a bound parameter would not).
+                let logged: std::collections::HashMap<String, String> = sqlx::query(&format!(
+                    "SELECT consent_ref, entry_hash FROM ledger WHERE patient_ref = $1 AND release_id = '{}'",
+                    crate::consent_log::CONSENT_RELEASE_ID
+                ))
                 .bind(r)
-                .bind(crate::consent_log::CONSENT_RELEASE_ID)
                 .fetch_all(&self.pool)
                 .await?
                 .iter()

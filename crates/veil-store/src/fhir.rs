@@ -562,9 +562,9 @@ mod tests {
             .collect()
     }
 
-    // Periods as FHIR R4 defines them (`provision.period`: when the rule is valid): an opt-out
-    // for 2020 with a treatment exception, a commercial permit from 2030 on, and a nested
-    // exception whose period lies outside its parent's (refused, named).
+    // Periods as FHIR R4 defines them (`provision.period`: when the rule is valid): a research
+    // opt-out for 2020 with an internal-research exception from July, a commercial permit from
+    // 2030 on, and a nested exception whose period lies outside its parent's (refused, named).
     #[test]
     fn provision_periods_bound_when_a_rule_is_in_force() {
         let doc = r#"{"resourceType":"Bundle","type":"collection","entry":[

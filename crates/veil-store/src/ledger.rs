@@ -813,61 +813,42 @@ impl Store {
     }
 
     /// Reads the whole ledger in order, streaming, handing each stored entry to `f` as its
-    /// sequence number, hashed fields and stored hash (stops when `f` returns false). On SQLite
-    /// this reads through a separate read-only connection of the same driver that lends each
-    /// row's text without copying; that, not hashing, is what bounds verification speed.
+    /// sequence number, hashed fields and stored hash (stops when `f` returns false). SQLite is
+    /// read through rusqlite on the calling thread (`scan_sqlite`); a field that is not text is
+    /// an error here (verification reports it as an edit instead).
     pub fn scan_stored(
         &self,
         f: &mut dyn FnMut(i64, &[&str; HASHED_FIELDS], &str) -> bool,
     ) -> Result<()> {
         use futures_util::TryStreamExt;
         let sql = format!("SELECT {COLUMNS} FROM ledger ORDER BY seq");
-        match &self.sqlite_path {
-            Some(path) => self.block_on(async {
-                use sqlx::{ConnectOptions, Connection};
-                let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-                    .filename(path)
-                    .read_only(true)
-                    .create_if_missing(false)
-                    // Rows are handed over from sqlx's SQLite worker thread through a channel;
-                    // a deep one keeps both threads busy instead of waking each other per row.
-                    .row_buffer_size(4096)
-                    .connect()
-                    .await?;
-                {
-                    let mut rows = sqlx::query(&sql).fetch(&mut conn);
-                    while let Some(r) = rows.try_next().await? {
-                        let mut fields = [""; HASHED_FIELDS];
-                        let seq: i64 = r.try_get(0)?;
-                        for (i, slot) in fields.iter_mut().enumerate() {
-                            *slot = r.try_get(i + 1)?;
-                        }
-                        let stored: &str = r.try_get(HASHED_FIELDS + 1)?;
-                        if !f(seq, &fields, stored) {
-                            break;
-                        }
-                    }
-                }
-                conn.close().await?;
-                Ok(())
-            }),
-            None => self.block_on(async {
-                let mut rows = sqlx::query(&sql).fetch(&self.pool);
-                let mut owned: Vec<String> = Vec::with_capacity(HASHED_FIELDS + 1);
-                while let Some(r) = rows.try_next().await? {
-                    let seq: i64 = r.try_get(0)?;
-                    owned.clear();
-                    for i in 1..=HASHED_FIELDS + 1 {
-                        owned.push(r.try_get(i)?);
-                    }
-                    let fields: [&str; HASHED_FIELDS] = std::array::from_fn(|i| owned[i].as_str());
-                    if !f(seq, &fields, &owned[HASHED_FIELDS]) {
-                        break;
-                    }
-                }
-                Ok(())
-            }),
+        if let Some(path) = &self.sqlite_path {
+            return scan_sqlite(path, &sql, &mut |row| {
+                let seq: i64 = row.get(0).map_err(sqlite_error)?;
+                let (fields, stored) = sqlite_fields(row).ok_or_else(|| {
+                    StoreError::Usage(format!(
+                        "ledger entry {seq}: a field is missing or not text: run `veil ledger verify`"
+                    ))
+                })?;
+                Ok(f(seq, &fields, stored))
+            });
         }
+        self.block_on(async {
+            let mut rows = sqlx::query(&sql).fetch(&self.pool);
+            let mut owned: Vec<String> = Vec::with_capacity(HASHED_FIELDS + 1);
+            while let Some(r) = rows.try_next().await? {
+                let seq: i64 = r.try_get(0)?;
+                owned.clear();
+                for i in 1..=HASHED_FIELDS + 1 {
+                    owned.push(r.try_get(i)?);
+                }
+                let fields: [&str; HASHED_FIELDS] = std::array::from_fn(|i| owned[i].as_str());
+                if !f(seq, &fields, &owned[HASHED_FIELDS]) {
+                    break;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Reads the whole ledger in order, handing each entry to `f` (stops when `f` returns false).
@@ -911,47 +892,19 @@ impl Store {
         Ok(report)
     }
 
-    /// The chain walk on SQLite, through rusqlite on this thread: each row's text is borrowed
-    /// straight from SQLite (sqlx hands every row over a channel from its worker thread, which
-    /// cost more than hashing). A hashed field that is not text (NULL, a number, a blob) is
-    /// reported as an edit at its entry.
+    /// The chain walk on SQLite, through [`scan_sqlite`]. A hashed field that is not text (NULL,
+    /// a number, a blob) is reported as an edit at its entry.
     fn verify_sqlite(&self, path: &std::path::Path, checker: &mut ChainChecker) -> Result<()> {
-        use rusqlite::types::ValueRef;
-        let sqlite = |e: rusqlite::Error| StoreError::Usage(format!("ledger read: {e}"));
-        let conn = rusqlite::Connection::open_with_flags(
-            path,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(sqlite)?;
-        let mut stmt = conn
-            .prepare(&format!("SELECT {COLUMNS} FROM ledger ORDER BY seq"))
-            .map_err(sqlite)?;
-        let mut rows = stmt.query([]).map_err(sqlite)?;
-        while let Some(row) = rows.next().map_err(sqlite)? {
-            let seq: i64 = row.get(0).map_err(sqlite)?;
-            let text = |i: usize| match row.get_ref(i) {
-                Ok(ValueRef::Text(t)) => std::str::from_utf8(t).ok(),
-                _ => None,
-            };
-            let mut fields = [""; HASHED_FIELDS];
-            let mut readable = true;
-            for (i, slot) in fields.iter_mut().enumerate() {
-                match text(i + 1) {
-                    Some(t) => *slot = t,
-                    None => readable = false,
-                }
-            }
-            let stored = text(HASHED_FIELDS + 1);
-            let (true, Some(stored)) = (readable, stored) else {
+        let sql = format!("SELECT {COLUMNS} FROM ledger ORDER BY seq");
+        scan_sqlite(path, &sql, &mut |row| {
+            let seq: i64 = row.get(0).map_err(sqlite_error)?;
+            let Some((fields, stored)) = sqlite_fields(row) else {
                 checker.push_unreadable(seq);
-                break;
+                return Ok(false);
             };
             let digest = hash_fields(seq, &fields);
-            if !checker.push_fields(seq, &fields, &digest, stored) {
-                break;
-            }
-        }
-        Ok(())
+            Ok(checker.push_fields(seq, &fields, &digest, stored))
+        })
     }
 
     /// Writes the chain for an external auditor as JSON Lines: a header, every entry (originals
@@ -1110,6 +1063,51 @@ pub(crate) async fn tip_in(
     })
 }
 
+/// Reads the rows of `sql` from a SQLite store through rusqlite on the calling thread, each
+/// row's text borrowed straight from SQLite (stops when `f` returns false). sqlx hands every
+/// row over a channel from its worker thread, which cost more than hashing the row: on a
+/// 1M-entry ledger, verification took 7.2 s that way and 2.8-3.6 s this way.
+pub(crate) fn scan_sqlite(
+    path: &std::path::Path,
+    sql: &str,
+    f: &mut dyn FnMut(&rusqlite::Row) -> Result<bool>,
+) -> Result<()> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_error)?;
+    let mut stmt = conn.prepare(sql).map_err(sqlite_error)?;
+    let mut rows = stmt.query([]).map_err(sqlite_error)?;
+    while let Some(row) = rows.next().map_err(sqlite_error)? {
+        if !f(row)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn sqlite_error(e: rusqlite::Error) -> StoreError {
+    StoreError::Usage(format!("ledger read: {e}"))
+}
+
+/// Column `i` of a row as text (None: NULL, a number, a blob, or not UTF-8).
+pub(crate) fn sqlite_text<'r>(row: &'r rusqlite::Row, i: usize) -> Option<&'r str> {
+    match row.get_ref(i) {
+        Ok(rusqlite::types::ValueRef::Text(t)) => std::str::from_utf8(t).ok(),
+        _ => None,
+    }
+}
+
+/// The hashed fields and stored hash of a row selected as [`COLUMNS`] (None: one is not text).
+fn sqlite_fields<'r>(row: &'r rusqlite::Row) -> Option<([&'r str; HASHED_FIELDS], &'r str)> {
+    let mut fields = [""; HASHED_FIELDS];
+    for (i, slot) in fields.iter_mut().enumerate() {
+        *slot = sqlite_text(row, i + 1)?;
+    }
+    Some((fields, sqlite_text(row, HASHED_FIELDS + 1)?))
+}
+
 /// Rows per multi-row INSERT: 500 rows × 20 columns = 10,000 parameters, inside both SQLite's
 /// (32,766) and PostgreSQL's (65,535) limits. Every statement is a round trip to sqlx's database
 /// thread, which on a busy machine waits for a time slice each way: a release's batch of 256
@@ -1205,7 +1203,6 @@ pub fn public_key_for(master: &veil_keys::Key) -> [u8; 32] {
         .to_bytes()
 }
 
-/// The same, as hex.
 /// A short fingerprint of a public key (hex): the first 8 bytes of its SHA-256, to read out
 /// when the key is handed over.
 pub fn public_key_fingerprint(public_key_hex: &str) -> String {
@@ -1213,6 +1210,7 @@ pub fn public_key_fingerprint(public_key_hex: &str) -> String {
     hex::encode(&Sha256::digest(&bytes)[..8])
 }
 
+/// [`public_key_for`], as hex.
 pub fn public_key_hex_for(master: &veil_keys::Key) -> String {
     hex::encode(public_key_for(master))
 }

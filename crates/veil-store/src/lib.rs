@@ -264,7 +264,7 @@ impl Store {
             rt,
             pool,
             backend,
-            witness: tree_head::witness_file(None, sqlite_path.as_deref()),
+            witness: tree_head::witness_file(sqlite_path.as_deref()),
             witness_failure: Mutex::new(None),
             sqlite_path,
             location,

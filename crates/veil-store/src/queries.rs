@@ -318,12 +318,7 @@ impl Store {
                         released_study_uid: e.released_study.clone(),
                         patient_pseudonym: e.patient_pseudonym.clone(),
                         instances: 0,
-                        consent_label: e
-                            .consent_ref
-                            .split('@')
-                            .next()
-                            .unwrap_or_default()
-                            .to_string(),
+                        consent_label: crate::consent::reference_label(&e.consent_ref).to_string(),
                         ledger_entries: Vec::new(),
                         proof: None,
                         study: self.study_details(&original)?,

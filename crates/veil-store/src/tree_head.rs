@@ -228,12 +228,48 @@ impl ConsistencyReceipt {
     }
 }
 
-/// Where heads are appended outside the database: `explicit`, else `VEIL_TREE_HEADS`, else
-/// beside a SQLite file (`<db>.tree-heads.jsonl`); None for PostgreSQL without a setting.
-pub fn witness_file(explicit: Option<&Path>, sqlite_path: Option<&Path>) -> Option<PathBuf> {
-    if let Some(p) = explicit {
-        return Some(p.to_path_buf());
-    }
+/// What checking a receipt found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReceiptOutcome {
+    /// It holds; what it proves, in words.
+    Holds(String),
+    /// It does not; why.
+    Fails(String),
+}
+
+/// Checks a receipt written by `veil ledger prove` (an entry's or a consistency proof, told
+/// apart by its `format`) with the pinned public key alone. Err: the text is not a receipt.
+pub fn check_receipt(text: &str, public_key: &str) -> Result<ReceiptOutcome, String> {
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not JSON ({e})"))?;
+    let (outcome, what) = match v.get("format").and_then(|f| f.as_str()) {
+        Some(RECEIPT_FORMAT) => {
+            let r: Receipt = serde_json::from_value(v).map_err(|e| e.to_string())?;
+            let what = format!(
+                "entry {} is in the log of {} entries signed {}",
+                r.entry.seq, r.tree_head.size, r.tree_head.signed_at
+            );
+            (r.check(public_key), what)
+        }
+        Some(CONSISTENCY_FORMAT) => {
+            let r: ConsistencyReceipt = serde_json::from_value(v).map_err(|e| e.to_string())?;
+            let what = format!(
+                "the log of {} entries (signed {}) extends the log of {} entries (signed {}) by appending only",
+                r.new_head.size, r.new_head.signed_at, r.old_head.size, r.old_head.signed_at
+            );
+            (r.check(public_key), what)
+        }
+        _ => return Err("not a receipt of `veil ledger prove`".into()),
+    };
+    Ok(match outcome {
+        Ok(()) => ReceiptOutcome::Holds(what),
+        Err(why) => ReceiptOutcome::Fails(why),
+    })
+}
+
+/// Where heads are appended outside the database by default: `VEIL_TREE_HEADS`, else beside a
+/// SQLite file (`<db>.tree-heads.jsonl`); None for PostgreSQL without the variable.
+/// ([`Store::set_witness_file`] overrides it, for `--tree-heads`.)
+pub fn witness_file(sqlite_path: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = std::env::var_os(TREE_HEADS_ENV).filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(p));
     }
@@ -415,31 +451,16 @@ impl Store {
         }
     }
 
-    /// Streams `(seq, entry_hash)` in order (stops when `f` returns false). SQLite is read on
-    /// this thread through rusqlite, as the chain walk is.
+    /// Streams `(seq, entry_hash)` in order (stops when `f` returns false); SQLite through
+    /// [`crate::ledger::scan_sqlite`], as the chain walk.
     fn scan_entry_hashes(&self, f: &mut dyn FnMut(i64, &str) -> bool) -> Result<()> {
         use futures_util::TryStreamExt;
         const SQL: &str = "SELECT seq, entry_hash FROM ledger ORDER BY seq";
         if let Some(path) = &self.sqlite_path {
-            let sqlite = |e: rusqlite::Error| StoreError::Usage(format!("ledger read: {e}"));
-            let conn = rusqlite::Connection::open_with_flags(
-                path,
-                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(sqlite)?;
-            let mut stmt = conn.prepare(SQL).map_err(sqlite)?;
-            let mut rows = stmt.query([]).map_err(sqlite)?;
-            while let Some(row) = rows.next().map_err(sqlite)? {
-                let hash = match row.get_ref(1).map_err(sqlite)? {
-                    rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).unwrap_or(""),
-                    _ => "",
-                };
-                if !f(row.get(0).map_err(sqlite)?, hash) {
-                    break;
-                }
-            }
-            return Ok(());
+            return crate::ledger::scan_sqlite(path, SQL, &mut |row| {
+                let seq = row.get(0).map_err(crate::ledger::sqlite_error)?;
+                Ok(f(seq, crate::ledger::sqlite_text(row, 1).unwrap_or("")))
+            });
         }
         self.block_on(async {
             let mut rows = sqlx::query(SQL).fetch(&self.pool);

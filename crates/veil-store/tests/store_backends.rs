@@ -3,24 +3,10 @@
 
 mod common;
 
-use veil_store::consent::{decide, ConsentInput, ConsentState, Decision, Scope};
+use common::consent;
+use veil_store::consent::{decide, ConsentState, Decision};
 use veil_store::ledger::{NewEntry, Uids};
 use veil_store::{Settings, Store};
-
-fn consent(pid: &str, purpose: &str, state: ConsentState) -> ConsentInput {
-    ConsentInput {
-        patient_id: pid.into(),
-        issuer: String::new(),
-        purpose: purpose.into(),
-        state,
-        scope: Scope::default(),
-        effective_at: String::new(),
-        valid_from: String::new(),
-        valid_until: String::new(),
-        source: "test".into(),
-        evidence: format!("form-{pid}"),
-    }
-}
 
 fn entry(store: &Store, release: &str, recipient: &str, pid: &str, n: usize) -> NewEntry {
     NewEntry {

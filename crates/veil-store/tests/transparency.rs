@@ -7,28 +7,14 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use veil_store::consent::{decide, ConsentInput, ConsentState, Decision, Scope};
+use common::consent;
+use veil_store::consent::{decide, ConsentState, Decision};
 use veil_store::ledger::{LedgerEntry, NewEntry, Uids};
 use veil_store::merkle::{self, Tree};
 use veil_store::tree_head::{self, TreeHead};
 use veil_store::{Settings, Store};
 
 const PURPOSE: &str = "commercial-ai-training";
-
-fn consent(pid: &str, state: ConsentState) -> ConsentInput {
-    ConsentInput {
-        patient_id: pid.into(),
-        issuer: String::new(),
-        purpose: PURPOSE.into(),
-        state,
-        scope: Scope::default(),
-        effective_at: String::new(),
-        valid_from: String::new(),
-        valid_until: String::new(),
-        source: "test".into(),
-        evidence: format!("form-{pid}"),
-    }
-}
 
 fn release_entry(store: &Store, consent_ref: &str, n: usize) -> NewEntry {
     NewEntry {
@@ -65,8 +51,8 @@ fn filled(b: &common::Fresh) -> Store {
     store
         .record_consents(
             &[
-                consent("MRN-A", ConsentState::Granted),
-                consent("MRN-B", ConsentState::Refused),
+                consent("MRN-A", PURPOSE, ConsentState::Granted),
+                consent("MRN-B", PURPOSE, ConsentState::Refused),
             ],
             &settings,
         )

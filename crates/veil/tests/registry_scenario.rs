@@ -12,6 +12,24 @@ fn veil(dir: &Path, db: &str, args: &[&str]) -> (i32, String) {
     keyless(dir, db, &with_key)
 }
 
+/// `veil release in --recipient R --purpose P --out OUT`, with the key.
+fn release(dir: &Path, db: &str, recipient: &str, purpose: &str, out: &str) -> (i32, String) {
+    veil(
+        dir,
+        db,
+        &[
+            "release",
+            "in",
+            "--recipient",
+            recipient,
+            "--purpose",
+            purpose,
+            "--out",
+            out,
+        ],
+    )
+}
+
 /// As an outside auditor runs it: no key in the arguments or the environment.
 fn keyless(dir: &Path, db: &str, args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_veil"))
@@ -226,39 +244,13 @@ fn consent_gated_releases_and_the_ledger_questions() {
             .0,
             0
         );
-        let (rc, out) = veil(
-            &dir,
-            db,
-            &[
-                "release",
-                "in",
-                "--recipient",
-                "acme",
-                "--purpose",
-                "commercial-ai-training",
-                "--out",
-                "acme",
-            ],
-        );
+        let (rc, out) = release(&dir, db, "acme", "commercial-ai-training", "acme");
         assert_eq!(rc, 0, "{out}");
         assert!(
             out.contains("1 instance(s) released") && out.contains("1 excluded"),
             "{out}"
         );
-        let (rc, out) = veil(
-            &dir,
-            db,
-            &[
-                "release",
-                "in",
-                "--recipient",
-                "lab",
-                "--purpose",
-                "internal-research",
-                "--out",
-                "lab",
-            ],
-        );
+        let (rc, out) = release(&dir, db, "lab", "internal-research", "lab");
         assert_eq!(rc, 0, "{out}");
         assert!(out.contains("2 instance(s) released"), "{out}");
         // Refused patient absent from the commercial release: only the MR file went out.
@@ -319,20 +311,7 @@ fn consent_gated_releases_and_the_ledger_questions() {
         let before = exposed(&out);
         // The same instance released to acme again (another release, another folder): still
         // one exposed instance.
-        let (rc, again) = veil(
-            &dir,
-            db,
-            &[
-                "release",
-                "in",
-                "--recipient",
-                "acme",
-                "--purpose",
-                "commercial-ai-training",
-                "--out",
-                "acme-again",
-            ],
-        );
+        let (rc, again) = release(&dir, db, "acme", "commercial-ai-training", "acme-again");
         assert_eq!(rc, 0, "{again}");
         let (_, out) = veil(&dir, db, &["breach", "--recipient", "acme"]);
         assert_eq!(exposed(&out), before, "{out}");
@@ -356,20 +335,7 @@ fn consent_gated_releases_and_the_ledger_questions() {
             out.contains("ask acme to delete") && !out.contains("ask lab"),
             "{out}"
         );
-        let (rc, out) = veil(
-            &dir,
-            db,
-            &[
-                "release",
-                "in",
-                "--recipient",
-                "acme",
-                "--purpose",
-                "commercial-ai-training",
-                "--out",
-                "acme2",
-            ],
-        );
+        let (rc, out) = release(&dir, db, "acme", "commercial-ai-training", "acme2");
         assert_eq!(rc, 0, "{out}");
         assert!(
             out.contains("0 instance(s) released") && out.contains("withdrawn"),
@@ -486,40 +452,14 @@ fn consent_gated_releases_and_the_ledger_questions() {
             ],
         );
         assert_eq!(rc, 0, "{out}");
-        let (rc, out) = veil(
-            &dir,
-            db,
-            &[
-                "release",
-                "in",
-                "--recipient",
-                "open",
-                "--purpose",
-                "public-dataset-release",
-                "--out",
-                "open1",
-            ],
-        );
+        let (rc, out) = release(&dir, db, "open", "public-dataset-release", "open1");
         assert_eq!(rc, 2, "{out}");
         assert!(
             out.contains("nobody may be released for public-dataset-release"),
             "{out}"
         );
         assert!(!dir.join("open1").exists());
-        let (rc, out) = veil(
-            &dir,
-            db,
-            &[
-                "release",
-                "in",
-                "--recipient",
-                "lab",
-                "--purpose",
-                "internal-research",
-                "--out",
-                "lab3",
-            ],
-        );
+        let (rc, out) = release(&dir, db, "lab", "internal-research", "lab3");
         assert_eq!(rc, 0, "{out}");
         assert!(out.contains("release R0005 "), "{out}");
         transparency_checks(&dir, db, &pk);

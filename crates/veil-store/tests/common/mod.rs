@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use veil_keys::Key;
+use veil_store::consent::{ConsentInput, ConsentState, Scope};
 use veil_store::Store;
 
 pub struct Fresh {
@@ -51,4 +52,20 @@ pub fn backends(test: &str) -> Vec<Fresh> {
 
 pub fn key() -> Key {
     Key::from_bytes([42; 32])
+}
+
+/// A consent statement for all imaging, stated now, with an evidence reference.
+pub fn consent(pid: &str, purpose: &str, state: ConsentState) -> ConsentInput {
+    ConsentInput {
+        patient_id: pid.into(),
+        issuer: String::new(),
+        purpose: purpose.into(),
+        state,
+        scope: Scope::default(),
+        effective_at: String::new(),
+        valid_from: String::new(),
+        valid_until: String::new(),
+        source: "test".into(),
+        evidence: format!("form-{pid}"),
+    }
 }

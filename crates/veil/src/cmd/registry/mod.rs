@@ -162,7 +162,7 @@ fn consent(c: ConsentCommand) -> anyhow::Result<u8> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 for (p, recs, d) in &summary {
-                    let label = |r: &str| r.split('@').next().unwrap_or_default().to_string();
+                    let label = veil_store::consent::reference_label;
                     let state = match d {
                         Decision::Admit { consent_ref } => {
                             format!("granted ({})", label(consent_ref))
@@ -516,42 +516,15 @@ fn ledger(c: LedgerCommand) -> anyhow::Result<u8> {
             let key = parse_public_key(&public_key)?;
             let text = std::fs::read_to_string(&receipt)
                 .map_err(|e| exit::usage(format!("{}: {e}", receipt.display())))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| exit::usage(format!("{}: not JSON ({e})", receipt.display())))?;
-            let bad = |e: serde_json::Error| exit::usage(format!("{}: {e}", receipt.display()));
-            let (outcome, what) = match v.get("format").and_then(|f| f.as_str()) {
-                Some(veil_store::tree_head::RECEIPT_FORMAT) => {
-                    let r: veil_store::tree_head::Receipt =
-                        serde_json::from_value(v).map_err(bad)?;
-                    let what = format!(
-                        "entry {} is in the log of {} entries signed {}",
-                        r.entry.seq, r.tree_head.size, r.tree_head.signed_at
-                    );
-                    (r.check(&key), what)
-                }
-                Some(veil_store::tree_head::CONSISTENCY_FORMAT) => {
-                    let r: veil_store::tree_head::ConsistencyReceipt =
-                        serde_json::from_value(v).map_err(bad)?;
-                    let what = format!(
-                        "the log of {} entries (signed {}) extends the log of {} entries (signed {}) by appending only",
-                        r.new_head.size, r.new_head.signed_at, r.old_head.size, r.old_head.signed_at
-                    );
-                    (r.check(&key), what)
-                }
-                _ => {
-                    return Err(exit::usage(format!(
-                        "{}: not a receipt of `veil ledger prove`",
-                        receipt.display()
-                    )))
-                }
-            };
-            match outcome {
-                Ok(()) => {
+            match veil_store::tree_head::check_receipt(&text, &key)
+                .map_err(|e| exit::usage(format!("{}: {e}", receipt.display())))?
+            {
+                veil_store::tree_head::ReceiptOutcome::Holds(what) => {
                     println!("receipt holds: {what}");
                     Ok(exit::OK)
                 }
-                Err(e) => {
-                    println!("receipt FAILS: {e}");
+                veil_store::tree_head::ReceiptOutcome::Fails(why) => {
+                    println!("receipt FAILS: {why}");
                     Ok(exit::FINDINGS)
                 }
             }
