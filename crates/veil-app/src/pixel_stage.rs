@@ -1,7 +1,8 @@
 //! The pixel stage every pipeline gets (`veil-pixels`): instances flagged for burned-in text
-//! (risky modality or SOP class, Burned In Annotation YES) are cleaned instead of quarantined;
-//! with the policy option `clean_pixel_data`, every other image's margins are checked too.
-//! Without Tesseract on the machine, flagged instances are quarantined with a reason saying so.
+//! (risky modality or SOP class, Burned In Annotation YES) are cleaned instead of quarantined,
+//! and every other image is screened (unless the policy's `[pixels] screen = false`): text the
+//! screen finds is read and removed like a flagged image's. Without Tesseract on the machine,
+//! flagged instances and images whose screen finds text are quarantined with a reason saying so.
 
 use veil_pixels::{Cleaner, Config, Limits};
 
@@ -10,10 +11,9 @@ pub fn pixel_config(policy: &veil_profile::Policy) -> Config {
     let d = Config::default();
     let p = &policy.pixels;
     Config {
-        scan_unflagged: policy.has(veil_profile::ProfileOption::CleanPixelData),
+        screen_unflagged: p.screen.unwrap_or(d.screen_unflagged),
         min_confidence: p.min_confidence.unwrap_or(d.min_confidence),
         margin: p.margin.unwrap_or(d.margin),
-        margin_band: p.margin_band.unwrap_or(d.margin_band),
         max_ocr_frames: p.max_ocr_frames.unwrap_or(d.max_ocr_frames),
         ocr_scale: p.ocr_scale.unwrap_or(d.ocr_scale),
         limits: Limits {
@@ -44,14 +44,14 @@ mod tests {
     #[test]
     fn the_policy_sets_the_stage() {
         let policy = veil_profile::Policy::from_toml_str(
-            "[profile]\noptions = [\"clean_pixel_data\"]\n[pixels]\nmin_confidence = 75\nmargin = 8\nmax_line_looks = 40\nmax_text_height = 96\n",
+            "[pixels]\nscreen = false\nmin_confidence = 75\nmargin = 8\nmax_line_looks = 40\nmax_text_height = 96\n",
             "t",
         )
         .unwrap();
         let c = pixel_config(&policy);
         assert_eq!(
-            (c.min_confidence, c.margin, c.scan_unflagged),
-            (75.0, 8, true)
+            (c.min_confidence, c.margin, c.screen_unflagged),
+            (75.0, 8, false)
         );
         assert_eq!(
             (c.limits.max_line_looks, c.limits.max_text_height),
@@ -60,8 +60,8 @@ mod tests {
         assert_eq!(c.limits.max_second_looks, 16);
         let d = pixel_config(&veil_profile::Policy::default_policy());
         assert_eq!(
-            (d.min_confidence, d.margin_band, d.max_ocr_frames),
-            (60.0, 0.15, 6)
+            (d.min_confidence, d.screen_unflagged, d.max_ocr_frames),
+            (60.0, true, 6)
         );
     }
 }

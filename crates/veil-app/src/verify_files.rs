@@ -40,6 +40,11 @@ pub struct VerifyReport {
     pub skipped: Vec<Skipped>,
     pub by_category: BTreeMap<&'static str, u64>,
     pub findings: Vec<FileFinding>,
+    /// With `ocr`: outputs whose pixels the verifier's own reader cannot decode (compressed,
+    /// big endian, …) and that claim no Clean Pixel Data: not read for burned-in text. (One
+    /// that claims it is a finding instead.)
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pixels_unchecked: Vec<Skipped>,
     #[serde(skip)]
     pub seconds: f64,
     /// The outputs were compared with sources (`against`).
@@ -89,7 +94,8 @@ enum One {
     Checked {
         bytes: u64,
         checked: veil_verify::Checked,
-        pixels_cleaned: bool,
+        /// With `ocr`, an output holding Pixel Data: whether it claims Clean Pixel Data.
+        ocr: Option<bool>,
         /// A CT or MR image (looked at only for the face judge).
         ct_or_mr: bool,
     },
@@ -154,12 +160,14 @@ pub fn verify_files(args: VerifyRequest) -> Result<VerifyReport, AppError> {
                 ));
             }
             let checked = verifier.check(&bytes, known.as_ref());
-            let pixels_cleaned = args.ocr && claims_clean_pixels(&bytes);
+            // Every image is OCR'd, not only those claiming Clean Pixel Data: text in an image
+            // nobody declared is what leaks (the pixel stage screens them all too).
+            let ocr = (args.ocr && has_pixel_data(&bytes)).then(|| claims_clean_pixels(&bytes));
             let ct_or_mr = args.face_judge.is_some() && is_ct_or_mr_image(&bytes);
             Ok(One::Checked {
                 bytes: bytes.len() as u64,
                 checked,
-                pixels_cleaned,
+                ocr,
                 ct_or_mr,
             })
         })
@@ -169,6 +177,7 @@ pub fn verify_files(args: VerifyRequest) -> Result<VerifyReport, AppError> {
         bytes_scanned: 0,
         files_with_findings: 0,
         skipped: Vec::new(),
+        pixels_unchecked: Vec::new(),
         by_category: CATEGORIES.iter().map(|c| (*c, 0)).collect(),
         findings: Vec::new(),
         seconds: 0.0,
@@ -188,15 +197,15 @@ pub fn verify_files(args: VerifyRequest) -> Result<VerifyReport, AppError> {
             One::Checked {
                 bytes,
                 checked,
-                pixels_cleaned,
+                ocr,
                 ct_or_mr,
             } => {
                 report.files_scanned += 1;
                 report.bytes_scanned += bytes;
                 shifts.push((checked.patient_id, checked.date_shift_days));
                 shift_files.push(i);
-                if pixels_cleaned {
-                    ocr_files.push(i);
+                if let Some(claimed) = ocr {
+                    ocr_files.push((i, claimed));
                 }
                 if ct_or_mr {
                     images.push(outputs[i].as_path());
@@ -217,7 +226,7 @@ pub fn verify_files(args: VerifyRequest) -> Result<VerifyReport, AppError> {
         let known = known
             .as_ref()
             .expect("--ocr needs --against, checked above");
-        ocr_check(known, &outputs, &ocr_files, &mut per_file)?;
+        report.pixels_unchecked = ocr_check(known, &outputs, &ocr_files, &mut per_file)?;
     }
     for (i, findings) in per_file {
         if findings.is_empty() {
@@ -317,6 +326,14 @@ fn is_ct_or_mr_image(bytes: &[u8]) -> bool {
     })
 }
 
+/// Does the output hold a top-level Pixel Data element?
+fn has_pixel_data(bytes: &[u8]) -> bool {
+    let p = veil_verify::walk::parse(bytes);
+    p.elems
+        .iter()
+        .any(|e| e.tag == 0x7FE0_0010 && e.parent.is_none())
+}
+
 /// Does the output's De-identification Method Code Sequence claim Clean Pixel Data (113101)?
 fn claims_clean_pixels(bytes: &[u8]) -> bool {
     let p = veil_verify::walk::parse(bytes);
@@ -328,16 +345,18 @@ fn claims_clean_pixels(bytes: &[u8]) -> bool {
     })
 }
 
-/// OCR of outputs whose pixels were cleaned, compared with every source's identifiers, by the
-/// verifier's own pixel reader and the tesseract program (`veil_verify::ocr`), not the pixel
-/// stage's. An output it cannot read is a finding: unchecked is not clean.
+/// OCR of every output image, compared with every source's identifiers, by the verifier's own
+/// pixel reader and the tesseract program (`veil_verify::ocr`), not the pixel stage's. An output
+/// claiming Clean Pixel Data that it cannot read is a finding (unchecked is not clean); the
+/// others it cannot read are returned, to be reported as not read.
 fn ocr_check(
     known: &Known,
     outputs: &[PathBuf],
-    files: &[usize],
+    files: &[(usize, bool)],
     per_file: &mut [(usize, Vec<Finding>)],
-) -> Result<(), AppError> {
-    for &i in files {
+) -> Result<Vec<Skipped>, AppError> {
+    let mut unchecked = Vec::new();
+    for &(i, claimed) in files {
         let bytes = read(&outputs[i])?;
         let p = veil_verify::walk::parse(&bytes);
         let rules: Vec<(String, String)> = match veil_verify::ocr::surviving(&p, &bytes, known) {
@@ -346,12 +365,17 @@ fn ocr_check(
                 .map(|(frame, kind)| {
                     (
                         format!("PixelData frame {frame}"),
-                        format!(
-                            "known:burned_in_text OCR reads a source {kind} in the cleaned pixels"
-                        ),
+                        format!("known:burned_in_text OCR reads a source {kind} in the pixels"),
                     )
                 })
                 .collect(),
+            Err(veil_verify::ocr::OcrError::Unreadable(why)) if !claimed => {
+                unchecked.push(Skipped {
+                    file: outputs[i].display().to_string(),
+                    reason: why,
+                });
+                continue;
+            }
             Err(veil_verify::ocr::OcrError::Unreadable(why)) => vec![(
                 "PixelData".to_string(),
                 format!("known:burned_in_text_unchecked {why}: burned-in text was not looked for"),
@@ -375,5 +399,5 @@ fn ocr_check(
             }
         }
     }
-    Ok(())
+    Ok(unchecked)
 }

@@ -99,10 +99,16 @@ pub trait PixelStage: Send + Sync {
         risk: Option<&str>,
     ) -> Result<PixelOutcome, PixelRefusal>;
 
-    /// Whether `clean` would look at this instance's pixels (`risk` as in `clean`). The pipeline
-    /// parses Pixel Data only when it is needed; answering `false` for an instance `clean` would
-    /// have changed lets its pixels through unchanged, so the default is `true`.
-    fn needs_pixels(&self, _file: &FileDicomObject<InMemDicomObject>, _risk: Option<&str>) -> bool {
+    /// Whether `clean` must look at this instance's pixels (`risk` as in `clean`), asked when the
+    /// pipeline holds Pixel Data as the source's element bytes (`carried`: tag, VR, length and
+    /// value) instead of parsing it. Answering `false` for an instance `clean` would have changed
+    /// lets its pixels through unchanged, so the default is `true`.
+    fn needs_pixels(
+        &self,
+        _file: &FileDicomObject<InMemDicomObject>,
+        _risk: Option<&str>,
+        _carried: Option<&[u8]>,
+    ) -> bool {
         true
     }
 }
@@ -801,10 +807,10 @@ impl Pipeline {
         let (patient, consent_ref) = admit(&self.deid, &file, observer)?;
         if carried.is_some()
             && (plan.is_some_and(|p| p.needs_pixels())
-                || self
-                    .pixels
-                    .as_ref()
-                    .is_some_and(|stage| stage.needs_pixels(&file, risk.as_deref())))
+                || self.pixels.as_ref().is_some_and(|stage| {
+                    let element = carried.as_ref().map(|c| c.element(bytes));
+                    stage.needs_pixels(&file, risk.as_deref(), element)
+                }))
         {
             // A pixel or series stage will look at this one: read it whole.
             carried = None;

@@ -78,6 +78,11 @@ impl PixelBytes {
         }
     }
 
+    /// The element's bytes in the source (tag, VR, length, value).
+    pub fn element<'a>(&self, bytes: &'a [u8]) -> &'a [u8] {
+        &bytes[self.range.clone()]
+    }
+
     /// The file without the element: what the parser reads (from byte 128, after the preamble).
     pub fn without(&self, bytes: &[u8]) -> Vec<u8> {
         let mut v = Vec::with_capacity(bytes.len() - self.range.len());

@@ -54,6 +54,16 @@ fn is_text_line(l: &glyphs::GlyphLine) -> bool {
     l.strong || (l.glyphs >= 3 && l.rect.h <= 2 * l.height)
 }
 
+/// Glyphs a screen line needs to be removed in an unflagged image without OCR's word.
+const SCREEN_LINE_GLYPHS: u32 = 7;
+
+/// A line the screen sends to OCR in an image nobody flagged: strong, and shaped like a run
+/// of text (wider than two and a half times its height), not like a bone septum or a vessel
+/// crossing that lines up a few glyph-sized blobs.
+fn screens_as_text(l: &glyphs::GlyphLine) -> bool {
+    l.strong && 2 * l.rect.w >= 5 * l.rect.h
+}
+
 /// What reading the frames gave: words with their frame, and pixel text lines with theirs.
 #[derive(Default)]
 struct Reading {
@@ -61,6 +71,10 @@ struct Reading {
     lines: Vec<(u32, glyphs::GlyphLine)>,
     frames_ocr: Vec<u32>,
     frames_with_text_like_blocks: u32,
+    /// Frames identical to the one before, not looked at again.
+    frames_repeated: u32,
+    /// Regions the screen of an unflagged image found text-like (frame, region).
+    screen_candidates: Vec<(u32, Rect)>,
     /// Next line key: each OCR call's lines are numbered from its own base.
     line_base: u32,
 }
@@ -80,8 +94,6 @@ struct Frames<'a> {
     cols: u32,
     rows: u32,
     flagged: bool,
-    /// Rows of the top and bottom margin bands (unflagged images are read only there).
-    band: u32,
     scale: u32,
 }
 
@@ -90,64 +102,81 @@ impl Frames<'_> {
         &self.cleaner.config.limits
     }
 
-    /// The regions OCR reads: the whole frame when flagged, else the two margin bands.
-    fn regions(&self) -> Vec<Rect> {
-        let (cols, rows, band) = (self.cols, self.rows, self.band);
-        if self.flagged {
-            return vec![Rect {
-                x: 0,
-                y: 0,
-                w: cols,
-                h: rows,
-            }];
+    fn whole(&self) -> Rect {
+        Rect {
+            x: 0,
+            y: 0,
+            w: self.cols,
+            h: self.rows,
         }
-        vec![
-            Rect {
-                x: 0,
-                y: 0,
-                w: cols,
-                h: band.min(rows),
-            },
-            Rect {
-                x: 0,
-                y: rows.saturating_sub(band),
-                w: cols,
-                h: band.min(rows),
-            },
-        ]
     }
 
-    fn in_band(&self, block: u32) -> bool {
-        let y = (block / self.cols.div_ceil(detect::BLOCK)) * detect::BLOCK;
-        y < self.band || y + detect::BLOCK > self.rows.saturating_sub(self.band)
+    /// Where an image nobody flagged may hold text: groups of text-like blocks in which the
+    /// pixels also hold a line of glyphs (the screen's two cheap tests, no OCR). Empty means
+    /// the frame is cleared. More groups than the look budget: the whole frame is a candidate
+    /// (a busy frame is read in full rather than partly).
+    fn candidates(&self, grey: &[u8], blocks: &[u32]) -> Vec<Rect> {
+        let (cols, rows) = (self.cols, self.rows);
+        let groups = detect::uncovered_regions(blocks, cols, rows, &[]);
+        if groups.len() > self.limits().max_second_looks.max(1) * 2 {
+            return vec![self.whole()];
+        }
+        let mut out: Vec<Rect> = Vec::new();
+        for g in groups {
+            let roi = g.grown(detect::BLOCK, cols, rows);
+            let lines = glyphs::glyph_lines(grey, cols, rows, Some(roi));
+            if let Some(r) = lines
+                .iter()
+                .filter(|l| screens_as_text(l))
+                .map(|l| l.rect)
+                .reduce(|a, b| a.union(&b))
+            {
+                out.push(r.grown(detect::BLOCK / 2, cols, rows));
+            }
+        }
+        merge(out)
     }
 
-    /// Reads every frame that is worth it: the first of a flagged instance, then frames whose
-    /// text-like blocks are mostly new, up to `max_ocr_frames`.
+    /// Reads every frame that is worth it, skipping frames identical to the one before (a
+    /// still cine): a flagged instance's first frame, then frames whose text-like blocks are
+    /// mostly new, up to `max_ocr_frames`. Frames nobody flagged are screened first and read
+    /// only where the screen finds candidate text, in those regions.
     fn read(&self) -> Result<Reading, PixelError> {
         let mut reading = Reading::default();
         let mut seen: BTreeSet<u32> = BTreeSet::new();
         let config = &self.cleaner.config;
         for f in 0..self.px.frames {
-            let grey = self.px.grey(f);
-            let mut blocks = detect::text_blocks(&grey, self.cols, self.rows);
-            if !self.flagged {
-                blocks.retain(|b| self.in_band(*b));
+            if f > 0 && self.px.frame(f) == self.px.frame(f - 1) {
+                reading.frames_repeated += 1;
+                continue;
             }
+            let grey = self.px.grey(f);
+            let blocks = detect::text_blocks(&grey, self.cols, self.rows);
+            let regions = match self.flagged {
+                true => vec![self.whole()],
+                false if blocks.is_empty() => Vec::new(),
+                false => self.candidates(&grey, &blocks),
+            };
             if !blocks.is_empty() {
                 reading.frames_with_text_like_blocks += 1;
+            }
+            if !self.flagged && !regions.is_empty() {
+                reading
+                    .screen_candidates
+                    .extend(regions.iter().map(|r| (f, *r)));
             }
             let novel = blocks.iter().filter(|b| !seen.contains(b)).count();
             let first = f == 0 && self.flagged;
             let go = config.ocr
+                && !regions.is_empty()
                 && (reading.frames_ocr.len() as u32) < config.max_ocr_frames
-                && (first || novel >= 3);
+                && (first || novel >= 3 || (!self.flagged && novel >= 1));
             if !go {
                 continue;
             }
             seen.extend(blocks.iter().copied());
             reading.frames_ocr.push(f);
-            self.read_frame(f, &grey, &blocks, &mut reading)?;
+            self.read_frame(f, &grey, &blocks, &regions, &mut reading)?;
         }
         Ok(reading)
     }
@@ -159,12 +188,12 @@ impl Frames<'_> {
         f: u32,
         grey: &[u8],
         blocks: &[u32],
+        regions: &[Rect],
         reading: &mut Reading,
     ) -> Result<(), PixelError> {
         let (cols, rows) = (self.cols, self.rows);
-        let regions = self.regions();
         let first_word = reading.words.len();
-        for region in &regions {
+        for region in regions {
             let base = reading.next_base();
             for w in detect::ocr_region(grey, cols, rows, *region, self.scale, base, false)
                 .map_err(PixelError::Ocr)?
@@ -187,7 +216,7 @@ impl Frames<'_> {
             }
         }
         self.look_at_lines(f, grey, first_line, &found, reading)?;
-        self.look_at_blocks(f, grey, blocks, &regions, &found, reading)
+        self.look_at_blocks(f, grey, blocks, regions, &found, reading)
     }
 
     /// Text lines from the pixels that no confident word covers get a closer look of their
@@ -289,6 +318,27 @@ fn fit_words_to_lines(reading: &mut Reading) {
 }
 
 impl Cleaner {
+    /// The screen alone (no OCR): whether some frame of an image nobody flagged holds
+    /// candidate text. False clears the image: the pixel stage leaves it as it is.
+    pub fn screen(&self, px: &Pixels) -> bool {
+        let frames = Frames {
+            cleaner: self,
+            px,
+            cols: px.cols,
+            rows: px.rows,
+            flagged: false,
+            scale: self.scale_for(px.cols),
+        };
+        (0..px.frames).any(|f| {
+            if f > 0 && px.frame(f) == px.frame(f - 1) {
+                return false;
+            }
+            let grey = px.grey(f);
+            let blocks = detect::text_blocks(&grey, px.cols, px.rows);
+            !blocks.is_empty() && !frames.candidates(&grey, &blocks).is_empty()
+        })
+    }
+
     /// Finds text in the decoded frames and decides what to remove.
     pub fn analyze(
         &self,
@@ -306,12 +356,11 @@ impl Cleaner {
             cols,
             rows,
             flagged,
-            band: ((rows as f32 * self.config.margin_band).ceil() as u32).max(detect::BLOCK),
             scale: self.scale_for(cols),
         };
         let mut reading = frames.read()?;
         fit_words_to_lines(&mut reading);
-        let mut boxes = self.decide_words(&reading, ids, keep_text);
+        let mut boxes = self.decide_words(&reading, ids, flagged, keep_text);
         self.take_line_neighbours(&mut boxes, &reading);
         let mut greys: BTreeMap<u32, Vec<u8>> = BTreeMap::new();
         let mut redaction = self.word_redactions(&boxes, &reading, px, &mut greys);
@@ -340,6 +389,15 @@ impl Cleaner {
             photometric: px.photometric.clone(),
             flagged,
             frames_with_text_like_blocks: reading.frames_with_text_like_blocks,
+            frames_repeated: reading.frames_repeated,
+            screen_candidates: reading
+                .screen_candidates
+                .iter()
+                .map(|(frame, rect)| crate::ScreenCandidate {
+                    frame: *frame,
+                    rect: *rect,
+                })
+                .collect(),
             frames_ocr: reading.frames_ocr,
             words: boxes,
             glyph_lines,
@@ -353,7 +411,13 @@ impl Cleaner {
 
     /// Word by word: identifier matches always; confident words with three or more letters or
     /// digits; identifier-like patterns at half the confidence.
-    fn decide_words(&self, reading: &Reading, ids: &Identifiers, keep_text: bool) -> Vec<TextBox> {
+    fn decide_words(
+        &self,
+        reading: &Reading,
+        ids: &Identifiers,
+        flagged: bool,
+        keep_text: bool,
+    ) -> Vec<TextBox> {
         let limits = &self.config.limits;
         let words = &reading.words;
         let cine = reading.frames_ocr.len() >= 2;
@@ -384,15 +448,18 @@ impl Cleaner {
                 || words
                     .iter()
                     .any(|(g, o)| g != f && overlap(&o.rect, &w.rect) >= 0.5);
-            let min = match (w.second_look || on_line) && !cine {
+            let min = match (w.second_look || on_line) && !cine && flagged {
                 true => self.config.min_confidence / 2.0,
                 false => self.config.min_confidence,
             };
+            // In an image nobody flagged, anatomy the screen took for text is read as words
+            // now and then: a word goes only where the pixels hold a text line under it.
+            let located = flagged || on_line;
             // One or two characters identify no one on their own ("CF", "2D", or speckle read
             // as "Zz"): they go only as part of a line with a removed word.
             let redact = matches.is_some()
-                || (text_shaped && steady && w.confidence >= min && alnum >= 3)
-                || (text_shaped && steady && pattern && w.confidence >= min / 2.0);
+                || (located && text_shaped && steady && w.confidence >= min && alnum >= 3)
+                || (located && text_shaped && steady && pattern && w.confidence >= min / 2.0);
             boxes.push(TextBox {
                 frame: *f,
                 rect: w.rect,
@@ -509,8 +576,13 @@ impl Cleaner {
                         && b.rect.h <= 3 * l.height
                         && l.height <= 3 * b.rect.h
                 });
-            let redact =
-                holds_removed || (flagged && l.strong && (!cine || stays_put(*f, l, lines)));
+            // In an image nobody flagged, a long run of text-shaped glyphs goes even when OCR reads
+            // nothing in it: on the real clean CT and MR series no screen line has more than six
+            // glyphs (docs/pixels.md), a name, ID or date has seven or more.
+            let long_run = !flagged && screens_as_text(l) && l.glyphs >= SCREEN_LINE_GLYPHS;
+            let redact = holds_removed
+                || long_run
+                || (flagged && l.strong && (!cine || stays_put(*f, l, lines)));
             if redact {
                 let grey = greys.entry(*f).or_insert_with(|| px.grey(*f));
                 let e = glyphs::extend_along_row(grey, cols, rows, l.rect);

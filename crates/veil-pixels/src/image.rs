@@ -52,6 +52,9 @@ enum Source {
     },
     /// Encapsulated in this transfer syntax.
     Encapsulated { ts: String },
+    /// Native samples the stage reads but does not write (1-bit masks unpacked to 0/255,
+    /// 32-bit samples scaled to 16): screened like any image, and held back if text is found.
+    ReadOnly { bits_allocated: u16 },
 }
 
 /// A rectangle in frame coordinates (inclusive left/top, exclusive right/bottom).
@@ -203,13 +206,153 @@ fn palette_grey(obj: &InMemDicomObject) -> Option<(Vec<u8>, u16)> {
     Some((grey, darkest.1))
 }
 
+/// 1-bit or 32-bit grey native samples as the stage's working form: bits unpacked to 0/255
+/// (frames follow each other bit by bit, least significant bit first), 32-bit values scaled
+/// linearly into 16 bits.
+fn read_only(
+    value: &[u8],
+    (rows, cols, frames): (usize, usize, usize),
+    bits_allocated: u16,
+    signed: bool,
+    photometric: String,
+) -> Result<Pixels, String> {
+    let n = rows * cols * frames;
+    let need = if bits_allocated == 1 {
+        n.div_ceil(8)
+    } else {
+        n * 4
+    };
+    if value.len() < need {
+        return Err(format!(
+            "Pixel Data is shorter ({} bytes) than the header needs ({need} bytes)",
+            value.len()
+        ));
+    }
+    let (data, bps) = if bits_allocated == 1 {
+        let data = (0..n)
+            .map(|i| {
+                if value[i / 8] >> (i % 8) & 1 == 1 {
+                    255
+                } else {
+                    0
+                }
+            })
+            .collect();
+        (data, 1u8)
+    } else {
+        let v: Vec<i64> = value[..n * 4]
+            .chunks_exact(4)
+            .map(|c| {
+                let u = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                if signed {
+                    u as i32 as i64
+                } else {
+                    u as i64
+                }
+            })
+            .collect();
+        let (lo, hi) = v
+            .iter()
+            .fold((i64::MAX, i64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+        let span = (hi - lo).max(1);
+        let data = v
+            .iter()
+            .flat_map(|x| (((x - lo) * 65535 / span) as u16).to_le_bytes())
+            .collect();
+        (data, 2u8)
+    };
+    Ok(Pixels {
+        rows: rows as u32,
+        cols: cols as u32,
+        frames: frames as u32,
+        samples: 1,
+        bytes_per_sample: bps,
+        signed: false,
+        bits_stored: if bps == 1 { 8 } else { 16 },
+        photometric,
+        data,
+        palette: None,
+        source: Source::ReadOnly { bits_allocated },
+    })
+}
+
+/// How native Pixel Data lays out its samples.
+struct Layout {
+    rows: usize,
+    cols: usize,
+    samples: usize,
+    bps: usize,
+    frames: usize,
+    planar: bool,
+    packed_422: bool,
+}
+
+impl Layout {
+    /// The frames as the pixel stage works on them: colour interleaved, YBR_FULL_422 unpacked.
+    fn interleave(&self, raw: &[u8]) -> Result<Vec<u8>, String> {
+        let (rows, cols, bps) = (self.rows, self.cols, self.bps);
+        let frame_len = rows * cols * self.samples * bps;
+        let stored_frame = if self.packed_422 {
+            rows * cols * 2 * bps
+        } else {
+            frame_len
+        };
+        if raw.len() < stored_frame * self.frames {
+            return Err(format!(
+                "Pixel Data is shorter ({} bytes) than Rows × Columns × Samples × Frames needs ({} bytes)",
+                raw.len(),
+                stored_frame * self.frames
+            ));
+        }
+        if !self.packed_422 && !self.planar {
+            return Ok(raw[..frame_len * self.frames].to_vec());
+        }
+        let mut data = Vec::with_capacity(frame_len * self.frames);
+        for f in 0..self.frames {
+            let src = &raw[f * stored_frame..(f + 1) * stored_frame];
+            if self.packed_422 {
+                if bps != 1 || cols % 2 != 0 {
+                    return Err("YBR_FULL_422 native pixel data with 16-bit samples or odd columns is not supported".into());
+                }
+                // Y0 Y1 Cb Cr → Y0 Cb Cr Y1 Cb Cr
+                for c in src.chunks_exact(4) {
+                    data.extend_from_slice(&[c[0], c[2], c[3], c[1], c[2], c[3]]);
+                }
+            } else {
+                let plane = rows * cols * bps;
+                for p in 0..rows * cols {
+                    for s in 0..3 {
+                        data.extend_from_slice(
+                            &src[s * plane + p * bps..s * plane + (p + 1) * bps],
+                        );
+                    }
+                }
+            }
+        }
+        Ok(data)
+    }
+}
+
 impl Pixels {
     /// Decodes all frames. `Err` names what could not be decoded.
     pub fn decode(file: &FileDicomObject<InMemDicomObject>) -> Result<Pixels, PixelError> {
-        Self::decode_frames(file).map_err(PixelError::Decode)
+        Self::decode_frames(file, None).map_err(PixelError::Decode)
     }
 
-    fn decode_frames(file: &FileDicomObject<InMemDicomObject>) -> Result<Pixels, String> {
+    /// The frames of native (uncompressed, little-endian) Pixel Data given as its value bytes,
+    /// the header from `file` (which need not hold the element): how the pipeline's screen reads
+    /// pixels it carries over as bytes without parsing them. Encapsulated syntaxes are an `Err`.
+    pub fn from_native_value(
+        file: &FileDicomObject<InMemDicomObject>,
+        value: &[u8],
+    ) -> Result<Pixels, PixelError> {
+        Self::decode_frames(file, Some(value)).map_err(PixelError::Decode)
+    }
+
+    fn decode_frames(
+        file: &FileDicomObject<InMemDicomObject>,
+        native_value: Option<&[u8]>,
+    ) -> Result<Pixels, String> {
         let ts = file
             .meta()
             .transfer_syntax()
@@ -236,9 +379,23 @@ impl Pixels {
                 "Samples per Pixel {samples} is not supported (1 or 3)"
             ));
         }
+        if (bits_allocated == 1 || bits_allocated == 32)
+            && samples == 1
+            && !registered.is_encapsulated_pixel_data()
+        {
+            let shape = (rows as usize, cols as usize, frames as usize);
+            let value = match native_value {
+                Some(v) => Cow::Borrowed(v),
+                None => match file.element(tags::PIXEL_DATA).map(|e| e.value()) {
+                    Ok(Value::Primitive(p)) => p.to_bytes(),
+                    _ => return Err("no native Pixel Data element".into()),
+                },
+            };
+            return read_only(&value, shape, bits_allocated as u16, signed, photometric);
+        }
         if bits_allocated != 8 && bits_allocated != 16 {
             return Err(format!(
-                "Bits Allocated {bits_allocated} is not supported by the pixel stage (8 or 16)"
+                "Bits Allocated {bits_allocated} is not supported by the pixel stage (1, 8, 16 or 32)"
             ));
         }
         let bps = (bits_allocated / 8) as usize;
@@ -249,6 +406,11 @@ impl Pixels {
             None
         };
         let (data, photometric, source) = if registered.is_encapsulated_pixel_data() {
+            if native_value.is_some() {
+                return Err(format!(
+                    "{ts} is encapsulated: its pixels are decoded from the parsed element"
+                ));
+            }
             let decoded = file
                 .decode_pixel_data()
                 .map_err(|e| format!("cannot decode the pixel data ({ts}): {e}"))?;
@@ -266,53 +428,30 @@ impl Pixels {
                 Source::Encapsulated { ts: ts.clone() },
             )
         } else {
-            let elem = file
-                .element(tags::PIXEL_DATA)
-                .map_err(|_| "no Pixel Data element".to_string())?;
-            let words = matches!(elem.value(), Value::Primitive(PrimitiveValue::U16(_)));
-            let raw: Cow<[u8]> = match elem.value() {
-                Value::Primitive(p) => p.to_bytes(),
-                _ => return Err("native Pixel Data that is not a plain value".into()),
-            };
-            let planar = samples == 3 && int(file, tags::PLANAR_CONFIGURATION).unwrap_or(0) == 1;
-            let packed_422 = photometric == "YBR_FULL_422";
-            let stored_frame = if packed_422 {
-                rows as usize * cols as usize * 2 * bps
-            } else {
-                frame_len
-            };
-            if raw.len() < stored_frame * frames as usize {
-                return Err(format!(
-                    "Pixel Data is shorter ({} bytes) than Rows × Columns × Samples × Frames needs ({} bytes)",
-                    raw.len(),
-                    stored_frame * frames as usize
-                ));
-            }
-            let mut data = Vec::with_capacity(frame_len * frames as usize);
-            for f in 0..frames as usize {
-                let src = &raw[f * stored_frame..(f + 1) * stored_frame];
-                if packed_422 {
-                    if bps != 1 || cols % 2 != 0 {
-                        return Err("YBR_FULL_422 native pixel data with 16-bit samples or odd columns is not supported".into());
+            let (raw, words): (Cow<[u8]>, bool) = match native_value {
+                Some(v) => (Cow::Borrowed(v), bps == 2),
+                None => {
+                    let elem = file
+                        .element(tags::PIXEL_DATA)
+                        .map_err(|_| "no Pixel Data element".to_string())?;
+                    let words = matches!(elem.value(), Value::Primitive(PrimitiveValue::U16(_)));
+                    match elem.value() {
+                        Value::Primitive(p) => (p.to_bytes(), words),
+                        _ => return Err("native Pixel Data that is not a plain value".into()),
                     }
-                    // Y0 Y1 Cb Cr → Y0 Cb Cr Y1 Cb Cr
-                    for c in src.chunks_exact(4) {
-                        data.extend_from_slice(&[c[0], c[2], c[3], c[1], c[2], c[3]]);
-                    }
-                } else if planar {
-                    let plane = rows as usize * cols as usize * bps;
-                    for p in 0..rows as usize * cols as usize {
-                        for s in 0..3 {
-                            data.extend_from_slice(
-                                &src[s * plane + p * bps..s * plane + (p + 1) * bps],
-                            );
-                        }
-                    }
-                } else {
-                    data.extend_from_slice(src);
                 }
-            }
-            let pi = if packed_422 {
+            };
+            let layout = Layout {
+                rows: rows as usize,
+                cols: cols as usize,
+                samples: samples as usize,
+                bps,
+                frames: frames as usize,
+                planar: samples == 3 && int(file, tags::PLANAR_CONFIGURATION).unwrap_or(0) == 1,
+                packed_422: photometric == "YBR_FULL_422",
+            };
+            let data = layout.interleave(&raw)?;
+            let pi = if layout.packed_422 {
                 "YBR_FULL".to_string()
             } else {
                 photometric
@@ -322,8 +461,8 @@ impl Pixels {
                 pi,
                 Source::Native {
                     words,
-                    planar,
-                    packed_422,
+                    planar: layout.planar,
+                    packed_422: layout.packed_422,
                 },
             )
         };
@@ -370,6 +509,17 @@ impl Pixels {
                 masked as i32
             }
         }
+    }
+
+    /// Read for screening only (1-bit or 32-bit samples): [`Pixels::write_back`] refuses.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self.source, Source::ReadOnly { .. })
+    }
+
+    /// The stored samples of one frame.
+    pub fn frame(&self, frame: u32) -> &[u8] {
+        let fl = self.frame_len();
+        &self.data[frame as usize * fl..(frame as usize + 1) * fl]
     }
 
     /// One frame as 8-bit grey for detection and previews: min–max stretched for grey images,
@@ -563,6 +713,9 @@ impl Pixels {
                 file.put(DataElement::new(tags::PIXEL_DATA, vr, value));
                 Ok(())
             }
+            Source::ReadOnly { bits_allocated } => Err(format!(
+                "text was found in {bits_allocated}-bit pixel data, which the pixel stage reads but does not rewrite; remove it with another tool or release the instance without its pixels"
+            )),
             Source::Encapsulated { ts } => {
                 let ts = ts.clone();
                 let had_frames = file.element(tags::NUMBER_OF_FRAMES).is_ok();

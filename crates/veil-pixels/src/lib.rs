@@ -49,11 +49,11 @@ pub struct Config {
     pub min_confidence: f32,
     /// Extra pixels around each removed word (plus a quarter of its height).
     pub margin: u32,
-    /// Also look at images nobody flagged (not a risky modality, Burned In Annotation not YES):
-    /// only their top and bottom margin bands, and only where the pre-filter sees text.
-    pub scan_unflagged: bool,
-    /// Fraction of rows forming each margin band for unflagged images.
-    pub margin_band: f32,
+    /// Screen images nobody flagged (not a risky modality, Burned In Annotation not YES) for
+    /// burned-in text: every frame goes through the cheap screen (text-like blocks, then glyph
+    /// lines in them), and only the regions it finds go to OCR. A frame the screen clears is
+    /// not read, and an image with nothing to remove keeps its Pixel Data byte for byte.
+    pub screen_unflagged: bool,
     /// At most this many frames of one multi-frame instance go to OCR (frame 0 always; then the
     /// frames whose text-like blocks are new).
     pub max_ocr_frames: u32,
@@ -73,8 +73,7 @@ impl Default for Config {
             ocr_scale: 0,
             min_confidence: 60.0,
             margin: 4,
-            scan_unflagged: false,
-            margin_band: 0.15,
+            screen_unflagged: true,
             max_ocr_frames: 6,
             pixel_lines: true,
             limits: Limits::default(),
@@ -111,6 +110,13 @@ pub struct LineBox {
     pub redact: bool,
 }
 
+/// A region of an unflagged image the screen sent to OCR.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ScreenCandidate {
+    pub frame: u32,
+    pub rect: Rect,
+}
+
 /// What was found in one instance.
 #[derive(Debug, Clone, Serialize)]
 pub struct Analysis {
@@ -121,6 +127,11 @@ pub struct Analysis {
     pub flagged: bool,
     /// Frames the pre-filter found text-like blocks in.
     pub frames_with_text_like_blocks: u32,
+    /// Frames identical to the frame before, skipped (still cines).
+    pub frames_repeated: u32,
+    /// In an unflagged image, the regions the screen found text-like (read by OCR, up to
+    /// `max_ocr_frames` frames). Empty: the screen cleared every frame.
+    pub screen_candidates: Vec<ScreenCandidate>,
     /// Frames that went to OCR.
     pub frames_ocr: Vec<u32>,
     pub words: Vec<TextBox>,
@@ -175,7 +186,9 @@ impl Cleaner {
         flagged: bool,
         keep_text: bool,
     ) -> Result<(Pixels, Analysis), PixelError> {
-        if self.config.ocr {
+        // Unflagged images need Tesseract only where the screen finds candidate text (reading
+        // them fails then, and the instance is held back).
+        if self.config.ocr && flagged {
             ocr::available()?;
         }
         let px = Pixels::decode(file)?;
@@ -195,7 +208,7 @@ impl Cleaner {
             return Ok((PixelOutcome::default(), None));
         }
         let flagged = flagged || header_flagged(file);
-        if !flagged && !self.config.scan_unflagged {
+        if !flagged && !self.config.screen_unflagged {
             return Ok((PixelOutcome::default(), None));
         }
         let (mut px, a) = self.scan(file, flagged, false)?;
@@ -326,8 +339,27 @@ fn covered_area(rects: &[Rect], cols: u32, rows: u32) -> u64 {
     mask.iter().filter(|m| **m).count() as u64
 }
 
-/// The `veil-pipeline` pixel stage: removes burned-in text from flagged instances (and, with
-/// `scan_unflagged`, from the margins of the others).
+/// The value of a carried top-level Pixel Data element (tag, VR, length, value as in the
+/// source) when it is native and little-endian; None otherwise.
+fn native_value<'a>(
+    file: &FileDicomObject<InMemDicomObject>,
+    element: &'a [u8],
+) -> Option<&'a [u8]> {
+    let ts = file.meta().transfer_syntax().trim_end_matches(['\0', ' ']);
+    let header = match ts {
+        "1.2.840.10008.1.2" => 8,
+        "1.2.840.10008.1.2.1" => 12,
+        _ => return None,
+    };
+    let len = u32::from_le_bytes(element.get(header - 4..header)?.try_into().ok()?);
+    if len == u32::MAX {
+        return None;
+    }
+    element.get(header..header + len as usize)
+}
+
+/// The `veil-pipeline` pixel stage: removes burned-in text from flagged instances and (with
+/// `screen_unflagged`, the default) from every other image where the screen finds it.
 pub struct PixelCleaner {
     pub cleaner: Cleaner,
 }
@@ -344,8 +376,28 @@ impl PixelStage for PixelCleaner {
             .map_err(|e| veil_pipeline::PixelRefusal(format!("pixel stage: {e}")))
     }
 
-    fn needs_pixels(&self, file: &FileDicomObject<InMemDicomObject>, risk: Option<&str>) -> bool {
-        // `redact` looks at the pixels of exactly these instances.
-        risk.is_some() || self.cleaner.config.scan_unflagged || header_flagged(file)
+    fn needs_pixels(
+        &self,
+        file: &FileDicomObject<InMemDicomObject>,
+        risk: Option<&str>,
+        carried: Option<&[u8]>,
+    ) -> bool {
+        // `redact` reads the pixels of flagged instances, and of the others where the screen
+        // finds candidate text: screened here on the carried bytes when they are native
+        // little-endian, else (compressed, big endian) after the parser decodes them.
+        if risk.is_some() || header_flagged(file) {
+            return true;
+        }
+        if !self.cleaner.config.screen_unflagged {
+            return false;
+        }
+        match carried.and_then(|el| native_value(file, el)) {
+            Some(value) => match Pixels::from_native_value(file, value) {
+                Ok(px) => self.cleaner.screen(&px),
+                // Undecodable here: the full path decides (and holds it back with the reason).
+                Err(_) => true,
+            },
+            None => true,
+        }
     }
 }

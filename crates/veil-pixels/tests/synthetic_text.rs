@@ -8,7 +8,7 @@
 mod common;
 
 use ab_glyph::FontRef;
-use common::{fonts, measure, need, render, Lcg};
+use common::{covered, fonts, measure, need, render, reopen, Lcg};
 use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
 use dicom_pixeldata::Transcode;
 use dicom_transfer_syntax_registry::entries;
@@ -30,16 +30,6 @@ const TEXTS: &[&str] = &[
 const RECALL_FLOOR: f64 = 0.99;
 const SIZES: &[f32] = &[8.0, 10.0, 12.0, 14.0, 18.0, 24.0, 32.0, 40.0];
 const LEVELS: &[f32] = &[1.0, 0.85, 0.7];
-
-fn covered(rects: &[Rect], b: &Rect) -> bool {
-    (b.y..b.bottom()).all(|y| {
-        (b.x..b.right()).all(|x| {
-            rects
-                .iter()
-                .any(|r| x >= r.x && x < r.right() && y >= r.y && y < r.bottom())
-        })
-    })
-}
 
 fn mask_area(rects: &[Rect], exclude: &[Rect], cols: u32, rows: u32) -> u64 {
     let mut n = 0;
@@ -64,15 +54,6 @@ struct Case {
     items: usize,
     /// Keep only the first N frames (bounds test time on long cines).
     frames: Option<u32>,
-}
-
-fn reopen(file: &FileDicomObject<InMemDicomObject>) -> FileDicomObject<InMemDicomObject> {
-    let mut buf = Vec::new();
-    file.write_all(&mut buf).expect("write");
-    OpenFileOptions::new()
-        .read_preamble(dicom_object::file::ReadPreamble::Always)
-        .from_reader(&buf[..])
-        .expect("reread")
 }
 
 #[test]

@@ -298,9 +298,9 @@ pub struct PixelSettings {
     pub min_confidence: Option<f32>,
     /// Extra pixels around each removed word, plus a quarter of its height (default 4, ≤ 64).
     pub margin: Option<u32>,
-    /// Share of the rows in each margin band looked at in unflagged images (default 0.15,
-    /// 0.01–0.5).
-    pub margin_band: Option<f32>,
+    /// Screen every image nobody flagged for burned-in text (default true; the option
+    /// `clean_pixel_data` needs it on).
+    pub screen: Option<bool>,
     /// Frames of one multi-frame instance that go to OCR at most (default 6, 1–1000).
     pub max_ocr_frames: Option<u32>,
     /// OCR upscale factor, 0 = automatic (default 0, ≤ 4).
@@ -328,13 +328,6 @@ impl PixelSettings {
                 self.margin.is_none_or(|m| m <= 64),
                 "margin",
                 "0 to 64 pixels",
-            )
-        })
-        .or_else(|| {
-            bad(
-                self.margin_band.is_none_or(|b| (0.01..=0.5).contains(&b)),
-                "margin_band",
-                "a share of the rows from 0.01 to 0.5",
             )
         })
         .or_else(|| {
@@ -844,6 +837,19 @@ impl Policy {
                 format!("expected {allowed}"),
             );
         }
+        let claims_clean_pixels = raw
+            .profile
+            .as_ref()
+            .and_then(|p| p.options.as_ref())
+            .is_some_and(|o| o.iter().any(|s| s.get_ref() == "clean_pixel_data"));
+        if claims_clean_pixels && raw.pixels.as_ref().and_then(|p| p.screen) == Some(false) {
+            let at = text.find("screen").unwrap_or(0);
+            issues.add(
+                at..at,
+                "pixels.screen".into(),
+                "the option clean_pixel_data promises every image was looked at: leave screen on or drop the option".into(),
+            );
+        }
         if let Some((field, allowed)) = raw.faces.as_ref().and_then(FaceSettings::out_of_range) {
             let at = text.find(field).unwrap_or(0);
             issues.add(
@@ -1024,12 +1030,23 @@ mod tests {
             .unwrap();
         assert_eq!(ok.pixels.min_confidence, Some(80.0));
         assert_ne!(ok.digest, Policy::default_policy().digest);
-        let err = Policy::from_toml_str("[pixels]\nmargin_band = 0.9\n", "t").unwrap_err();
+        let err = Policy::from_toml_str("[pixels]\nmax_ocr_frames = 0\n", "t").unwrap_err();
         let PolicyError::Invalid { issues, .. } = err else {
             panic!("{err}")
         };
-        assert_eq!(issues[0].field, "pixels.margin_band");
+        assert_eq!(issues[0].field, "pixels.max_ocr_frames");
         assert_eq!(issues[0].line, Some(2));
+        let off = Policy::from_toml_str("[pixels]\nscreen = false\n", "t").unwrap();
+        assert_eq!(off.pixels.screen, Some(false));
+        let err = Policy::from_toml_str(
+            "[profile]\noptions = [\"clean_pixel_data\"]\n[pixels]\nscreen = false\n",
+            "t",
+        )
+        .unwrap_err();
+        let PolicyError::Invalid { issues, .. } = err else {
+            panic!("{err}")
+        };
+        assert_eq!(issues[0].field, "pixels.screen");
         let err =
             Policy::from_toml_str("[pixels]\nmargin = 4\nmax_text_height = 8\n", "t").unwrap_err();
         let PolicyError::Invalid { issues, .. } = err else {

@@ -123,25 +123,64 @@ pub fn frames(p: &Parsed, bytes: &[u8], max: usize) -> Result<Vec<Frame>, String
         .collect())
 }
 
-/// The words Tesseract's command-line program reads in a frame (upscaled twice, as read and
-/// inverted).
+/// The frame with its local background taken away: each pixel minus the mean of the
+/// (2·`LOCAL_RADIUS`+1)² box around it (for bright text; the reverse for dark), amplified and
+/// shown as dark text on white. Text drawn in a grey close to the tissue around it, which a
+/// global threshold merges with that tissue, stands out like print.
+fn local_contrast(frame: &Frame, bright: bool) -> Vec<u8> {
+    const LOCAL_RADIUS: i64 = 8;
+    const GAIN: i64 = 4;
+    let (w, h) = (frame.cols as i64, frame.rows as i64);
+    // Summed-area table with a zero row and column in front.
+    let mut sat = vec![0i64; ((w + 1) * (h + 1)) as usize];
+    for y in 0..h {
+        let mut row = 0i64;
+        for x in 0..w {
+            row += frame.grey[(y * w + x) as usize] as i64;
+            sat[((y + 1) * (w + 1) + x + 1) as usize] = sat[(y * (w + 1) + x + 1) as usize] + row;
+        }
+    }
+    let at = |x: i64, y: i64| sat[(y * (w + 1) + x) as usize];
+    let mut out = Vec::with_capacity((w * h) as usize);
+    for y in 0..h {
+        let (y0, y1) = ((y - LOCAL_RADIUS).max(0), (y + LOCAL_RADIUS + 1).min(h));
+        for x in 0..w {
+            let (x0, x1) = ((x - LOCAL_RADIUS).max(0), (x + LOCAL_RADIUS + 1).min(w));
+            let sum = at(x1, y1) - at(x0, y1) - at(x1, y0) + at(x0, y0);
+            let mean = sum / ((x1 - x0) * (y1 - y0));
+            let v = frame.grey[(y * w + x) as usize] as i64;
+            let d = if bright { v - mean } else { mean - v };
+            out.push(255 - (d * GAIN).clamp(0, 255) as u8);
+        }
+    }
+    out
+}
+
+/// The words Tesseract's command-line program reads in a frame, upscaled twice: as read,
+/// inverted, and with the local background taken away for bright and for dark text.
 pub fn words(frame: &Frame) -> Result<Vec<String>, String> {
     let (w, h) = (frame.cols * 2, frame.rows * 2);
+    let inverted: Vec<u8> = frame.grey.iter().map(|g| 255 - g).collect();
+    let views = [
+        frame.grey.clone(),
+        inverted,
+        local_contrast(frame, true),
+        local_contrast(frame, false),
+    ];
     let mut out = Vec::new();
-    for invert in [false, true] {
+    for (k, view) in views.iter().enumerate() {
         let mut pgm = format!("P5\n{w} {h}\n255\n").into_bytes();
         for y in 0..h {
-            let row = &frame.grey[((y / 2) * frame.cols) as usize..][..frame.cols as usize];
+            let row = &view[((y / 2) * frame.cols) as usize..][..frame.cols as usize];
             for x in 0..w {
-                let g = row[(x / 2) as usize];
-                pgm.push(if invert { 255 - g } else { g });
+                pgm.push(row[(x / 2) as usize]);
             }
         }
         let path = std::env::temp_dir().join(format!(
             "veil-verify-ocr-{}-{}-{}.pgm",
             std::process::id(),
             frame.index,
-            invert as u8
+            k
         ));
         std::fs::write(&path, &pgm).map_err(|e| format!("cannot write a frame for OCR: {e}"))?;
         let run = Command::new("tesseract")

@@ -103,3 +103,147 @@ fn cleaned_ultrasounds_verify_clean_and_their_original_pixels_are_found() {
         .collect();
     assert_eq!(files.len(), 2, "{found}");
 }
+
+fn deid(key: &Path, input: &Path, out: &Path, policy: Option<&Path>) -> serde_json::Value {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_veil"));
+    cmd.args(["deid", "--json", "--key"])
+        .arg(key)
+        .arg("--out")
+        .arg(out);
+    if let Some(p) = policy {
+        cmd.arg("--policy").arg(p);
+    }
+    let o = cmd.arg(input).output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn burned_files(found: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    found["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| {
+            f["rule"]
+                .as_str()
+                .unwrap()
+                .starts_with("known:burned_in_text ")
+        })
+        .map(|f| f["file"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn text_in_a_ct_that_declares_nothing_is_removed_and_the_verifier_finds_it_when_left() {
+    // Real CT images (a 512² head CT and pydicom's 128² CT) with the patient's name, ID and
+    // birth date drawn into the pixels, Burned In Annotation absent, in three native syntaxes
+    // (Explicit VR LE, Implicit VR LE, RLE Lossless): nothing flags them, only the screen.
+    let py = common::testdata().join("pydicom");
+    let have = |c: &str| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !py.join("693_J2KI.dcm").is_file()
+        || !have("tesseract")
+        || !have("dcmcrle")
+        || Command::new("python3")
+            .args(["-c", "import pydicom, numpy, PIL, openjpeg"])
+            .status()
+            .map_or(true, |s| !s.success())
+    {
+        assert!(
+            std::env::var("CI").is_err(),
+            "test data, tesseract, dcmtk or pillow missing"
+        );
+        eprintln!("skipping: run scripts/test.sh's setup first");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let input = w.join("in");
+    std::fs::create_dir(&input).unwrap();
+    let burn = |src: &str, seed: u32, out: &Path| {
+        let st = Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../scripts/burn-text.py"
+            ))
+            .arg(py.join(src))
+            .arg(out)
+            .args(["--seed", &seed.to_string()])
+            .args([
+                "--name",
+                "NGUYEN^THI",
+                "--id",
+                "7730021455",
+                "--dob",
+                "19620314",
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    burn("693_J2KI.dcm", 1, &input.join("ct-explicit.dcm"));
+    burn("693_J2KI.dcm", 2, &w.join("implicit-src.dcm"));
+    let st = Command::new("dcmconv")
+        .arg("+ti")
+        .arg(w.join("implicit-src.dcm"))
+        .arg(input.join("ct-implicit.dcm"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    burn("693_J2KI.dcm", 3, &w.join("rle-src.dcm"));
+    let st = Command::new("dcmcrle")
+        .arg(w.join("rle-src.dcm"))
+        .arg(input.join("ct-rle.dcm"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    burn("CT_small.dcm", 4, &input.join("ct-small.dcm"));
+
+    let key = w.join("k");
+    std::fs::write(&key, format!("{:064x}\n", 9)).unwrap();
+    let mut perms = std::fs::metadata(&key).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(&key, perms).unwrap();
+
+    // Default policy: the screen finds the text, OCR reads it, it is removed.
+    let out = w.join("out");
+    let run = deid(&key, &input, &out, None);
+    assert_eq!(
+        (run["written"].as_u64(), run["quarantined"].as_u64()),
+        (Some(4), Some(0)),
+        "{run}"
+    );
+    let (code, clean) = verify(&input, &out);
+    assert_eq!(
+        (code, clean["files_with_findings"].as_u64()),
+        (0, Some(0)),
+        "{clean}"
+    );
+    assert!(clean.get("pixels_unchecked").is_none(), "{clean}");
+
+    // Screen off: the text stays, and the verifier's own reading (its own decoder, a local
+    // contrast view, the tesseract program) finds it in the large native images; the RLE
+    // output, which its decoder does not read, is listed as not read (not called clean).
+    let policy = w.join("no-screen.toml");
+    std::fs::write(&policy, "[pixels]\nscreen = false\n").unwrap();
+    let left = w.join("left");
+    let run = deid(&key, &input, &left, Some(&policy));
+    assert_eq!(run["written"].as_u64(), Some(4), "{run}");
+    let (code, found) = verify(&input, &left);
+    assert_eq!(code, 4, "{found}");
+    assert!(burned_files(&found).len() >= 2, "{found}");
+    assert_eq!(
+        found["pixels_unchecked"].as_array().map(Vec::len),
+        Some(1),
+        "{found}"
+    );
+}

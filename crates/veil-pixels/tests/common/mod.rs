@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use ab_glyph::{Font, FontRef, PxScale, ScaleFont};
+use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
 use veil_pixels::{Pixels, Rect};
 
 pub fn testdata() -> PathBuf {
@@ -162,4 +163,25 @@ pub fn render(
         w: x1 - x0,
         h: y1 - y0,
     })
+}
+
+/// Every pixel of `b` lies in some rectangle of `rects`.
+pub fn covered(rects: &[Rect], b: &Rect) -> bool {
+    (b.y..b.bottom()).all(|y| {
+        (b.x..b.right()).all(|x| {
+            rects
+                .iter()
+                .any(|r| x >= r.x && x < r.right() && y >= r.y && y < r.bottom())
+        })
+    })
+}
+
+/// The object as a file written and read back.
+pub fn reopen(file: &FileDicomObject<InMemDicomObject>) -> FileDicomObject<InMemDicomObject> {
+    let mut buf = Vec::new();
+    file.write_all(&mut buf).expect("write");
+    OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Always)
+        .from_reader(&buf[..])
+        .expect("reread")
 }

@@ -38,8 +38,8 @@ pub struct ScanArgs {
     /// Extra region templates (TOML, see docs/pixels.md); repeatable.
     #[arg(long = "templates")]
     pub templates: Vec<PathBuf>,
-    /// Look at the whole image of every file, not only of the flagged ones (default: unflagged
-    /// images are checked in their top and bottom margins only).
+    /// Read the whole image of every file, as for flagged ones (default: unflagged images are
+    /// screened, and read only where the screen finds candidate text).
     #[arg(long)]
     pub all: bool,
     /// How much each image is enlarged before OCR (1–4; 0 = automatic: 2 for images up to
@@ -101,7 +101,6 @@ fn cleaner(
         ocr_scale: scale,
         ocr,
         pixel_lines,
-        scan_unflagged: true,
         ..Config::default()
     }))
 }

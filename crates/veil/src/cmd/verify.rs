@@ -25,8 +25,10 @@ pub struct Args {
     /// Print one JSON document (the findings) on stdout instead of the human-readable text.
     #[arg(long)]
     pub json: bool,
-    /// For outputs whose pixels a pixel stage cleaned (code 113101): read the burned-in text
-    /// with OCR and compare it with the sources' identifiers (needs --against and Tesseract).
+    /// Read every output image with OCR (the verifier's own pixel reader and the tesseract
+    /// program) and compare the text with the sources' identifiers (needs --against and
+    /// Tesseract). An output claiming Clean Pixel Data (113101) that the reader cannot decode is
+    /// a finding; other undecodable outputs are listed as not read.
     #[arg(long)]
     pub ocr: bool,
     /// Render every CT or MR volume among the outputs (a directory of 16 or more images) and
@@ -74,6 +76,12 @@ fn print_human(r: &VerifyReport) {
     }
     for s in &r.skipped {
         eprintln!("skipped {}: {}", s.file, s.reason);
+    }
+    for s in &r.pixels_unchecked {
+        eprintln!(
+            "pixels not read for burned-in text {}: {}",
+            s.file, s.reason
+        );
     }
     let mb = r.bytes_scanned as f64 / 1e6;
     println!(

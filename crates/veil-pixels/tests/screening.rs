@@ -1,0 +1,230 @@
+//! The screen every image goes through (issue 19): text burned into a CT or MR that declares
+//! nothing (not a risky modality, Burned In Annotation absent) is found and removed, and real
+//! clean CT/MR images pass the screen with their pixels untouched.
+//!
+//! Rendered text: names, record numbers and dates of several fonts, sizes (8–40 px) and levels
+//! drawn at random places into real CT and MR pixel data, native and JPEG-LS lossless; the
+//! cleaner is told the image is not flagged, so only the screen can send it to OCR.
+
+mod common;
+
+use ab_glyph::FontRef;
+use common::{covered, fonts, measure, need, render, reopen, Lcg};
+use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
+use dicom_pixeldata::Transcode;
+use dicom_transfer_syntax_registry::entries;
+use veil_pixels::{Cleaner, Config, Pixels, Rect, Templates};
+
+const TEXTS: &[&str] = &[
+    "JOHNSON, MARY",
+    "MRN 48213957",
+    "DOB 03/14/1962",
+    "Garcia^Luis",
+    "ID: 7730021455",
+    "2019-11-02",
+    "O'BRIEN PATRICK",
+    "Acc 55102938",
+];
+const SIZES: &[f32] = &[8.0, 10.0, 12.0, 14.0, 18.0, 24.0, 32.0, 40.0];
+const LEVELS: &[f32] = &[1.0, 0.85, 0.7];
+/// Share of rendered boxes the screen and OCR must remove in unflagged images.
+const RECALL_FLOOR: f64 = 0.95;
+
+fn cleaner() -> Cleaner {
+    Cleaner::new(Config {
+        templates: Templates::default(),
+        ..Config::default()
+    })
+}
+
+/// The file as native Explicit VR Little Endian, enlarged `k`× (nearest) so that 8–40 px text
+/// fits on a small image.
+fn native(path: &std::path::Path, k: u32) -> (FileDicomObject<InMemDicomObject>, Pixels) {
+    let mut file = OpenFileOptions::new().open_file(path).expect("open");
+    file.transcode(&entries::EXPLICIT_VR_LITTLE_ENDIAN.erased())
+        .expect("to native");
+    let mut px = Pixels::decode(&file).expect("decode");
+    if k > 1 {
+        let (c, r, bps) = (
+            px.cols as usize,
+            px.rows as usize,
+            px.bytes_per_sample as usize,
+        );
+        let k = k as usize;
+        let mut big = Vec::with_capacity(px.data.len() * k * k);
+        for y in 0..r * k {
+            for x in 0..c * k {
+                let i = ((y / k) * c + x / k) * bps;
+                big.extend_from_slice(&px.data[i..i + bps]);
+            }
+        }
+        px.data = big;
+        px.cols *= k as u32;
+        px.rows *= k as u32;
+        for (tag, v) in [
+            (dicom_dictionary_std::tags::ROWS, px.rows),
+            (dicom_dictionary_std::tags::COLUMNS, px.cols),
+        ] {
+            file.put(dicom_core::DataElement::new(
+                tag,
+                dicom_core::VR::US,
+                dicom_core::PrimitiveValue::from(v as u16),
+            ));
+        }
+        px.clone().write_back(&mut file).expect("enlarge");
+    }
+    (file, px)
+}
+
+/// Draws `items` texts at random free places; returns their boxes.
+fn draw(px: &mut Pixels, fonts: &[FontRef], rng: &mut Lcg, items: usize) -> Vec<Rect> {
+    let mut gt: Vec<Rect> = Vec::new();
+    let grey0 = px.grey(0);
+    for _ in 0..500 {
+        if gt.len() == items {
+            break;
+        }
+        let text = TEXTS[rng.below(TEXTS.len() as u64) as usize];
+        let size = SIZES[rng.below(SIZES.len() as u64) as usize]
+            .min(px.rows as f32 / 6.0)
+            .max(8.0);
+        let font = &fonts[rng.below(fonts.len() as u64) as usize];
+        let level = LEVELS[rng.below(LEVELS.len() as u64) as usize];
+        let (w, h) = measure(font, size, text);
+        if w + 4 >= px.cols || h + 4 >= px.rows {
+            continue;
+        }
+        let x = 2 + rng.below((px.cols - w - 4) as u64) as u32;
+        let y = 2 + rng.below((px.rows - h - 4) as u64) as u32;
+        let slot = Rect { x, y, w, h }.grown(6, px.cols, px.rows);
+        if gt
+            .iter()
+            .any(|g| g.grown(6, px.cols, px.rows).intersects(&slot))
+        {
+            continue;
+        }
+        // Bright text on dark ground, dark text on bright ground.
+        let bg: f64 = (y..y + h)
+            .flat_map(|yy| (x..x + w).map(move |xx| (yy, xx)))
+            .map(|(yy, xx)| grey0[(yy * px.cols + xx) as usize] as f64)
+            .sum::<f64>()
+            / (w * h) as f64;
+        let level = if bg > 127.0 { 1.0 - level } else { level };
+        if let Some(b) = render(px, font, size, text, x, y, level) {
+            gt.push(b);
+        }
+    }
+    gt
+}
+
+#[test]
+fn text_in_images_nobody_flagged_is_found_and_removed() {
+    let cases = [
+        ("CT 16-bit 128²", "pydicom/CT_small.dcm", 1),
+        ("CT 16-bit 512², from JPEG 2000", "pydicom/693_J2KI.dcm", 1),
+        ("MR 16-bit 64² enlarged 4×", "pydicom/MR_small.dcm", 4),
+        ("MR 16-bit 484×300", "pydicom/examples_overlay.dcm", 1),
+    ];
+    let fonts = fonts();
+    let fonts: Vec<FontRef> = fonts
+        .iter()
+        .map(|b| FontRef::try_from_slice(b).unwrap())
+        .collect();
+    if veil_pixels::ocr::available().is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "Tesseract missing"
+        );
+        return;
+    }
+    let cleaner = cleaner();
+    let seeds: u64 = std::env::var("VEIL_TEST_SCREEN_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let (mut boxes, mut removed) = (0usize, 0usize);
+    let mut lines = Vec::new();
+    for (label, rel, k) in cases {
+        let Some(path) = need(rel) else { return };
+        let (file, clean_px) = native(&path, k);
+        for seed in 0..seeds {
+            let mut px = clean_px.clone();
+            let mut rng = Lcg(seed * 7919 + k as u64);
+            let gt = draw(&mut px, &fonts, &mut rng, 3);
+            let mut marked = file.clone();
+            px.clone().write_back(&mut marked).expect("write back");
+            let marked = reopen(&marked);
+            let mut jls = marked.clone();
+            jls.transcode(&entries::JPEG_LS_LOSSLESS_IMAGE_COMPRESSION.erased())
+                .expect("to JPEG-LS");
+            for (enc, f) in [("native", marked), ("JPEG-LS lossless", reopen(&jls))] {
+                let mut f = f;
+                assert!(
+                    cleaner.screen(&Pixels::decode(&f).unwrap()),
+                    "{label} seed {seed} {enc}: the screen cleared an image with text"
+                );
+                let (outcome, a) = cleaner.redact(&mut f, false).expect("redact");
+                let a = a.expect("analysis");
+                assert!(
+                    outcome.modified,
+                    "{label} seed {seed} {enc}: nothing removed"
+                );
+                let hit = gt.iter().filter(|b| covered(&a.redaction, b)).count();
+                boxes += gt.len();
+                removed += hit;
+                lines.push(format!(
+                    "{label:<34} seed {seed} {enc:<17} {hit}/{} boxes removed, {:.1}% of the frame blanked",
+                    gt.len(),
+                    a.redacted_fraction * 100.0
+                ));
+                for b in gt.iter().filter(|b| !covered(&a.redaction, b)) {
+                    lines.push(format!("    missed {b:?}"));
+                }
+            }
+        }
+    }
+    println!("{}", lines.join("\n"));
+    let recall = removed as f64 / boxes.max(1) as f64;
+    println!(
+        "screen + OCR recall {removed}/{boxes} = {:.1}%",
+        recall * 100.0
+    );
+    assert!(
+        recall >= RECALL_FLOOR,
+        "recall {recall:.3}\n{}",
+        lines.join("\n")
+    );
+}
+
+#[test]
+fn clean_real_images_pass_the_screen_untouched() {
+    // Real CT, MR, NM and segmentation images without burned-in text, in several syntaxes:
+    // whatever the screen sends to OCR, nothing may be removed, and the pixel data of each
+    // stays as it was.
+    let files = [
+        "pydicom/CT_small.dcm",
+        "pydicom/693_J2KI.dcm",
+        "pydicom/J2K_pixelrep_mismatch.dcm",
+        "pydicom/MR_small.dcm",
+        "pydicom/MR_small_RLE.dcm",
+        "pydicom/MR_small_jpeg_ls_lossless.dcm",
+        "pydicom/MR_small_jp2klossless.dcm",
+        "pydicom/examples_overlay.dcm",
+        "pydicom/JPEG2000.dcm",
+        "pydicom/liver_1frame.dcm",
+    ];
+    let cleaner = cleaner();
+    let (mut frames, mut candidates) = (0u32, 0usize);
+    for rel in files {
+        let Some(path) = need(rel) else { return };
+        let mut f = OpenFileOptions::new().open_file(&path).expect("open");
+        let before = Pixels::decode(&f).expect("decode").data;
+        let (outcome, a) = cleaner.redact(&mut f, false).expect("redact");
+        let a = a.expect("analysis");
+        frames += a.frames;
+        candidates += a.screen_candidates.len();
+        assert!(!outcome.modified, "{rel}: removed {:?}", a.redaction);
+        assert_eq!(Pixels::decode(&f).unwrap().data, before, "{rel}");
+    }
+    println!("{frames} frames screened, {candidates} candidate regions sent to OCR");
+}
