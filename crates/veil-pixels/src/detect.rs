@@ -15,11 +15,19 @@ pub fn text_blocks(grey: &[u8], cols: u32, rows: u32) -> Vec<u32> {
     let mut counts = vec![0u32; (bx * by) as usize];
     for y in 0..rows {
         let row = &grey[(y * cols) as usize..((y + 1) * cols) as usize];
-        for x in 0..cols.saturating_sub(1) {
-            let d = (row[x as usize] as i32 - row[x as usize + 1] as i32).abs();
-            if d >= 48 {
-                counts[((y / BLOCK) * bx + x / BLOCK) as usize] += 1;
+        let counts_row = &mut counts[((y / BLOCK) * bx) as usize..][..bx as usize];
+        // Transitions between x and x + 1 count in the block of x: one tight loop per block.
+        for (k, c) in counts_row.iter_mut().enumerate() {
+            let x0 = k * BLOCK as usize;
+            let x1 = (x0 + BLOCK as usize).min(row.len().saturating_sub(1));
+            if x0 >= x1 {
+                continue;
             }
+            *c += row[x0..x1]
+                .iter()
+                .zip(&row[x0 + 1..=x1])
+                .filter(|(a, b)| a.abs_diff(**b) >= 48)
+                .count() as u32;
         }
     }
     let area = BLOCK * BLOCK;
@@ -243,4 +251,58 @@ pub fn uncovered_regions(blocks: &[u32], cols: u32, rows: u32, found: &[Rect]) -
             .then(a.1.x.cmp(&b.1.x))
     });
     out.into_iter().map(|(_, r)| r).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-pixel form the block loops replace.
+    fn text_blocks_naive(grey: &[u8], cols: u32, rows: u32) -> Vec<u32> {
+        let bx = cols.div_ceil(BLOCK);
+        let mut counts = vec![0u32; (bx * rows.div_ceil(BLOCK)) as usize];
+        for y in 0..rows {
+            for x in 0..cols.saturating_sub(1) {
+                let (a, b) = (
+                    grey[(y * cols + x) as usize],
+                    grey[(y * cols + x + 1) as usize],
+                );
+                if a.abs_diff(b) >= 48 {
+                    counts[((y / BLOCK) * bx + x / BLOCK) as usize] += 1;
+                }
+            }
+        }
+        let area = BLOCK * BLOCK;
+        (0..counts.len() as u32)
+            .filter(|&i| {
+                let c = counts[i as usize];
+                c * 100 >= area * 6 && c * 100 <= area * 60
+            })
+            .collect()
+    }
+
+    #[test]
+    fn block_loops_count_what_the_pixel_loop_counts() {
+        let mut seed = 7u64;
+        for (cols, rows) in [(1, 1), (17, 5), (64, 64), (100, 37), (129, 130)] {
+            let grey: Vec<u8> = (0..cols * rows)
+                .map(|i: u32| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    // Runs of flat values with jumps, so some blocks pass and some do not.
+                    if (seed >> 40).is_multiple_of(5) || i.is_multiple_of(7) {
+                        (seed >> 33) as u8
+                    } else {
+                        100
+                    }
+                })
+                .collect();
+            assert_eq!(
+                text_blocks(&grey, cols, rows),
+                text_blocks_naive(&grey, cols, rows),
+                "{cols}×{rows}"
+            );
+        }
+    }
 }

@@ -556,19 +556,57 @@ impl Pixels {
             }
             return out;
         }
-        let (mut lo, mut hi) = (i32::MAX, i32::MIN);
-        for p in 0..n {
-            let v = self.sample(f, p);
-            lo = lo.min(v);
-            hi = hi.max(v);
-        }
+        let values = self.grey_values(f);
+        let (lo, hi) = values
+            .iter()
+            .fold((i32::MAX, i32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
         let span = (hi - lo).max(1) as i64;
         let invert = self.photometric == "MONOCHROME1";
-        for (p, o) in out.iter_mut().enumerate() {
-            let v = ((self.sample(f, p) - lo) as i64 * 255 / span) as u8;
-            *o = if invert { 255 - v } else { v };
+        let stretch = |v: i32| {
+            let g = ((v - lo) as i64 * 255 / span) as u8;
+            if invert {
+                255 - g
+            } else {
+                g
+            }
+        };
+        // The screen runs this on every CT and MR slice: with more pixels than values, one
+        // division per value (a table) instead of one per pixel.
+        if (span as usize) < n {
+            let table: Vec<u8> = (lo..=hi).map(stretch).collect();
+            for (o, v) in out.iter_mut().zip(&values) {
+                *o = table[(v - lo) as usize];
+            }
+        } else {
+            for (o, v) in out.iter_mut().zip(&values) {
+                *o = stretch(*v);
+            }
         }
         out
+    }
+
+    /// The samples of a one-sample frame as values (bits stored masked, sign extended), in
+    /// one loop per layout rather than a branch per sample.
+    fn grey_values(&self, f: &[u8]) -> Vec<i32> {
+        if self.bytes_per_sample == 1 {
+            return f.iter().map(|b| *b as i32).collect();
+        }
+        let bits = self.bits_stored.clamp(1, 16) as u32;
+        let words = f.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+        match (self.signed, bits) {
+            (false, 16) => words.map(|v| v as i32).collect(),
+            (true, 16) => words.map(|v| v as i16 as i32).collect(),
+            (false, b) => {
+                let mask = (1u16 << b) - 1;
+                words.map(|v| (v & mask) as i32).collect()
+            }
+            (true, b) => {
+                let shift = 16 - b;
+                words
+                    .map(|v| ((v << shift) as i16 >> shift) as i32)
+                    .collect()
+            }
+        }
     }
 
     /// The value written into redacted areas of a frame, per sample: the darkest value the
@@ -786,5 +824,70 @@ fn even(s: &str) -> String {
         format!("{s} ")
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pixels(bits_stored: u16, signed: bool, data: Vec<u8>, photometric: &str) -> Pixels {
+        Pixels {
+            rows: 1,
+            cols: (data.len() / 2) as u32,
+            frames: 1,
+            samples: 1,
+            bytes_per_sample: 2,
+            signed,
+            bits_stored,
+            photometric: photometric.into(),
+            data,
+            palette: None,
+            source: Source::ReadOnly { bits_allocated: 16 },
+        }
+    }
+
+    #[test]
+    fn grey_values_read_what_sample_reads() {
+        // 256 pixels over the whole 16-bit range (a division per pixel), and 4,096 pixels over
+        // fewer values than pixels (the table).
+        let wide: Vec<u8> = (0..=255u8).flat_map(|b| [b.wrapping_mul(37), b]).collect();
+        let narrow: Vec<u8> = (0..4096u32)
+            .flat_map(|i| ((i * 7919 % 1000) as u16 | 0xF000).to_le_bytes())
+            .collect();
+        for (bits, signed, data) in [
+            (16, false, &wide),
+            (16, true, &wide),
+            (12, false, &wide),
+            (12, true, &wide),
+            (10, true, &wide),
+            (16, true, &narrow),
+            (12, false, &narrow),
+        ] {
+            for pi in ["MONOCHROME2", "MONOCHROME1"] {
+                let px = pixels(bits, signed, data.clone(), pi);
+                let f = px.frame(0);
+                let one_by_one: Vec<i32> = (0..data.len() / 2).map(|i| px.sample(f, i)).collect();
+                assert_eq!(px.grey_values(f), one_by_one, "{bits} {signed}");
+                // The stretch, by table or by division, is the one formula.
+                let (lo, hi) = (
+                    *one_by_one.iter().min().unwrap(),
+                    *one_by_one.iter().max().unwrap(),
+                );
+                let span = (hi - lo).max(1) as i64;
+                let want: Vec<u8> = one_by_one
+                    .iter()
+                    .map(|v| {
+                        let g = ((v - lo) as i64 * 255 / span) as u8;
+                        if pi == "MONOCHROME1" {
+                            255 - g
+                        } else {
+                            g
+                        }
+                    })
+                    .collect();
+                assert_eq!(px.grey(0), want, "{bits} {signed} {pi}");
+            }
+        }
     }
 }

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Speed on several corpus shapes in one run (issue 19): for each shape built by
+# bench/make_shapes.py from real files — small MR (64²), small CT (128²), 512² CT, SR documents,
+# ultrasound stills and cines with burned-in text — `cp -r`, `veil deid` (default policy:
+# verification and the burned-in text screen on), `veil deid` with the screen off (what the
+# screen costs), and dcmanon (dicom-anonymization 0.3.1, which verifies nothing and reads no
+# pixels), each the best wall time of REPS runs. Prints and writes bench/results-shapes.md: wall
+# seconds, files/s, MB/s, CPU ms per file (user + system), peak RSS, files written.
+#
+#   ./scripts/bench-shapes.sh [SCALE] [REPS]     (default 1 = 2,666 files, 600 MB; 3 runs)
+#
+# Page cache warm (the corpus is read once first); outputs of earlier runs are moved aside, not
+# deleted, until the end (see scripts/bench.sh for why).
+set -uo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+scale=${1:-1}
+reps=${2:-3}
+work="$root/bench/work"
+corpus="$work/shapes-$scale"
+mkdir -p "$work"
+
+command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
+./scripts/fetch-testdata.sh >/dev/null
+python3 -c 'import pydicom, numpy, openjpeg' 2>/dev/null \
+  || pip install --quiet "pydicom==3.0.2" numpy "pylibjpeg==2.1.0" "pylibjpeg-openjpeg==2.6.0"
+if [ ! -x "$work/cargo-bin/bin/dcmanon" ]; then
+  cargo install --quiet --locked dicom-anonymization@0.3.1 --root "$work/cargo-bin" \
+    || cargo install --quiet dicom-anonymization@0.3.1 --root "$work/cargo-bin"
+fi
+cargo build --release --quiet -p veil
+veil="$root/target/release/veil"
+dcmanon="$work/cargo-bin/bin/dcmanon"
+[ -f "$work/bench.key" ] || "$veil" key new "$work/bench.key" >/dev/null
+printf '[pixels]\nscreen = false\n' > "$work/no-screen.toml"
+
+if [ ! -f "$corpus/.complete" ]; then
+  rm -rf "$corpus"
+  python3 bench/make_shapes.py "$corpus" "$scale" 2>/dev/null
+  touch "$corpus/.complete"
+fi
+
+trash="$work/trash"
+if [ -d "$trash" ]; then
+  rm -rf "$trash"
+  sleep 65
+fi
+mkdir -p "$trash"
+discard() { for d in "$@"; do [ -e "$d" ] && mv "$d" "$trash/$(basename "$d").$RANDOM$RANDOM"; done; return 0; }
+
+rows=()
+run() { # shape, files, bytes, tool name, output dir, command...
+  local shape=$1 files=$2 bytes=$3 name=$4 out=$5; shift 5
+  local best="" cpu="" rss=0 status=0 t="$work/time.$RANDOM" s u sy r
+  for _ in $(seq "$reps"); do
+    discard "$out" "$out.quarantine"
+    [ "${make_out:-0}" = 1 ] && mkdir -p "$out"
+    sync
+    /usr/bin/time -f "%e %U %S %M" -o "$t" "$@" >/dev/null 2>"$work/log.$shape"
+    status=$?
+    read -r s u sy r < <(tail -n 1 "$t")
+    if [ -z "$best" ] || python3 -c "import sys; sys.exit(0 if $s < $best else 1)"; then
+      best=$s
+      cpu=$(python3 -c "print(f'{($u + $sy) * 1000 / $files:.2f}')")
+    fi
+    [ "$r" -gt "$rss" ] && rss=$r
+  done
+  rm -f "$t"
+  local written
+  written=$(find "$out" -type f -name '*.dcm' -not -path '*/.veil/*' 2>/dev/null | wc -l)
+  [ "$written" = 0 ] && written=$(find "$out" -type f -not -path '*/.veil/*' 2>/dev/null | wc -l)
+  local fps mbps note=""
+  fps=$(python3 -c "print(f'{$files/max($best,1e-9):,.0f}')")
+  mbps=$(python3 -c "print(f'{$bytes/1e6/max($best,1e-9):,.0f}')")
+  [ "$status" -ne 0 ] && note="exit $status"
+  rows+=("| $shape | $name | $best | $fps | $mbps | $cpu | $((rss / 1024)) | $written | $note |")
+  echo "  $shape / $name: ${best}s, $fps files/s, $mbps MB/s, $cpu CPU ms/file, peak $((rss / 1024)) MB, $written written $note"
+}
+
+for dir in "$corpus"/*/; do
+  shape=$(basename "$dir")
+  files=$(find "$dir" -type f -name '*.dcm' | wc -l)
+  bytes=$(du -sb "$dir" | cut -f1)
+  cat $(find "$dir" -type f) >/dev/null
+  echo "$shape: $files files, $((bytes / 1000000)) MB"
+  run "$shape" "$files" "$bytes" "cp -r" "$work/out-cp" cp -r "$dir" "$work/out-cp"
+  run "$shape" "$files" "$bytes" "veil deid" "$work/out-veil" "$veil" deid --key "$work/bench.key" --out "$work/out-veil" --json "$dir"
+  run "$shape" "$files" "$bytes" "veil deid, screen off" "$work/out-veil-ns" "$veil" deid --key "$work/bench.key" --policy "$work/no-screen.toml" --out "$work/out-veil-ns" --json "$dir"
+  make_out=1 run "$shape" "$files" "$bytes" "dcmanon 0.3.1" "$work/out-dcmanon" "$dcmanon" anonymize -r --continue -i "$dir" -o "$work/out-dcmanon"
+done
+
+{
+  echo "# Speed by corpus shape"
+  echo
+  echo "Corpora from real files by \`bench/make_shapes.py\` (scale $scale); machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; page cache warm; best wall time of $reps runs, CPU (user + system) of that run, largest peak RSS; command: \`./scripts/bench-shapes.sh $scale $reps\`; $(date -u +%Y-%m-%d)."
+  echo
+  echo "| shape | tool | seconds | files/s | MB/s | CPU ms/file | peak RSS (MB) | files written | note |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  printf '%s\n' "${rows[@]}"
+  echo
+  echo "\`veil deid\` verifies every output and screens every image for burned-in text (ultrasounds are flagged and always read by OCR); dcmanon does neither. Files written by veil fewer than the input: held back with a reason (see the run report)."
+} > bench/results-shapes.md
+rm -rf "$trash"
+echo
+cat bench/results-shapes.md
