@@ -413,3 +413,29 @@ proptest! {
         prop_assert_ne!(a.id, b.id);
     }
 }
+
+proptest! {
+    #[test]
+    fn token_matcher_finds_what_an_automaton_finds(
+        tokens in proptest::collection::vec("[abAB1é ]{1,4}", 1..12),
+        hay in "[abAB1é ,]{0,60}",
+    ) {
+        let mut tokens = tokens;
+        tokens.sort();
+        tokens.dedup();
+        let ours: Vec<(std::ops::Range<usize>, usize)> = screen::TokenMatcher::new(&tokens)
+            .find_iter(hay.as_bytes())
+            .map(|h| (h.range, tokens[h.pattern].len()))
+            .collect();
+        let automaton = aho_corasick::AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&tokens)
+            .unwrap();
+        let theirs: Vec<(std::ops::Range<usize>, usize)> = automaton
+            .find_iter(hay.as_bytes())
+            .map(|m| (m.range(), tokens[m.pattern().as_usize()].len()))
+            .collect();
+        prop_assert_eq!(ours, theirs);
+    }
+}
