@@ -276,6 +276,33 @@ fn read_only(
     })
 }
 
+/// Sample values min–max stretched to 0–255 (inverted for MONOCHROME1), in two passes over
+/// the samples; with more pixels than values, one division per value (a table) instead of one
+/// per pixel.
+fn stretched(values: impl Iterator<Item = i32> + Clone, n: usize, invert: bool) -> Vec<u8> {
+    let (lo, hi) = values
+        .clone()
+        .fold((i32::MAX, i32::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    if lo > hi {
+        return vec![0; n];
+    }
+    let span = (hi - lo).max(1) as i64;
+    let stretch = |v: i32| {
+        let g = ((v - lo) as i64 * 255 / span) as u8;
+        if invert {
+            255 - g
+        } else {
+            g
+        }
+    };
+    if (span as usize) < n {
+        let table: Vec<u8> = (lo..=hi).map(stretch).collect();
+        values.map(|v| table[(v - lo) as usize]).collect()
+    } else {
+        values.map(stretch).collect()
+    }
+}
+
 /// How native Pixel Data lays out its samples.
 struct Layout {
     rows: usize,
@@ -529,8 +556,8 @@ impl Pixels {
         let fl = self.frame_len();
         let f = &self.data[frame as usize * fl..(frame as usize + 1) * fl];
         let n = self.rows as usize * self.cols as usize;
-        let mut out = vec![0u8; n];
         if self.samples == 3 {
+            let mut out = vec![0u8; n];
             let ybr = self.photometric.starts_with("YBR");
             for (p, o) in out.iter_mut().enumerate() {
                 let s = |k: usize| {
@@ -550,61 +577,35 @@ impl Pixels {
             return out;
         }
         if let Some((grey, _)) = &self.palette {
+            let mut out = vec![0u8; n];
             for (p, o) in out.iter_mut().enumerate() {
                 let idx = self.sample(f, p).max(0) as usize;
                 *o = grey.get(idx).copied().unwrap_or(255);
             }
             return out;
         }
-        let values = self.grey_values(f);
-        let (lo, hi) = values
-            .iter()
-            .fold((i32::MAX, i32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
-        let span = (hi - lo).max(1) as i64;
         let invert = self.photometric == "MONOCHROME1";
-        let stretch = |v: i32| {
-            let g = ((v - lo) as i64 * 255 / span) as u8;
-            if invert {
-                255 - g
-            } else {
-                g
-            }
-        };
-        // The screen runs this on every CT and MR slice: with more pixels than values, one
-        // division per value (a table) instead of one per pixel.
-        if (span as usize) < n {
-            let table: Vec<u8> = (lo..=hi).map(stretch).collect();
-            for (o, v) in out.iter_mut().zip(&values) {
-                *o = table[(v - lo) as usize];
-            }
-        } else {
-            for (o, v) in out.iter_mut().zip(&values) {
-                *o = stretch(*v);
-            }
-        }
-        out
-    }
-
-    /// The samples of a one-sample frame as values (bits stored masked, sign extended), in
-    /// one loop per layout rather than a branch per sample.
-    fn grey_values(&self, f: &[u8]) -> Vec<i32> {
         if self.bytes_per_sample == 1 {
-            return f.iter().map(|b| *b as i32).collect();
+            return stretched(f.iter().map(|b| *b as i32), n, invert);
         }
+        // One loop per layout rather than a branch per sample: the screen runs this on every
+        // CT and MR slice.
         let bits = self.bits_stored.clamp(1, 16) as u32;
         let words = f.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
         match (self.signed, bits) {
-            (false, 16) => words.map(|v| v as i32).collect(),
-            (true, 16) => words.map(|v| v as i16 as i32).collect(),
+            (false, 16) => stretched(words.map(|v| v as i32), n, invert),
+            (true, 16) => stretched(words.map(|v| v as i16 as i32), n, invert),
             (false, b) => {
                 let mask = (1u16 << b) - 1;
-                words.map(|v| (v & mask) as i32).collect()
+                stretched(words.map(move |v| (v & mask) as i32), n, invert)
             }
             (true, b) => {
                 let shift = 16 - b;
-                words
-                    .map(|v| ((v << shift) as i16 >> shift) as i32)
-                    .collect()
+                stretched(
+                    words.map(move |v| ((v << shift) as i16 >> shift) as i32),
+                    n,
+                    invert,
+                )
             }
         }
     }
@@ -707,43 +708,53 @@ impl Pixels {
                 planar,
                 packed_422,
             } => {
-                let mut out = Vec::with_capacity(self.data.len());
-                for f in 0..self.frames as usize {
-                    let src = &self.data[f * fl..(f + 1) * fl];
-                    if *packed_422 {
-                        for c in src.chunks_exact(6) {
-                            let cb = ((c[1] as u16 + c[4] as u16) / 2) as u8;
-                            let cr = ((c[2] as u16 + c[5] as u16) / 2) as u8;
-                            out.extend_from_slice(&[c[0], c[3], cb, cr]);
-                        }
-                    } else if *planar {
-                        let bps = self.bytes_per_sample as usize;
-                        let n = self.rows as usize * self.cols as usize;
-                        for s in 0..3 {
-                            for p in 0..n {
-                                out.extend_from_slice(
-                                    &src[(p * 3 + s) * bps..(p * 3 + s + 1) * bps],
-                                );
+                let (words, planar, packed_422) = (*words, *planar, *packed_422);
+                let (frames, bps) = (self.frames as usize, self.bytes_per_sample as usize);
+                let n = self.rows as usize * self.cols as usize;
+                // Memory: a cine's frames are large; the plain layout moves them, not copies.
+                let mut out = if !packed_422 && !planar {
+                    self.data
+                } else {
+                    let mut out = Vec::with_capacity(self.data.len());
+                    for f in 0..frames {
+                        let src = &self.data[f * fl..(f + 1) * fl];
+                        if packed_422 {
+                            for c in src.chunks_exact(6) {
+                                let cb = ((c[1] as u16 + c[4] as u16) / 2) as u8;
+                                let cr = ((c[2] as u16 + c[5] as u16) / 2) as u8;
+                                out.extend_from_slice(&[c[0], c[3], cb, cr]);
+                            }
+                        } else {
+                            for s in 0..3 {
+                                for p in 0..n {
+                                    out.extend_from_slice(
+                                        &src[(p * 3 + s) * bps..(p * 3 + s + 1) * bps],
+                                    );
+                                }
                             }
                         }
-                    } else {
-                        out.extend_from_slice(src);
                     }
-                }
+                    out
+                };
                 // Anything after the last frame (padding) is kept as it was.
                 let old = file
                     .element(tags::PIXEL_DATA)
                     .map_err(|_| "no Pixel Data")?;
-                let old_bytes = old.value().to_bytes().map_err(|e| e.to_string())?;
-                if old_bytes.len() > out.len() {
+                let old_len = match old.value() {
+                    Value::Primitive(p) => p.calculate_byte_len(),
+                    _ => 0,
+                };
+                if old_len > out.len() {
+                    let old_bytes = old.value().to_bytes().map_err(|e| e.to_string())?;
                     out.extend_from_slice(&old_bytes[out.len()..]);
                 }
                 let vr = old.vr();
-                let value = if *words {
+                let value = if words {
                     let w: Vec<u16> = out
                         .chunks(2)
                         .map(|c| u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)]))
                         .collect();
+                    drop(out);
                     PrimitiveValue::U16(w.into())
                 } else {
                     PrimitiveValue::U8(out.into())
@@ -848,7 +859,7 @@ mod tests {
     }
 
     #[test]
-    fn grey_values_read_what_sample_reads() {
+    fn grey_stretches_what_sample_reads() {
         // 256 pixels over the whole 16-bit range (a division per pixel), and 4,096 pixels over
         // fewer values than pixels (the table).
         let wide: Vec<u8> = (0..=255u8).flat_map(|b| [b.wrapping_mul(37), b]).collect();
@@ -868,8 +879,7 @@ mod tests {
                 let px = pixels(bits, signed, data.clone(), pi);
                 let f = px.frame(0);
                 let one_by_one: Vec<i32> = (0..data.len() / 2).map(|i| px.sample(f, i)).collect();
-                assert_eq!(px.grey_values(f), one_by_one, "{bits} {signed}");
-                // The stretch, by table or by division, is the one formula.
+                // The stretch, by table or by division, of what `sample` reads.
                 let (lo, hi) = (
                     *one_by_one.iter().min().unwrap(),
                     *one_by_one.iter().max().unwrap(),
