@@ -9,24 +9,14 @@
 mod common;
 
 use ab_glyph::FontRef;
-use common::{covered, fonts, measure, need, render, reopen, Lcg};
+use common::{
+    covered, draw_texts, enlarge, fonts, need, reopen, Lcg, TextSet, LEVELS, SIZES, TEXTS,
+};
 use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
 use dicom_pixeldata::Transcode;
 use dicom_transfer_syntax_registry::entries;
-use veil_pixels::{Cleaner, Config, Pixels, Rect, Templates};
+use veil_pixels::{Cleaner, Config, Pixels, Templates};
 
-const TEXTS: &[&str] = &[
-    "JOHNSON, MARY",
-    "MRN 48213957",
-    "DOB 03/14/1962",
-    "Garcia^Luis",
-    "ID: 7730021455",
-    "2019-11-02",
-    "O'BRIEN PATRICK",
-    "Acc 55102938",
-];
-const SIZES: &[f32] = &[8.0, 10.0, 12.0, 14.0, 18.0, 24.0, 32.0, 40.0];
-const LEVELS: &[f32] = &[1.0, 0.85, 0.7];
 /// Share of rendered boxes the screen and OCR must remove in unflagged images.
 const RECALL_FLOOR: f64 = 0.95;
 
@@ -37,84 +27,18 @@ fn cleaner() -> Cleaner {
     })
 }
 
-/// The file as native Explicit VR Little Endian, enlarged `k`× (nearest) so that 8–40 px text
-/// fits on a small image.
-fn native(path: &std::path::Path, k: u32) -> (FileDicomObject<InMemDicomObject>, Pixels) {
+/// The file as native Explicit VR Little Endian, enlarged `k`× so that 8–40 px text fits on a
+/// small image.
+fn native(path: &std::path::Path, k: usize) -> (FileDicomObject<InMemDicomObject>, Pixels) {
     let mut file = OpenFileOptions::new().open_file(path).expect("open");
     file.transcode(&entries::EXPLICIT_VR_LITTLE_ENDIAN.erased())
         .expect("to native");
     let mut px = Pixels::decode(&file).expect("decode");
     if k > 1 {
-        let (c, r, bps) = (
-            px.cols as usize,
-            px.rows as usize,
-            px.bytes_per_sample as usize,
-        );
-        let k = k as usize;
-        let mut big = Vec::with_capacity(px.data.len() * k * k);
-        for y in 0..r * k {
-            for x in 0..c * k {
-                let i = ((y / k) * c + x / k) * bps;
-                big.extend_from_slice(&px.data[i..i + bps]);
-            }
-        }
-        px.data = big;
-        px.cols *= k as u32;
-        px.rows *= k as u32;
-        for (tag, v) in [
-            (dicom_dictionary_std::tags::ROWS, px.rows),
-            (dicom_dictionary_std::tags::COLUMNS, px.cols),
-        ] {
-            file.put(dicom_core::DataElement::new(
-                tag,
-                dicom_core::VR::US,
-                dicom_core::PrimitiveValue::from(v as u16),
-            ));
-        }
+        enlarge(&mut file, &mut px, k);
         px.clone().write_back(&mut file).expect("enlarge");
     }
     (file, px)
-}
-
-/// Draws `items` texts at random free places; returns their boxes.
-fn draw(px: &mut Pixels, fonts: &[FontRef], rng: &mut Lcg, items: usize) -> Vec<Rect> {
-    let mut gt: Vec<Rect> = Vec::new();
-    let grey0 = px.grey(0);
-    for _ in 0..500 {
-        if gt.len() == items {
-            break;
-        }
-        let text = TEXTS[rng.below(TEXTS.len() as u64) as usize];
-        let size = SIZES[rng.below(SIZES.len() as u64) as usize]
-            .min(px.rows as f32 / 6.0)
-            .max(8.0);
-        let font = &fonts[rng.below(fonts.len() as u64) as usize];
-        let level = LEVELS[rng.below(LEVELS.len() as u64) as usize];
-        let (w, h) = measure(font, size, text);
-        if w + 4 >= px.cols || h + 4 >= px.rows {
-            continue;
-        }
-        let x = 2 + rng.below((px.cols - w - 4) as u64) as u32;
-        let y = 2 + rng.below((px.rows - h - 4) as u64) as u32;
-        let slot = Rect { x, y, w, h }.grown(6, px.cols, px.rows);
-        if gt
-            .iter()
-            .any(|g| g.grown(6, px.cols, px.rows).intersects(&slot))
-        {
-            continue;
-        }
-        // Bright text on dark ground, dark text on bright ground.
-        let bg: f64 = (y..y + h)
-            .flat_map(|yy| (x..x + w).map(move |xx| (yy, xx)))
-            .map(|(yy, xx)| grey0[(yy * px.cols + xx) as usize] as f64)
-            .sum::<f64>()
-            / (w * h) as f64;
-        let level = if bg > 127.0 { 1.0 - level } else { level };
-        if let Some(b) = render(px, font, size, text, x, y, level) {
-            gt.push(b);
-        }
-    }
-    gt
 }
 
 #[test]
@@ -150,7 +74,12 @@ fn text_in_images_nobody_flagged_is_found_and_removed() {
         for seed in 0..seeds {
             let mut px = clean_px.clone();
             let mut rng = Lcg(seed * 7919 + k as u64);
-            let gt = draw(&mut px, &fonts, &mut rng, 3);
+            let set = TextSet {
+                texts: TEXTS,
+                sizes: SIZES,
+                levels: LEVELS,
+            };
+            let gt = draw_texts(&mut px, &fonts, &mut rng, 3, &set, &[]);
             let mut marked = file.clone();
             px.clone().write_back(&mut marked).expect("write back");
             let marked = reopen(&marked);

@@ -8,28 +8,16 @@
 mod common;
 
 use ab_glyph::FontRef;
-use common::{covered, fonts, measure, need, render, reopen, Lcg};
+use common::{
+    covered, draw_texts, enlarge, fonts, need, reopen, Lcg, TextSet, LEVELS, SIZES, TEXTS,
+};
 use dicom_object::{FileDicomObject, InMemDicomObject, OpenFileOptions};
 use dicom_pixeldata::Transcode;
 use dicom_transfer_syntax_registry::entries;
 use veil_pixels::{Cleaner, Config, Pixels, Rect};
 
-const TEXTS: &[&str] = &[
-    "JOHNSON, MARY",
-    "MRN 48213957",
-    "DOB 03/14/1962",
-    "Garcia^Luis",
-    "ID: 7730021455",
-    "2019-11-02",
-    "O'BRIEN PATRICK",
-    "Acc 55102938",
-    "12.08.1975",
-    "NGUYEN THI",
-];
 /// Recall of rendered boxes required by issue 5.
 const RECALL_FLOOR: f64 = 0.99;
-const SIZES: &[f32] = &[8.0, 10.0, 12.0, 14.0, 18.0, 24.0, 32.0, 40.0];
-const LEVELS: &[f32] = &[1.0, 0.85, 0.7];
 
 fn mask_area(rects: &[Rect], exclude: &[Rect], cols: u32, rows: u32) -> u64 {
     let mut n = 0;
@@ -174,32 +162,7 @@ fn rendered_identifiers_are_removed_in_every_encoding() {
         }
         if px.cols < 200 {
             // Small real MR: enlarged 4× (nearest) so that 8–40 px text fits on it.
-            let k = 4usize;
-            let (c, r, bps) = (
-                px.cols as usize,
-                px.rows as usize,
-                px.bytes_per_sample as usize * px.samples as usize,
-            );
-            let mut big = Vec::with_capacity(px.data.len() * k * k);
-            for y in 0..r * k {
-                for x in 0..c * k {
-                    let i = ((y / k) * c + x / k) * bps;
-                    big.extend_from_slice(&px.data[i..i + bps]);
-                }
-            }
-            px.data = big;
-            px.cols *= k as u32;
-            px.rows *= k as u32;
-            for (tag, v) in [
-                (dicom_dictionary_std::tags::ROWS, px.rows),
-                (dicom_dictionary_std::tags::COLUMNS, px.cols),
-            ] {
-                file.put(dicom_core::DataElement::new(
-                    tag,
-                    dicom_core::VR::US,
-                    dicom_core::PrimitiveValue::from(v as u16),
-                ));
-            }
+            enlarge(&mut file, &mut px, 4);
         }
         // The file's own identifiers are among the rendered texts (the others are names and
         // numbers of other people, found by OCR confidence alone).
@@ -247,42 +210,12 @@ fn rendered_identifiers_are_removed_in_every_encoding() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let mut rng = Lcg(case.seed + offset * 1000);
-        let mut gt: Vec<Rect> = Vec::new();
-        let mut tries = 0;
-        while gt.len() < case.items && tries < 500 {
-            tries += 1;
-            let text = TEXTS[rng.below(TEXTS.len() as u64) as usize];
-            let size = SIZES[rng.below(SIZES.len() as u64) as usize]
-                .min(px.rows as f32 / 6.0)
-                .max(8.0);
-            let font = &fonts[rng.below(fonts.len() as u64) as usize];
-            let level = LEVELS[rng.below(LEVELS.len() as u64) as usize];
-            let (w, h) = measure(font, size, text);
-            if w + 4 >= px.cols || h + 4 >= px.rows {
-                continue;
-            }
-            let x = 2 + rng.below((px.cols - w - 4) as u64) as u32;
-            let y = 2 + rng.below((px.rows - h - 4) as u64) as u32;
-            let slot = Rect { x, y, w, h }.grown(6, px.cols, px.rows);
-            if gt
-                .iter()
-                .any(|g| g.grown(6, px.cols, px.rows).intersects(&slot))
-                || base.redaction.iter().any(|r| r.intersects(&slot))
-            {
-                continue;
-            }
-            // Contrast against the local background: bright text on dark, dark on bright.
-            let grey0 = px.grey(0);
-            let bg: f64 = (y..y + h)
-                .flat_map(|yy| (x..x + w).map(move |xx| (yy, xx)))
-                .map(|(yy, xx)| grey0[(yy * px.cols + xx) as usize] as f64)
-                .sum::<f64>()
-                / (w * h) as f64;
-            let level = if bg > 127.0 { 1.0 - level } else { level };
-            if let Some(b) = render(&mut px, font, size, text, x, y, level) {
-                gt.push(b);
-            }
-        }
+        let set = TextSet {
+            texts: TEXTS,
+            sizes: SIZES,
+            levels: LEVELS,
+        };
+        let gt = draw_texts(&mut px, &fonts, &mut rng, case.items, &set, &base.redaction);
         px.clone().write_back(&mut file).expect("write back");
         let native = reopen(&file);
         if let Ok(dir) = std::env::var("VEIL_TEST_DUMP") {

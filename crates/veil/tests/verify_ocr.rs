@@ -21,6 +21,16 @@ fn verify(against: &Path, outputs: &Path) -> (i32, serde_json::Value) {
     (o.status.code().unwrap_or(-1), v)
 }
 
+/// A key file (mode 0600) in `dir` holding the number `n`.
+fn key_file(dir: &Path, n: u32) -> std::path::PathBuf {
+    let key = dir.join("k");
+    std::fs::write(&key, format!("{n:064x}\n")).unwrap();
+    let mut perms = std::fs::metadata(&key).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(&key, perms).unwrap();
+    key
+}
+
 #[test]
 fn cleaned_ultrasounds_verify_clean_and_their_original_pixels_are_found() {
     let us = common::testdata().join("deid-data/ultrasounds");
@@ -40,11 +50,7 @@ fn cleaned_ultrasounds_verify_clean_and_their_original_pixels_are_found() {
     for f in ["GREYSCALE_IMAGE.dcm", "RGB_IMAGE.dcm"] {
         std::fs::copy(us.join(f), input.join(f)).unwrap();
     }
-    let key = work.path().join("k");
-    std::fs::write(&key, format!("{:064x}\n", 7)).unwrap();
-    let mut perms = std::fs::metadata(&key).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
-    std::fs::set_permissions(&key, perms).unwrap();
+    let key = key_file(work.path(), 7);
     let out = work.path().join("out");
     let st = Command::new(env!("CARGO_BIN_EXE_veil"))
         .args(["deid", "--key"])
@@ -89,19 +95,7 @@ fn cleaned_ultrasounds_verify_clean_and_their_original_pixels_are_found() {
     }
     let (code, found) = verify(&input, &leak);
     assert_eq!(code, 4, "{found}");
-    let files: std::collections::BTreeSet<&str> = found["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| {
-            f["rule"]
-                .as_str()
-                .unwrap()
-                .starts_with("known:burned_in_text ")
-        })
-        .map(|f| f["file"].as_str().unwrap())
-        .collect();
-    assert_eq!(files.len(), 2, "{found}");
+    assert_eq!(burned_files(&found).len(), 2, "{found}");
 }
 
 fn deid(key: &Path, input: &Path, out: &Path, policy: Option<&Path>) -> serde_json::Value {
@@ -208,11 +202,7 @@ fn text_in_a_ct_that_declares_nothing_is_removed_and_the_verifier_finds_it_when_
     assert!(st.success());
     burn("CT_small.dcm", 4, &input.join("ct-small.dcm"));
 
-    let key = w.join("k");
-    std::fs::write(&key, format!("{:064x}\n", 9)).unwrap();
-    let mut perms = std::fs::metadata(&key).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
-    std::fs::set_permissions(&key, perms).unwrap();
+    let key = key_file(w, 9);
 
     // Default policy: the screen finds the text, OCR reads it, it is removed.
     let out = w.join("out");

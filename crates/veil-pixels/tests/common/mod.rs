@@ -185,3 +185,111 @@ pub fn reopen(file: &FileDicomObject<InMemDicomObject>) -> FileDicomObject<InMem
         .from_reader(&buf[..])
         .expect("reread")
 }
+
+/// Enlarges the frames `k`× (nearest neighbour) and sets Rows and Columns: small real images
+/// (a 64² MR) then hold 8–40 px text. The pixels are not written back.
+pub fn enlarge(file: &mut FileDicomObject<InMemDicomObject>, px: &mut Pixels, k: usize) {
+    let (c, r, bps) = (
+        px.cols as usize,
+        px.rows as usize,
+        px.bytes_per_sample as usize * px.samples as usize,
+    );
+    let mut big = Vec::with_capacity(px.data.len() * k * k);
+    for f in 0..px.frames as usize {
+        let frame = &px.data[f * c * r * bps..(f + 1) * c * r * bps];
+        for y in 0..r * k {
+            for x in 0..c * k {
+                let i = ((y / k) * c + x / k) * bps;
+                big.extend_from_slice(&frame[i..i + bps]);
+            }
+        }
+    }
+    px.data = big;
+    px.cols *= k as u32;
+    px.rows *= k as u32;
+    for (tag, v) in [
+        (dicom_dictionary_std::tags::ROWS, px.rows),
+        (dicom_dictionary_std::tags::COLUMNS, px.cols),
+    ] {
+        file.put(dicom_core::DataElement::new(
+            tag,
+            dicom_core::VR::US,
+            dicom_core::PrimitiveValue::from(v as u16),
+        ));
+    }
+}
+
+/// Names, record numbers and dates as burned-in annotations show them.
+pub const TEXTS: &[&str] = &[
+    "JOHNSON, MARY",
+    "MRN 48213957",
+    "DOB 03/14/1962",
+    "Garcia^Luis",
+    "ID: 7730021455",
+    "2019-11-02",
+    "O'BRIEN PATRICK",
+    "Acc 55102938",
+    "12.08.1975",
+    "NGUYEN THI",
+];
+/// Glyph sizes (px) the texts are drawn at.
+pub const SIZES: &[f32] = &[8.0, 10.0, 12.0, 14.0, 18.0, 24.0, 32.0, 40.0];
+/// Levels (share of the sample range) the texts are drawn in.
+pub const LEVELS: &[f32] = &[1.0, 0.85, 0.7];
+
+/// What [`draw_texts`] draws from.
+pub struct TextSet<'a> {
+    pub texts: &'a [&'a str],
+    pub sizes: &'a [f32],
+    pub levels: &'a [f32],
+}
+
+/// Draws up to `items` texts of `set` at random free places (500 tries), each at least 6 px
+/// from the others and from `avoid`, bright on dark ground and dark on bright; returns their
+/// boxes.
+pub fn draw_texts(
+    px: &mut Pixels,
+    fonts: &[FontRef],
+    rng: &mut Lcg,
+    items: usize,
+    set: &TextSet,
+    avoid: &[Rect],
+) -> Vec<Rect> {
+    let mut gt: Vec<Rect> = Vec::new();
+    let mut tries = 0;
+    while gt.len() < items && tries < 500 {
+        tries += 1;
+        let text = set.texts[rng.below(set.texts.len() as u64) as usize];
+        let size = set.sizes[rng.below(set.sizes.len() as u64) as usize]
+            .min(px.rows as f32 / 6.0)
+            .max(8.0);
+        let font = &fonts[rng.below(fonts.len() as u64) as usize];
+        let level = set.levels[rng.below(set.levels.len() as u64) as usize];
+        let (w, h) = measure(font, size, text);
+        if w + 4 >= px.cols || h + 4 >= px.rows {
+            continue;
+        }
+        let x = 2 + rng.below((px.cols - w - 4) as u64) as u32;
+        let y = 2 + rng.below((px.rows - h - 4) as u64) as u32;
+        let slot = Rect { x, y, w, h }.grown(6, px.cols, px.rows);
+        if gt
+            .iter()
+            .any(|g| g.grown(6, px.cols, px.rows).intersects(&slot))
+            || avoid.iter().any(|r| r.intersects(&slot))
+        {
+            continue;
+        }
+        // Contrast against the local background (of the frame as drawn so far).
+        let grey0 = px.grey(0);
+        let bg: f64 = (y..y + h)
+            .flat_map(|yy| (x..x + w).map(move |xx| (yy, xx)))
+            .map(|(yy, xx)| grey0[(yy * px.cols + xx) as usize] as f64)
+            .sum::<f64>()
+            / (w * h) as f64;
+        let level = if bg > 127.0 { 1.0 - level } else { level };
+        if let Some(b) = render(px, font, size, text, x, y, level) {
+            gt.push(b);
+        }
+    }
+    gt
+}
