@@ -7,6 +7,8 @@ and planted identifiers in the header: name, ID, birth date, accession, institut
   mr64      1,000  pydicom's MR_small (64x64 MR, 16-bit)
   ct128     1,000  pydicom's CT_small (128x128 CT, 16-bit)
   ct512       300  pydicom's 693_J2KI (a real 512x512 CT slice), decoded to native
+  ct512-rle, ct512-jpegls, ct512-j2k   the same 300 files compressed losslessly (dcmtk's
+                   dcmcrle and dcmcjpls, GDCM's gdcmconv --j2k): what decoding costs the screen
   sr          300  pydicom's SR documents (no pixel data)
   us-text      60  deid-data's ultrasound stills (burned-in text: every one goes to OCR)
   us-cine       6  deid-data's ultrasound cines (multi-frame, burned-in text)
@@ -14,6 +16,7 @@ Needs pydicom, numpy, and pylibjpeg-openjpeg for the JPEG 2000 source.
 """
 import glob
 import os
+import subprocess
 import sys
 import zipfile
 
@@ -77,6 +80,12 @@ us = os.path.join(testdata, "deid-data", "ultrasounds")
 write("mr64", [read(os.path.join(py, "MR_small.dcm"))], n(1000))
 write("ct128", [read(os.path.join(py, "CT_small.dcm"))], n(1000))
 write("ct512", [native(os.path.join(py, "693_J2KI.dcm"))], n(300))
+for shape, tool in (("ct512-rle", ["dcmcrle"]), ("ct512-jpegls", ["dcmcjpls"]),
+                    ("ct512-j2k", ["gdcmconv", "--j2k"])):
+    d = os.path.join(out, shape)
+    os.makedirs(d, exist_ok=True)
+    for f in sorted(os.listdir(os.path.join(out, "ct512"))):
+        subprocess.run(tool + [os.path.join(out, "ct512", f), os.path.join(d, f)], check=True)
 srs = []
 for f in sorted(glob.glob(os.path.join(testdata, "**", "*.dcm"), recursive=True)):
     try:
