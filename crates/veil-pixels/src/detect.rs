@@ -1,5 +1,6 @@
 //! Finding text in frames: a cheap pre-filter (text-like edge density in blocks) decides which
-//! frames (and, for unflagged images, which margin bands) go to Tesseract.
+//! frames go to Tesseract, and for unflagged images it is the first test of the screen (which
+//! regions may hold text at all).
 
 use crate::image::Rect;
 use crate::ocr;

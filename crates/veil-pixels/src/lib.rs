@@ -10,9 +10,12 @@
 //! ([`image::Pixels::write_back`]); human-review previews ([`preview`]). [`PixelCleaner`] plugs it
 //! into `veil-pipeline` as its [`veil_pipeline::PixelStage`].
 //!
-//! Fail closed: an instance flagged for burned-in text that cannot be decoded, OCR'd or
-//! re-encoded is an `Err` (the pipeline quarantines it); an instance with nothing to remove is
-//! not touched (its Pixel Data stays byte-identical).
+//! Every other image goes through a screen ([`Cleaner::screen`]: text-like blocks, then a
+//! strong run of glyphs in them) and is read by OCR only where the screen finds candidates.
+//!
+//! Fail closed: an instance flagged for burned-in text, or an image whose screen finds text,
+//! that cannot be decoded, OCR'd or re-encoded is an `Err` (the pipeline quarantines it); an
+//! instance with nothing to remove is not touched (its Pixel Data stays byte-identical).
 
 mod analyze;
 pub mod detect;
