@@ -73,8 +73,8 @@ struct Reading {
     frames_with_text_like_blocks: u32,
     /// Frames identical to the one before, not looked at again.
     frames_repeated: u32,
-    /// Regions the screen of an unflagged image found text-like (frame, region).
-    screen_candidates: Vec<(u32, Rect)>,
+    /// Regions the screen of an unflagged image found text-like.
+    screen_candidates: Vec<crate::ScreenCandidate>,
     /// Next line key: each OCR call's lines are numbered from its own base.
     line_base: u32,
 }
@@ -97,7 +97,18 @@ struct Frames<'a> {
     scale: u32,
 }
 
-impl Frames<'_> {
+impl<'a> Frames<'a> {
+    fn new(cleaner: &'a Cleaner, px: &'a Pixels, flagged: bool) -> Frames<'a> {
+        Frames {
+            cleaner,
+            px,
+            cols: px.cols,
+            rows: px.rows,
+            flagged,
+            scale: cleaner.scale_for(px.cols),
+        }
+    }
+
     fn limits(&self) -> &Limits {
         &self.cleaner.config.limits
     }
@@ -137,6 +148,23 @@ impl Frames<'_> {
         merge(out)
     }
 
+    /// One frame's first look: its grey, its text-like blocks, and the regions to read (the
+    /// whole frame when flagged, else the screen's candidates, empty when it clears the frame).
+    /// None for a frame identical to the one before (a still cine).
+    fn look(&self, f: u32) -> Option<(Vec<u8>, Vec<u32>, Vec<Rect>)> {
+        if f > 0 && self.px.frame(f) == self.px.frame(f - 1) {
+            return None;
+        }
+        let grey = self.px.grey(f);
+        let blocks = detect::text_blocks(&grey, self.cols, self.rows);
+        let regions = match self.flagged {
+            true => vec![self.whole()],
+            false if blocks.is_empty() => Vec::new(),
+            false => self.candidates(&grey, &blocks),
+        };
+        Some((grey, blocks, regions))
+    }
+
     /// Reads every frame that is worth it, skipping frames identical to the one before (a
     /// still cine): a flagged instance's first frame, then frames whose text-like blocks are
     /// mostly new, up to `max_ocr_frames`. Frames nobody flagged are screened first and read
@@ -146,24 +174,19 @@ impl Frames<'_> {
         let mut seen: BTreeSet<u32> = BTreeSet::new();
         let config = &self.cleaner.config;
         for f in 0..self.px.frames {
-            if f > 0 && self.px.frame(f) == self.px.frame(f - 1) {
+            let Some((grey, blocks, regions)) = self.look(f) else {
                 reading.frames_repeated += 1;
                 continue;
-            }
-            let grey = self.px.grey(f);
-            let blocks = detect::text_blocks(&grey, self.cols, self.rows);
-            let regions = match self.flagged {
-                true => vec![self.whole()],
-                false if blocks.is_empty() => Vec::new(),
-                false => self.candidates(&grey, &blocks),
             };
             if !blocks.is_empty() {
                 reading.frames_with_text_like_blocks += 1;
             }
             if !self.flagged && !regions.is_empty() {
-                reading
-                    .screen_candidates
-                    .extend(regions.iter().map(|r| (f, *r)));
+                reading.screen_candidates.extend(
+                    regions
+                        .iter()
+                        .map(|&rect| crate::ScreenCandidate { frame: f, rect }),
+                );
             }
             let novel = blocks.iter().filter(|b| !seen.contains(b)).count();
             let first = f == 0 && self.flagged;
@@ -321,21 +344,11 @@ impl Cleaner {
     /// The screen alone (no OCR): whether some frame of an image nobody flagged holds
     /// candidate text. False clears the image: the pixel stage leaves it as it is.
     pub fn screen(&self, px: &Pixels) -> bool {
-        let frames = Frames {
-            cleaner: self,
-            px,
-            cols: px.cols,
-            rows: px.rows,
-            flagged: false,
-            scale: self.scale_for(px.cols),
-        };
+        let frames = Frames::new(self, px, false);
         (0..px.frames).any(|f| {
-            if f > 0 && px.frame(f) == px.frame(f - 1) {
-                return false;
-            }
-            let grey = px.grey(f);
-            let blocks = detect::text_blocks(&grey, px.cols, px.rows);
-            !blocks.is_empty() && !frames.candidates(&grey, &blocks).is_empty()
+            frames
+                .look(f)
+                .is_some_and(|(_, _, regions)| !regions.is_empty())
         })
     }
 
@@ -350,15 +363,7 @@ impl Cleaner {
     ) -> Result<Analysis, PixelError> {
         let (cols, rows) = (px.cols, px.rows);
         let (template_regions, template_names) = self.config.templates.regions_for(obj, rows, cols);
-        let frames = Frames {
-            cleaner: self,
-            px,
-            cols,
-            rows,
-            flagged,
-            scale: self.scale_for(cols),
-        };
-        let mut reading = frames.read()?;
+        let mut reading = Frames::new(self, px, flagged).read()?;
         fit_words_to_lines(&mut reading);
         let mut boxes = self.decide_words(&reading, ids, flagged, keep_text);
         self.take_line_neighbours(&mut boxes, &reading);
@@ -390,14 +395,7 @@ impl Cleaner {
             flagged,
             frames_with_text_like_blocks: reading.frames_with_text_like_blocks,
             frames_repeated: reading.frames_repeated,
-            screen_candidates: reading
-                .screen_candidates
-                .iter()
-                .map(|(frame, rect)| crate::ScreenCandidate {
-                    frame: *frame,
-                    rect: *rect,
-                })
-                .collect(),
+            screen_candidates: reading.screen_candidates,
             frames_ocr: reading.frames_ocr,
             words: boxes,
             glyph_lines,
