@@ -111,6 +111,21 @@ pub trait PixelStage: Send + Sync {
     ) -> bool {
         true
     }
+
+    /// `clean` for an instance whose Pixel Data the pipeline holds as the source's element bytes
+    /// (`element`: tag, VR, length, value) beside a `file` parsed without it, asked when
+    /// `needs_pixels` said yes: the outcome and, when the pixels changed, the element's new value
+    /// (same length). None when the stage cannot work on these bytes; the pipeline then parses
+    /// the element into `file` and calls `clean`. Saves parsing a cine into a second copy.
+    #[allow(clippy::type_complexity)]
+    fn clean_carried(
+        &self,
+        _file: &FileDicomObject<InMemDicomObject>,
+        _risk: Option<&str>,
+        _element: &[u8],
+    ) -> Option<Result<(PixelOutcome, Option<Vec<u8>>), PixelRefusal>> {
+        None
+    }
 }
 
 /// What the consent gate is told about an instance's patient (identifying: never logged).
@@ -805,16 +820,26 @@ impl Pipeline {
         }
         let risk = self.classify(&file, carried.is_some())?;
         let (patient, consent_ref) = admit(&self.deid, &file, observer)?;
-        if carried.is_some()
-            && (plan.is_some_and(|p| p.needs_pixels())
-                || self.pixels.as_ref().is_some_and(|stage| {
-                    let element = carried.as_ref().map(|c| c.element(bytes));
-                    stage.needs_pixels(&file, risk.as_deref(), element)
-                }))
-        {
-            // A pixel or series stage will look at this one: read it whole.
-            carried = None;
-            file = normalize(parse(&bytes[128..])?);
+        let mut carried_clean = None;
+        if let Some(element) = carried.as_ref().map(|c| c.element(bytes)) {
+            let series_reads = plan.is_some_and(|p| p.needs_pixels());
+            let pixels_read = !series_reads
+                && self
+                    .pixels
+                    .as_ref()
+                    .is_some_and(|s| s.needs_pixels(&file, risk.as_deref(), Some(element)));
+            if pixels_read {
+                // Cleaned on the carried bytes where the stage can.
+                carried_clean = self
+                    .pixels
+                    .as_ref()
+                    .and_then(|s| s.clean_carried(&file, risk.as_deref(), element));
+            }
+            if series_reads || (pixels_read && carried_clean.is_none()) {
+                // A pixel or series stage will look at this one: read it whole.
+                carried = None;
+                file = normalize(parse(&bytes[128..])?);
+            }
         }
         let prepared = self.verifier.as_ref().map(|v| v.prepare(&file, bytes));
         let applied = match plan {
@@ -823,8 +848,15 @@ impl Pipeline {
                 .map_err(|why| held("series_stage", why))?,
             None => SeriesApplied::default(),
         };
+        let (pixel_text, new_pixel_value) = match carried_clean {
+            Some(done) => {
+                let (outcome, value) = done.map_err(|refusal| held("pixel_stage", refusal.0))?;
+                (pixel_text_clean(&outcome, risk.as_deref()), value)
+            }
+            None => (self.clean_pixels(&mut file, risk.as_deref())?, None),
+        };
         let cleaned = veil_deid::Cleaned {
-            pixel_text: self.clean_pixels(&mut file, risk.as_deref())?,
+            pixel_text,
             faces: applied.modified,
             faces_examined: applied.examined,
         };
@@ -835,7 +867,7 @@ impl Pipeline {
         if outcome.suppressed {
             return Ok(Staged::Suppressed);
         }
-        let buf = encode(bytes, out, carried.as_ref())?;
+        let buf = encode(bytes, out, carried.as_ref(), new_pixel_value)?;
         if let Some(check) = prepared {
             verify(check.as_ref(), &buf)?;
         }
@@ -907,10 +939,7 @@ impl Pipeline {
             return Ok(false);
         };
         match stage.clean(file, risk) {
-            // A flagged instance the stage examined is clean of burned-in text whether or not
-            // it found any: its markers say so (Clean Pixel Data, Burned In Annotation NO), and
-            // the verifier's OCR check applies to it.
-            Ok(p) => Ok(p.modified || (risk.is_some() && p.frames_scanned > 0)),
+            Ok(p) => Ok(pixel_text_clean(&p, risk)),
             Err(refusal) => Err(held("pixel_stage", refusal.0)),
         }
     }
@@ -1253,14 +1282,24 @@ fn admit(
 }
 
 /// The encode hop: the de-identified instance as Part 10 bytes (carried pixels spliced back).
+/// Whether the pixel stage's outcome makes the instance clean of burned-in text. A flagged
+/// instance the stage examined is, whether or not it found any: its markers say so (Clean Pixel
+/// Data, Burned In Annotation NO), and the verifier's OCR check applies to it.
+fn pixel_text_clean(p: &PixelOutcome, risk: Option<&str>) -> bool {
+    p.modified || (risk.is_some() && p.frames_scanned > 0)
+}
+
+/// Encodes the de-identified instance; `carried` Pixel Data goes back as the source's bytes, or
+/// with `new_value` (the pixel stage's) in place of the source's value.
 fn encode(
     bytes: &[u8],
     out: FileDicomObject<InMemDicomObject>,
     carried: Option<&splice::PixelBytes>,
+    new_value: Option<Vec<u8>>,
 ) -> Result<Vec<u8>, Staged> {
     let mut buf = Vec::with_capacity(bytes.len() + 1024);
     let encoded = match carried {
-        Some(pixels) => pixels.encode(bytes, out, &mut buf),
+        Some(pixels) => pixels.encode(bytes, out, new_value.as_deref(), &mut buf),
         None => out
             .write_all(&mut buf)
             .map_err(|e| report::describe_error(&e)),

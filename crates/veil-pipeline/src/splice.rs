@@ -92,13 +92,21 @@ impl PixelBytes {
     }
 
     /// Encodes the de-identified instance with the element put back between the attributes that
-    /// sort before and after it.
+    /// sort before and after it: as it was, or with `new_value` (of the same length) as its value.
     pub fn encode(
         &self,
         source: &[u8],
         mut out: FileDicomObject<InMemDicomObject>,
+        new_value: Option<&[u8]>,
         buf: &mut Vec<u8>,
     ) -> Result<(), String> {
+        let element = &source[self.range.clone()];
+        if let Some(v) = new_value {
+            // The element's header (8 bytes implicit, 12 explicit) then the value.
+            if !matches!(element.len().checked_sub(v.len()), Some(8 | 12)) {
+                return Err("the pixel stage's new Pixel Data is not the length of the old".into());
+            }
+        }
         let after: Vec<Tag> = out
             .iter()
             .map(|e| e.header().tag)
@@ -117,7 +125,13 @@ impl PixelBytes {
             .ok_or("unknown transfer syntax")?;
         out.write_all(&mut *buf)
             .map_err(|e| crate::report::describe_error(&e))?;
-        buf.extend_from_slice(&source[self.range.clone()]);
+        match new_value {
+            Some(v) => {
+                buf.extend_from_slice(&element[..element.len() - v.len()]);
+                buf.extend_from_slice(v);
+            }
+            None => buf.extend_from_slice(element),
+        }
         if tail.iter().next().is_some() {
             tail.write_dataset_with_ts_cs(&mut *buf, ts, charset)
                 .map_err(|e| crate::report::describe_error(&e))?;
@@ -179,7 +193,7 @@ mod tests {
             }
             let without = parse(&pixels.without(&bytes)).expect("parses without pixel data");
             let mut got = Vec::new();
-            pixels.encode(&bytes, without, &mut got).unwrap();
+            pixels.encode(&bytes, without, None, &mut got).unwrap();
             assert!(
                 got == expected,
                 "{}: spliced output differs",

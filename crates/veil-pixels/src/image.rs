@@ -118,6 +118,11 @@ fn text(obj: &InMemDicomObject, tag: Tag) -> String {
         .unwrap_or_default()
 }
 
+/// Why text found in 1-bit or 32-bit samples holds the instance back.
+fn read_only_refusal(bits_allocated: u16) -> String {
+    format!("text was found in {bits_allocated}-bit pixel data, which the pixel stage reads but does not rewrite; remove it with another tool or release the instance without its pixels")
+}
+
 /// Is this transfer syntax lossy?
 pub fn is_lossy_ts(ts: &str) -> bool {
     matches!(
@@ -691,6 +696,59 @@ impl Pixels {
         filled
     }
 
+    /// The frames of native Pixel Data in the source's own layout (planar or 4:2:2 packed
+    /// again where the source was), without what followed the last frame.
+    fn into_source_layout(self) -> Result<Vec<u8>, String> {
+        let Source::Native {
+            planar, packed_422, ..
+        } = self.source
+        else {
+            return Err("not native pixel data".into());
+        };
+        let fl = self.frame_len();
+        let (frames, bps) = (self.frames as usize, self.bytes_per_sample as usize);
+        let n = self.rows as usize * self.cols as usize;
+        // Memory: a cine's frames are large; the plain layout moves them, not copies.
+        if !packed_422 && !planar {
+            return Ok(self.data);
+        }
+        let mut out = Vec::with_capacity(self.data.len());
+        for f in 0..frames {
+            let src = &self.data[f * fl..(f + 1) * fl];
+            if packed_422 {
+                for c in src.chunks_exact(6) {
+                    let cb = ((c[1] as u16 + c[4] as u16) / 2) as u8;
+                    let cr = ((c[2] as u16 + c[5] as u16) / 2) as u8;
+                    out.extend_from_slice(&[c[0], c[3], cb, cr]);
+                }
+            } else {
+                for s in 0..3 {
+                    for p in 0..n {
+                        out.extend_from_slice(&src[(p * 3 + s) * bps..(p * 3 + s + 1) * bps]);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The (changed) frames as a new value for the native Pixel Data element whose value was
+    /// `source` (what [`Pixels::from_native_value`] read): same length and layout, what followed
+    /// the last frame kept. How the pipeline writes back pixels it carries as bytes.
+    pub fn into_native_value(self, source: &[u8]) -> Result<Vec<u8>, PixelError> {
+        if let Source::ReadOnly { bits_allocated } = self.source {
+            return Err(PixelError::Encode(read_only_refusal(bits_allocated)));
+        }
+        let mut out = self.into_source_layout().map_err(PixelError::Encode)?;
+        if out.len() > source.len() {
+            return Err(PixelError::Encode(
+                "the frames are longer than the Pixel Data they came from".into(),
+            ));
+        }
+        out.extend_from_slice(&source[out.len()..]);
+        Ok(out)
+    }
+
     /// Writes the (changed) frames back into the instance, re-encoding as described in the
     /// module docs, and updates the file meta transfer syntax and image attributes.
     pub fn write_back(
@@ -701,41 +759,10 @@ impl Pixels {
     }
 
     fn encode_into(self, file: &mut FileDicomObject<InMemDicomObject>) -> Result<(), String> {
-        let fl = self.frame_len();
         match &self.source {
-            Source::Native {
-                words,
-                planar,
-                packed_422,
-            } => {
-                let (words, planar, packed_422) = (*words, *planar, *packed_422);
-                let (frames, bps) = (self.frames as usize, self.bytes_per_sample as usize);
-                let n = self.rows as usize * self.cols as usize;
-                // Memory: a cine's frames are large; the plain layout moves them, not copies.
-                let mut out = if !packed_422 && !planar {
-                    self.data
-                } else {
-                    let mut out = Vec::with_capacity(self.data.len());
-                    for f in 0..frames {
-                        let src = &self.data[f * fl..(f + 1) * fl];
-                        if packed_422 {
-                            for c in src.chunks_exact(6) {
-                                let cb = ((c[1] as u16 + c[4] as u16) / 2) as u8;
-                                let cr = ((c[2] as u16 + c[5] as u16) / 2) as u8;
-                                out.extend_from_slice(&[c[0], c[3], cb, cr]);
-                            }
-                        } else {
-                            for s in 0..3 {
-                                for p in 0..n {
-                                    out.extend_from_slice(
-                                        &src[(p * 3 + s) * bps..(p * 3 + s + 1) * bps],
-                                    );
-                                }
-                            }
-                        }
-                    }
-                    out
-                };
+            Source::Native { words, .. } => {
+                let words = *words;
+                let mut out = self.into_source_layout()?;
                 // Anything after the last frame (padding) is kept as it was.
                 let old = file
                     .element(tags::PIXEL_DATA)
@@ -762,9 +789,7 @@ impl Pixels {
                 file.put(DataElement::new(tags::PIXEL_DATA, vr, value));
                 Ok(())
             }
-            Source::ReadOnly { bits_allocated } => Err(format!(
-                "text was found in {bits_allocated}-bit pixel data, which the pixel stage reads but does not rewrite; remove it with another tool or release the instance without its pixels"
-            )),
+            Source::ReadOnly { bits_allocated } => Err(read_only_refusal(*bits_allocated)),
             Source::Encapsulated { ts } => {
                 let ts = ts.clone();
                 let had_frames = file.element(tags::NUMBER_OF_FRAMES).is_ok();

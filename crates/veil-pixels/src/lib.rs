@@ -230,6 +230,41 @@ impl Cleaner {
     }
 }
 
+impl Cleaner {
+    /// [`Cleaner::redact`] for native little-endian Pixel Data held as its value bytes (`value`)
+    /// beside a `file` parsed without it: the new value (same length and layout) when text was
+    /// removed, None when the pixels stay as they are. The instance is never parsed whole, so a
+    /// worker holds the source, one decoded copy and the output, not two more copies of a cine.
+    pub fn redact_value(
+        &self,
+        file: &FileDicomObject<InMemDicomObject>,
+        flagged: bool,
+        value: &[u8],
+    ) -> Result<(PixelOutcome, Option<Vec<u8>>), PixelError> {
+        let flagged = flagged || header_flagged(file);
+        if !flagged && !self.config.screen_unflagged {
+            return Ok((PixelOutcome::default(), None));
+        }
+        if self.config.ocr && flagged {
+            ocr::available()?;
+        }
+        let mut px = Pixels::from_native_value(file, value)?;
+        let a = self.analyze(file, &px, &Identifiers::of(file), flagged, false)?;
+        let mut outcome = PixelOutcome {
+            frames_scanned: px.frames as u64,
+            regions_redacted: a.redaction.len() as u64,
+            modified: false,
+        };
+        if a.redaction.is_empty() {
+            return Ok((outcome, None));
+        }
+        px.fill(&a.redaction);
+        let new_value = px.into_native_value(value)?;
+        outcome.modified = true;
+        Ok((outcome, Some(new_value)))
+    }
+}
+
 /// For an output verifier: OCRs a released instance and returns where text matching the
 /// *source's* identifiers survives (frame, box, kind; never the value). Empty means clean.
 pub fn surviving_identifiers(
@@ -368,6 +403,20 @@ pub struct PixelCleaner {
 }
 
 impl PixelStage for PixelCleaner {
+    fn clean_carried(
+        &self,
+        file: &FileDicomObject<InMemDicomObject>,
+        risk: Option<&str>,
+        element: &[u8],
+    ) -> Option<Result<(PixelOutcome, Option<Vec<u8>>), veil_pipeline::PixelRefusal>> {
+        let value = native_value(file, element)?;
+        Some(
+            self.cleaner
+                .redact_value(file, risk.is_some(), value)
+                .map_err(|e| veil_pipeline::PixelRefusal(format!("pixel stage: {e}"))),
+        )
+    }
+
     fn clean(
         &self,
         file: &mut FileDicomObject<InMemDicomObject>,
