@@ -203,8 +203,7 @@ pub fn read_uids(path: &Path) -> Result<Uids, AppError> {
             ))
         })?;
     let get = |t| {
-        obj.element(t)
-            .ok()
+        obj.get(t)
             .and_then(|e| e.to_str().ok())
             .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
             .unwrap_or_default()

@@ -82,8 +82,7 @@ fn text(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
 /// C.8.12.4.1.1), and any image whose Image Type names LABEL.
 fn slide_label(obj: &InMemDicomObject) -> Option<String> {
     let values: Vec<String> = obj
-        .element(tags::IMAGE_TYPE)
-        .ok()?
+        .get(tags::IMAGE_TYPE)?
         .to_multi_str()
         .ok()?
         .iter()

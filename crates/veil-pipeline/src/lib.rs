@@ -1256,8 +1256,13 @@ fn read_part10(
         .pixel_data
         .clone()
         .and_then(|range| splice::PixelBytes::carry(bytes, range, &framing.transfer_syntax));
-    let trimmed = carried.as_ref().map(|c| c.without(bytes));
-    let file = parse(trimmed.as_deref().unwrap_or(&bytes[128..]))?;
+    let file = match &carried {
+        Some(c) => {
+            let (trimmed, marked) = c.without(bytes, Some(&framing.transfer_syntax));
+            parse_until(&trimmed, marked.then_some(splice::END_MARK))?
+        }
+        None => parse(&bytes[128..])?,
+    };
     Ok((normalize(file), carried))
 }
 
@@ -1343,15 +1348,24 @@ fn remove_empty_parents(root: &Path, removed: &Path) {
 
 /// Parses a Part 10 stream that starts at "DICM" (the preamble already skipped).
 fn parse(stream: &[u8]) -> Result<FileDicomObject<InMemDicomObject>, Staged> {
-    OpenFileOptions::new()
-        .read_preamble(dicom_object::file::ReadPreamble::Never)
-        .from_reader(stream)
-        .map_err(|e| {
-            held(
-                "unparseable",
-                format!("DICOM parse error: {}", report::describe_error(&e)),
-            )
-        })
+    parse_until(stream, None)
+}
+
+/// [`parse`], stopping before the first top-level element at or after `until`.
+fn parse_until(
+    stream: &[u8],
+    until: Option<dicom_core::Tag>,
+) -> Result<FileDicomObject<InMemDicomObject>, Staged> {
+    let mut options = OpenFileOptions::new().read_preamble(dicom_object::file::ReadPreamble::Never);
+    if let Some(tag) = until {
+        options = options.read_until(tag);
+    }
+    options.from_reader(stream).map_err(|e| {
+        held(
+            "unparseable",
+            format!("DICOM parse error: {}", report::describe_error(&e)),
+        )
+    })
 }
 
 /// Standard attributes stored as UN are re-read with their dictionary VR before anyone looks at

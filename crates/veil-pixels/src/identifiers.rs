@@ -25,8 +25,7 @@ pub struct Identifiers {
 }
 
 fn value(obj: &InMemDicomObject, tag: Tag) -> Vec<String> {
-    obj.element(tag)
-        .ok()
+    obj.get(tag)
         .and_then(|e| {
             e.to_multi_str()
                 .ok()

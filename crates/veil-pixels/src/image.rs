@@ -108,12 +108,11 @@ impl Rect {
 }
 
 fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
-    obj.element(tag).ok()?.to_int::<i64>().ok()
+    obj.get(tag)?.to_int::<i64>().ok()
 }
 
 fn text(obj: &InMemDicomObject, tag: Tag) -> String {
-    obj.element(tag)
-        .ok()
+    obj.get(tag)
         .and_then(|e| e.to_str().ok().map(|s| s.trim().to_ascii_uppercase()))
         .unwrap_or_default()
 }
@@ -159,7 +158,7 @@ fn lossy_method(ts: &str) -> &'static str {
 
 fn palette_grey(obj: &InMemDicomObject) -> Option<(Vec<u8>, u16)> {
     let lut = |desc: Tag, data: Tag| -> Option<(Vec<u16>, i64, u16)> {
-        let d = obj.element(desc).ok()?;
+        let d = obj.get(desc)?;
         let dv: Vec<i64> = d.to_multi_int::<i64>().ok()?;
         if dv.len() < 3 {
             return None;
@@ -167,7 +166,7 @@ fn palette_grey(obj: &InMemDicomObject) -> Option<(Vec<u8>, u16)> {
         let entries = if dv[0] == 0 { 65536 } else { dv[0] as usize };
         let first = dv[1];
         let bits = dv[2] as u16;
-        let raw = obj.element(data).ok()?.to_bytes().ok()?;
+        let raw = obj.get(data)?.to_bytes().ok()?;
         let vals: Vec<u16> = if bits <= 8 && raw.len() >= entries && raw.len() < entries * 2 {
             raw.iter().map(|&b| b as u16).collect()
         } else {
@@ -418,8 +417,8 @@ impl Pixels {
             let shape = (rows as usize, cols as usize, frames as usize);
             let value = match native_value {
                 Some(v) => Cow::Borrowed(v),
-                None => match file.element(tags::PIXEL_DATA).map(|e| e.value()) {
-                    Ok(Value::Primitive(p)) => p.to_bytes(),
+                None => match file.get(tags::PIXEL_DATA).map(|e| e.value()) {
+                    Some(Value::Primitive(p)) => p.to_bytes(),
                     _ => return Err("no native Pixel Data element".into()),
                 },
             };
@@ -464,8 +463,8 @@ impl Pixels {
                 Some(v) => (Cow::Borrowed(v), bps == 2),
                 None => {
                     let elem = file
-                        .element(tags::PIXEL_DATA)
-                        .map_err(|_| "no Pixel Data element".to_string())?;
+                        .get(tags::PIXEL_DATA)
+                        .ok_or_else(|| "no Pixel Data element".to_string())?;
                     let words = matches!(elem.value(), Value::Primitive(PrimitiveValue::U16(_)));
                     match elem.value() {
                         Value::Primitive(p) => (p.to_bytes(), words),
@@ -764,9 +763,7 @@ impl Pixels {
                 let words = *words;
                 let mut out = self.into_source_layout()?;
                 // Anything after the last frame (padding) is kept as it was.
-                let old = file
-                    .element(tags::PIXEL_DATA)
-                    .map_err(|_| "no Pixel Data")?;
+                let old = file.get(tags::PIXEL_DATA).ok_or("no Pixel Data")?;
                 let old_len = match old.value() {
                     Value::Primitive(p) => p.calculate_byte_len(),
                     _ => 0,
@@ -792,10 +789,10 @@ impl Pixels {
             Source::ReadOnly { bits_allocated } => Err(read_only_refusal(*bits_allocated)),
             Source::Encapsulated { ts } => {
                 let ts = ts.clone();
-                let had_frames = file.element(tags::NUMBER_OF_FRAMES).is_ok();
+                let had_frames = file.get(tags::NUMBER_OF_FRAMES).is_some();
                 let had_total = file
-                    .element(tags::ENCAPSULATED_PIXEL_DATA_VALUE_TOTAL_LENGTH)
-                    .is_ok();
+                    .get(tags::ENCAPSULATED_PIXEL_DATA_VALUE_TOTAL_LENGTH)
+                    .is_some();
                 let (vr, value) = if self.bytes_per_sample == 2 {
                     let w: Vec<u16> = self
                         .data
@@ -841,7 +838,7 @@ impl Pixels {
                         VR::CS,
                         PrimitiveValue::from("01"),
                     ));
-                    if file.element(tags::LOSSY_IMAGE_COMPRESSION_METHOD).is_err() {
+                    if file.get(tags::LOSSY_IMAGE_COMPRESSION_METHOD).is_none() {
                         file.put(DataElement::new(
                             tags::LOSSY_IMAGE_COMPRESSION_METHOD,
                             VR::CS,

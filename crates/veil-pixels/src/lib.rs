@@ -158,8 +158,7 @@ pub struct Cleaner {
 }
 
 fn upper(obj: &InMemDicomObject, tag: dicom_core::Tag) -> String {
-    obj.element(tag)
-        .ok()
+    obj.get(tag)
         .and_then(|e| e.to_str().ok().map(|s| s.trim().to_ascii_uppercase()))
         .unwrap_or_default()
 }
@@ -207,7 +206,7 @@ impl Cleaner {
         file: &mut FileDicomObject<InMemDicomObject>,
         flagged: bool,
     ) -> Result<(PixelOutcome, Option<Analysis>), PixelError> {
-        if file.element(tags::PIXEL_DATA).is_err() {
+        if file.get(tags::PIXEL_DATA).is_none() {
             return Ok((PixelOutcome::default(), None));
         }
         let flagged = flagged || header_flagged(file);

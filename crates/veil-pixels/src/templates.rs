@@ -65,8 +65,7 @@ pub struct Templates {
 }
 
 fn text(obj: &InMemDicomObject, tag: Tag) -> String {
-    obj.element(tag)
-        .ok()
+    obj.get(tag)
         .and_then(|e| e.to_str().ok().map(|s| s.trim().to_ascii_lowercase()))
         .unwrap_or_default()
 }
