@@ -1,6 +1,6 @@
 """Builds one benchmark corpus per corpus shape from real files, for scripts/bench-shapes.sh.
 
-usage: make_shapes.py OUT_DIR [SCALE]
+usage: make_shapes.py OUT_DIR [SCALE] [SHAPE...]   (default: every shape)
 
 Shapes (counts at SCALE 1; each file gets its own SOP Instance UID, five instances per series,
 and planted identifiers in the header: name, ID, birth date, accession, institution, physician):
@@ -27,6 +27,7 @@ root = os.path.dirname(os.path.abspath(__file__))
 testdata = os.path.join(root, "..", "testdata")
 out = sys.argv[1]
 scale = float(sys.argv[2]) if len(sys.argv) > 2 else 1.0
+only = set(sys.argv[3:])
 UID_ROOT = "1.2.826.0.1.3680043.10.1139"
 SURNAMES = ["Quixley", "Okonkwo", "Vandersloot", "Featherby", "Marchetti", "Lindqvist"]
 GIVEN = ["Bernadette", "Tobias", "Imogen", "Clement", "Priya", "Osric"]
@@ -50,7 +51,13 @@ def plant(ds, shape, i):
         ds.InstanceNumber = i % 5 + 1
 
 
+def wanted(shape):
+    return not only or shape in only
+
+
 def write(shape, sources, count):
+    if not wanted(shape):
+        return
     d = os.path.join(out, shape)
     os.makedirs(d, exist_ok=True)
     for i in range(count):
@@ -79,15 +86,20 @@ py = os.path.join(testdata, "pydicom")
 us = os.path.join(testdata, "deid-data", "ultrasounds")
 write("mr64", [read(os.path.join(py, "MR_small.dcm"))], n(1000))
 write("ct128", [read(os.path.join(py, "CT_small.dcm"))], n(1000))
+COMPRESSED = ("ct512-rle", "ct512-jpegls", "ct512-j2k")
+if any(wanted(s) for s in COMPRESSED):
+    only.add("ct512")  # the compressed shapes are made from it
 write("ct512", [native(os.path.join(py, "693_J2KI.dcm"))], n(300))
 for shape, tool in (("ct512-rle", ["dcmcrle"]), ("ct512-jpegls", ["dcmcjpls"]),
                     ("ct512-j2k", ["gdcmconv", "--j2k"])):
+    if not wanted(shape):
+        continue
     d = os.path.join(out, shape)
     os.makedirs(d, exist_ok=True)
     for f in sorted(os.listdir(os.path.join(out, "ct512"))):
         subprocess.run(tool + [os.path.join(out, "ct512", f), os.path.join(d, f)], check=True)
 srs = []
-for f in sorted(glob.glob(os.path.join(testdata, "**", "*.dcm"), recursive=True)):
+for f in sorted(glob.glob(os.path.join(testdata, "**", "*.dcm"), recursive=True)) if wanted("sr") else ():
     try:
         ds = pydicom.dcmread(f)
     except Exception:
@@ -95,9 +107,10 @@ for f in sorted(glob.glob(os.path.join(testdata, "**", "*.dcm"), recursive=True)
     if ds.get("Modality") == "SR" and ds.file_meta.get("TransferSyntaxUID"):
         srs.append(ds)
 write("sr", srs, n(300))
-write("us-text", [read(os.path.join(us, f)) for f in ("GREYSCALE_IMAGE.dcm", "RGB_IMAGE.dcm")], n(60))
-cines = [read(os.path.join(us, "ultrasound-multiframe.dcm"))]
-for z in ("GREYSCALE_CINE.zip", "RGB_CINE.zip"):
+if wanted("us-text"):
+    write("us-text", [read(os.path.join(us, f)) for f in ("GREYSCALE_IMAGE.dcm", "RGB_IMAGE.dcm")], n(60))
+cines = [read(os.path.join(us, "ultrasound-multiframe.dcm"))] if wanted("us-cine") else []
+for z in ("GREYSCALE_CINE.zip", "RGB_CINE.zip") if wanted("us-cine") else ():
     with zipfile.ZipFile(os.path.join(us, z)) as zf:
         for name in zf.namelist():
             if name.endswith(".dcm"):
