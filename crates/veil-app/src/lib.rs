@@ -5,7 +5,7 @@
 //! the engine, the pixel stage and the independent verify stage), release orchestration with the
 //! consent gate and the ledger writer ([`release`]), the demo's synthetic export with planted
 //! identifiers ([`demo`], also a test kit), the registry's shared steps and documents
-//! ([`registry`], [`pages`]: HTML from templates with auto-escaping), and the one error type front ends map to their exit
+//! ([`registry`], [`pages`]: HTML from templates with auto-escaping), and the network gateway's setup ([`gateway`]), and the one error type front ends map to their exit
 //! codes or responses ([`AppError`]). It does not parse arguments, print, or exit: front ends do.
 //! Rules live in `veil-profile`, transformation in `veil-deid`, the per-file stages in
 //! `veil-pipeline`, the checks in `veil-verify` and `veil-pixels`, the registry and ledger in
@@ -14,6 +14,7 @@
 pub mod build;
 pub mod demo;
 pub mod error;
+pub mod gateway;
 pub mod pages;
 pub mod pixel_stage;
 pub mod registry;

@@ -53,6 +53,14 @@ enum Command {
         after_help = "Exit codes: 0 no planted value survived in any output; 1 runtime failure (I/O, database; nothing half-written is left); 2 usage or configuration error (the message names the argument, file or field); 4 a planted value was found in an output."
     )]
     Demo(cmd::demo::Args),
+    /// Receive DICOM from PACS and modalities over the network (C-ECHO, C-STORE) into a sealed spool.
+    ///
+    /// Only the AE titles (and addresses) listed in the configuration may send; each instance is
+    /// encrypted and fsync'd in the spool before the sender is told it was stored.
+    #[command(
+        after_help = "Exit codes: 0 valid (check) or stopped; 1 runtime failure (the port cannot be bound); 2 usage or configuration error (the message names the file, line and field)."
+    )]
+    Gateway(cmd::gateway::Args),
     /// Manage key files.
     #[command(subcommand)]
     #[command(
@@ -117,6 +125,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Deid(args) => cmd::deid::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Gateway(args) => cmd::gateway::run(args),
         Command::Key(c) => cmd::key::run(c),
         Command::Policy(c) => cmd::policy::run(c),
         Command::Quarantine(c) => cmd::quarantine::run(c),

@@ -2,6 +2,7 @@
 
 pub mod deid;
 pub mod demo;
+pub mod gateway;
 pub mod key;
 pub mod pixels;
 pub mod policy;

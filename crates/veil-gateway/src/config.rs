@@ -1,0 +1,237 @@
+//! `gateway.toml`: where the gateway listens, whom it accepts, and where it spools.
+//!
+//! ```toml
+//! [listen]
+//! address = "0.0.0.0:11112"
+//! ae_title = "VEIL"
+//!
+//! [[allow]]                 # one entry per sender; anyone else is rejected at association
+//! ae_title = "CT_SCANNER_1"
+//! address = "10.1.2.3"      # optional: only from this address
+//!
+//! [spool]
+//! dir = "/var/lib/veil/spool"   # created 0700; received instances, encrypted
+//! key = "/etc/veil/site.key"    # optional: else the key in VEIL_KEY
+//! ```
+//!
+//! Errors name the file, line and column, like `veil policy check`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The gateway's settings, checked.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    /// This node's AE title; associations calling another title are rejected.
+    pub ae_title: String,
+    pub allow: Vec<AllowedPeer>,
+    pub spool_dir: PathBuf,
+    /// Key file (None: the key comes from the environment).
+    pub key: Option<PathBuf>,
+}
+
+/// A sender the gateway accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedPeer {
+    pub ae_title: String,
+    /// None: from any address.
+    pub address: Option<IpAddr>,
+}
+
+impl GatewayConfig {
+    /// Whether a sender calling with `ae_title` from `address` is on the list.
+    pub fn allows(&self, ae_title: &str, address: IpAddr) -> bool {
+        self.allow
+            .iter()
+            .any(|p| p.ae_title == ae_title && p.address.is_none_or(|a| a == address))
+    }
+
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<GatewayConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            error: e,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        GatewayConfig::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Parses `text` (from `origin`, named in errors); relative paths are taken from `base`.
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<GatewayConfig, ConfigError> {
+        let at = |span: std::ops::Range<usize>, field: &str, message: String| {
+            let (line, column) = line_col(text, span.start);
+            ConfigError::Invalid {
+                origin: origin.to_string(),
+                line,
+                column,
+                field: field.to_string(),
+                message,
+            }
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            at(span, "gateway", e.message().trim().to_string())
+        })?;
+        let listen = raw
+            .listen
+            .address
+            .get_ref()
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                at(
+                    raw.listen.address.span(),
+                    "listen.address",
+                    "not an address and port such as 0.0.0.0:11112".into(),
+                )
+            })?;
+        let ae_title = checked_ae_title(&raw.listen.ae_title)
+            .map_err(|m| at(raw.listen.ae_title.span(), "listen.ae_title", m))?;
+        let mut allow = Vec::new();
+        for peer in &raw.allow {
+            let title = checked_ae_title(&peer.ae_title)
+                .map_err(|m| at(peer.ae_title.span(), "allow.ae_title", m))?;
+            let address = match &peer.address {
+                None => None,
+                Some(a) => Some(
+                    a.get_ref()
+                        .parse::<IpAddr>()
+                        .map_err(|_| at(a.span(), "allow.address", "not an IP address".into()))?,
+                ),
+            };
+            allow.push(AllowedPeer {
+                ae_title: title,
+                address,
+            });
+        }
+        if allow.is_empty() {
+            return Err(at(
+                0..0,
+                "allow",
+                "no [[allow]] entry: the gateway would refuse every sender; list the AE titles that may send".into(),
+            ));
+        }
+        Ok(GatewayConfig {
+            listen,
+            ae_title,
+            allow,
+            spool_dir: base.join(raw.spool.dir.get_ref()),
+            key: raw.spool.key.map(|k| base.join(k.get_ref())),
+        })
+    }
+}
+
+/// An AE title as PS3.8 allows it: 1–16 characters of the default repertoire, no backslash or
+/// control character, not only spaces; kept without leading and trailing spaces.
+fn checked_ae_title(raw: &Spanned<String>) -> Result<String, String> {
+    let t = raw.get_ref().trim();
+    if t.is_empty() || t.len() > 16 {
+        return Err("an AE title has 1 to 16 characters".into());
+    }
+    if !t
+        .chars()
+        .all(|c| c.is_ascii() && !c.is_ascii_control() && c != '\\')
+    {
+        return Err("an AE title holds printable ASCII characters other than a backslash".into());
+    }
+    Ok(t.to_string())
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+    (line, col)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: RawListen,
+    #[serde(default)]
+    allow: Vec<RawPeer>,
+    spool: RawSpool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    address: Spanned<String>,
+    ae_title: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    ae_title: Spanned<String>,
+    address: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpool {
+    dir: Spanned<String>,
+    key: Option<Spanned<String>>,
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the gateway configuration: {error}")]
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{origin}:{line}:{column}: {field}: {message}")]
+    Invalid {
+        origin: String,
+        line: usize,
+        column: usize,
+        field: String,
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "[listen]\naddress = \"127.0.0.1:11112\"\nae_title = \"VEIL\"\n\n[[allow]]\nae_title = \"CT1\"\naddress = \"10.0.0.7\"\n\n[[allow]]\nae_title = \"US2\"\n\n[spool]\ndir = \"spool\"\n";
+
+    #[test]
+    fn a_good_file_parses_and_lists_its_senders() {
+        let c = GatewayConfig::parse(GOOD, "g.toml", Path::new("/etc/veil")).unwrap();
+        assert_eq!(c.ae_title, "VEIL");
+        assert_eq!(c.spool_dir, Path::new("/etc/veil/spool"));
+        assert!(c.allows("CT1", "10.0.0.7".parse().unwrap()));
+        assert!(!c.allows("CT1", "10.0.0.8".parse().unwrap()));
+        assert!(c.allows("US2", "192.168.1.1".parse().unwrap()));
+        assert!(!c.allows("EVIL", "10.0.0.7".parse().unwrap()));
+    }
+
+    #[test]
+    fn errors_name_the_line_column_and_field() {
+        let bad = GOOD.replace("\"10.0.0.7\"", "\"10.0.0\"");
+        let e = GatewayConfig::parse(&bad, "g.toml", Path::new(".")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "g.toml:7:11: allow.address: not an IP address"
+        );
+        let unknown = GOOD.replace("[spool]\n", "[spool]\nfoo = 1\n");
+        let e = GatewayConfig::parse(&unknown, "g.toml", Path::new(".")).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("g.toml:13:1: gateway: unknown field `foo`"),
+            "{e}"
+        );
+        let long = GOOD.replace("\"VEIL\"", "\"A_TITLE_LONGER_THAN_16\"");
+        let e = GatewayConfig::parse(&long, "g.toml", Path::new(".")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("g.toml:3:12: listen.ae_title:"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,196 @@
+//! The spool: received instances, kept until they are processed.
+//!
+//! The spool holds originals (every identifier a PACS sends), so each instance is encrypted at
+//! rest with XChaCha20-Poly1305 under a sub-key of the site key, in a 0700 directory. An instance
+//! is written to `tmp/`, fsync'd, renamed into `incoming/` and the directory fsync'd before
+//! [`Spool::put`] returns: only then does the SCP answer success, so nothing acknowledged can be
+//! lost to a crash or power cut. A sender that disconnects mid-transfer leaves at most a file in
+//! `tmp/`, which the next start removes ([`Spool::open`]).
+//!
+//! Names are a keyed MAC of the content: the same instance sent twice (a retry after a lost
+//! response) lands once, and a name says nothing about the patient.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use veil_keys::Key;
+
+const MAGIC: &[u8] = b"veil-spool-v1\0";
+const AAD: &[u8] = b"veil/gateway-spool/v1";
+const NONCE_LEN: usize = 24;
+/// File name suffix of a spooled instance.
+pub const SUFFIX: &str = ".dcm.enc";
+
+/// A spool directory and the key its instances are sealed with.
+pub struct Spool {
+    dir: PathBuf,
+    cipher: XChaCha20Poly1305,
+    names: Key,
+}
+
+/// Why the spool cannot take or give back an instance.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("{path}: {what}: {error}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        error: std::io::Error,
+    },
+    #[error("{path}: not a spooled instance, or sealed with another key")]
+    Unreadable { path: PathBuf },
+}
+
+fn io<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> SpoolError + 'a {
+    move |error| SpoolError::Io {
+        path: path.to_path_buf(),
+        what,
+        error,
+    }
+}
+
+impl Spool {
+    /// Opens (creating, 0700) the spool at `dir`, and clears what an interrupted transfer left
+    /// in `tmp/` (never acknowledged, so the sender still has it).
+    pub fn open(dir: &Path, key: &Key) -> Result<Spool, SpoolError> {
+        for sub in ["", "tmp", "incoming"] {
+            let d = dir.join(sub);
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&d)
+                .map_err(io(&d, "cannot create the spool directory"))?;
+        }
+        let tmp = dir.join("tmp");
+        for entry in fs::read_dir(&tmp)
+            .map_err(io(&tmp, "cannot list"))?
+            .flatten()
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+        let sealing = key.subkey("gateway", "spool-seal");
+        Ok(Spool {
+            dir: dir.to_path_buf(),
+            cipher: XChaCha20Poly1305::new_from_slice(sealing.as_bytes())
+                .expect("a Veil key is 32 bytes"),
+            names: key.subkey("gateway", "spool-name"),
+        })
+    }
+
+    /// Seals and stores one Part 10 instance durably; returns its path in `incoming/`.
+    pub fn put(&self, part10: &[u8]) -> Result<PathBuf, SpoolError> {
+        let name = format!(
+            "{}{SUFFIX}",
+            hex::encode(&self.names.mac("gateway/spool-name", part10)[..16])
+        );
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: part10,
+                    aad: AAD,
+                },
+            )
+            .expect("sealing does not fail");
+        let temp = self.dir.join("tmp").join(format!("{name}.part"));
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(io(&temp, "cannot write to the spool"))?;
+        f.write_all(MAGIC)
+            .and_then(|_| f.write_all(&nonce))
+            .and_then(|_| f.write_all(&sealed))
+            .and_then(|_| f.sync_all())
+            .map_err(io(&temp, "cannot write to the spool"))?;
+        let incoming = self.dir.join("incoming");
+        let path = incoming.join(&name);
+        fs::rename(&temp, &path).map_err(io(&path, "cannot move into the spool"))?;
+        File::open(&incoming)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&incoming, "cannot sync the spool directory"))?;
+        Ok(path)
+    }
+
+    /// The spooled instances, oldest name order (names are MACs, so this is a stable order).
+    pub fn list(&self) -> Result<Vec<PathBuf>, SpoolError> {
+        let incoming = self.dir.join("incoming");
+        let mut out: Vec<PathBuf> = fs::read_dir(&incoming)
+            .map_err(io(&incoming, "cannot list the spool"))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(SUFFIX))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The Part 10 bytes of a spooled instance.
+    pub fn read(&self, path: &Path) -> Result<Vec<u8>, SpoolError> {
+        let sealed = fs::read(path).map_err(io(path, "cannot read from the spool"))?;
+        let unreadable = || SpoolError::Unreadable {
+            path: path.to_path_buf(),
+        };
+        let body = sealed.strip_prefix(MAGIC).ok_or_else(unreadable)?;
+        if body.len() < NONCE_LEN {
+            return Err(unreadable());
+        }
+        let (nonce, ciphertext) = body.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: AAD,
+                },
+            )
+            .map_err(|_| unreadable())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn instances_are_sealed_durable_and_named_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Key::generate();
+        let spool = Spool::open(&dir.path().join("s"), &key).unwrap();
+        let mode = fs::metadata(dir.path().join("s"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let instance = b"DICM and the name SMITH^JOHN".to_vec();
+        let p = spool.put(&instance).unwrap();
+        let on_disk = fs::read(&p).unwrap();
+        assert!(
+            !on_disk.windows(5).any(|w| w == b"SMITH"),
+            "stored in clear"
+        );
+        assert_eq!(spool.read(&p).unwrap(), instance);
+        // The same instance again (a retry) lands on the same name, once.
+        assert_eq!(spool.put(&instance).unwrap(), p);
+        assert_eq!(spool.list().unwrap(), vec![p.clone()]);
+        // Another key cannot open it, and says so.
+        let other = Spool::open(&dir.path().join("s"), &Key::generate()).unwrap();
+        assert!(matches!(other.read(&p), Err(SpoolError::Unreadable { .. })));
+        // What an interrupted transfer left in tmp/ is cleared at the next start.
+        fs::write(dir.path().join("s/tmp/x.part"), b"half").unwrap();
+        Spool::open(&dir.path().join("s"), &key).unwrap();
+        assert!(fs::read_dir(dir.path().join("s/tmp"))
+            .unwrap()
+            .next()
+            .is_none());
+    }
+}
