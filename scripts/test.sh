@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Veil's whole test suite on a fresh Debian machine (as root, as CI does) or a developer box:
-#   1. installs the real peers the tests check outputs with (dcmtk, dicom3tools, GDCM, pydicom),
+#   1. installs the real peers the tests check outputs with (dcmtk, dicom3tools, GDCM, pydicom;
+#      Orthanc through scripts/setup.d/gateway.sh),
 #   2. runs every scripts/setup.d/*.sh (services and data other parts of the suite need),
 #   3. fetches the real DICOM test data from PyPI (scripts/fetch-testdata.sh),
 #   4. runs `cargo test --workspace`,

@@ -1,28 +1,52 @@
 //! `veil gateway`: the DICOM network front, set up from its configuration file.
 //!
-//! This slice receives: it accepts listed senders, answers C-ECHO, and spools every C-STORE
-//! durably and sealed (see `veil-gateway`). De-identifying the spool and forwarding are later
-//! steps of issue 20; the spool is the pipeline's input then.
+//! It receives (accepts listed senders, answers C-ECHO, spools every C-STORE durably and
+//! sealed; see `veil-gateway`) and, with a `[route]`, drains the spool: each instance goes
+//! through the same pipeline `veil deid` builds ([`crate::build()`], same key and policy, so the
+//! same bytes) and is stored at the route's destination.
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
-use veil_gateway::{GatewayConfig, Spool, Stop};
+use veil_gateway::{Deidentify, Forwarder, GatewayConfig, Spool, Stop};
+use veil_pipeline::{InstanceOutcome, Pipeline};
 
-use crate::build::load_key;
+use crate::build::{build, load_key, Settings};
 use crate::AppError;
+
+/// The route's pipeline, as the forwarder's de-identification step.
+struct RoutePipeline(Pipeline);
+
+impl Deidentify for RoutePipeline {
+    fn deidentify(&self, part10: &[u8]) -> Result<Vec<u8>, (String, String)> {
+        match self.0.deidentify_bytes(part10) {
+            InstanceOutcome::Released { bytes, .. } => Ok(bytes),
+            InstanceOutcome::Suppressed => Err((
+                "suppressed".into(),
+                "the policy does not release this kind of instance".into(),
+            )),
+            InstanceOutcome::HeldBack { reason, detail } => Err((reason, detail)),
+        }
+    }
+}
 
 /// Reads and checks a gateway configuration (errors name file, line, column and field).
 pub fn check(path: &Path) -> Result<GatewayConfig, AppError> {
     GatewayConfig::load(path).map_err(|e| AppError::Usage(e.to_string()))
 }
 
+/// How often the spool is drained while the destination takes instances.
+const POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// The longest wait between attempts while the destination fails.
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A gateway ready to serve: configuration checked, key loaded, spool open, port bound.
 pub struct Gateway {
     config: Arc<GatewayConfig>,
     spool: Arc<Spool>,
     listener: TcpListener,
+    forwarder: Option<Forwarder>,
 }
 
 impl Gateway {
@@ -32,6 +56,26 @@ impl Gateway {
         let key = load_key(config.key.as_deref())?;
         let spool = Spool::open(&config.spool_dir, &key)
             .map_err(|e| AppError::Usage(format!("spool: {e}")))?;
+        let spool = Arc::new(spool);
+        let forwarder = match &config.route {
+            None => None,
+            Some(route) => {
+                let settings = Settings {
+                    policy: route.policy.clone(),
+                    // A pipeline that runs over files needs an output root; this one only
+                    // de-identifies instances in memory and never writes there.
+                    out: config.spool_dir.join("out-unused"),
+                    ..Settings::default()
+                };
+                let pipeline = build(settings.resolve_with_key(key.clone())?);
+                Some(Forwarder {
+                    spool: spool.clone(),
+                    deid: Box::new(RoutePipeline(pipeline)),
+                    destination: route.destination.clone(),
+                    calling_ae: config.ae_title.clone(),
+                })
+            }
+        };
         let listener = TcpListener::bind(config.listen).map_err(|error| AppError::Io {
             what: "cannot listen on",
             path: config.listen.to_string().into(),
@@ -39,8 +83,9 @@ impl Gateway {
         })?;
         Ok(Gateway {
             config: Arc::new(config),
-            spool: Arc::new(spool),
+            spool,
             listener,
+            forwarder,
         })
     }
 
@@ -57,7 +102,21 @@ impl Gateway {
     /// Serves until `stop` (a process is usually stopped by a signal: nothing acknowledged is
     /// lost, since every instance is spooled before its C-STORE response).
     pub fn serve(self, stop: Stop) -> Result<(), AppError> {
-        veil_gateway::serve(self.config, self.spool, self.listener, stop)
-            .map_err(|e| AppError::Usage(e.to_string()))
+        let drain = self.forwarder.map(|f| {
+            let stop = stop.clone();
+            std::thread::spawn(move || f.run(&stop, POLL, MAX_BACKOFF))
+        });
+        let served = veil_gateway::serve(self.config, self.spool, self.listener, stop.clone())
+            .map_err(|e| AppError::Usage(e.to_string()));
+        stop.stop();
+        if let Some(d) = drain {
+            let _ = d.join();
+        }
+        served
+    }
+
+    /// The route's destination, if any.
+    pub fn destination(&self) -> Option<String> {
+        self.forwarder.as_ref().map(|f| f.destination.to_string())
     }
 }

@@ -12,6 +12,10 @@
 //! [spool]
 //! dir = "/var/lib/veil/spool"   # created 0700; received instances, encrypted
 //! key = "/etc/veil/site.key"    # optional: else the key in VEIL_KEY
+//!
+//! [route]                       # optional: without it the gateway only receives
+//! policy = "research.toml"      # optional: else the built-in default policy
+//! destination = "dicom://PACS@10.1.2.4:104"
 //! ```
 //!
 //! Errors name the file, line and column, like `veil policy check`.
@@ -32,6 +36,16 @@ pub struct GatewayConfig {
     pub spool_dir: PathBuf,
     /// Key file (None: the key comes from the environment).
     pub key: Option<PathBuf>,
+    /// Where de-identified instances go (None: receive and spool only).
+    pub route: Option<Route>,
+}
+
+/// De-identify with a policy, then store at a destination.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Policy file (None: the built-in default).
+    pub policy: Option<PathBuf>,
+    pub destination: crate::scu::Destination,
 }
 
 /// A sender the gateway accepts.
@@ -114,12 +128,24 @@ impl GatewayConfig {
                 "no [[allow]] entry: the gateway would refuse every sender; list the AE titles that may send".into(),
             ));
         }
+        let route = match raw.route {
+            None => None,
+            Some(r) => Some(Route {
+                policy: r.policy.map(|p| base.join(p.get_ref())),
+                destination: r
+                    .destination
+                    .get_ref()
+                    .parse()
+                    .map_err(|m| at(r.destination.span(), "route.destination", m))?,
+            }),
+        };
         Ok(GatewayConfig {
             listen,
             ae_title,
             allow,
             spool_dir: base.join(raw.spool.dir.get_ref()),
             key: raw.spool.key.map(|k| base.join(k.get_ref())),
+            route,
         })
     }
 }
@@ -154,6 +180,14 @@ struct RawConfig {
     #[serde(default)]
     allow: Vec<RawPeer>,
     spool: RawSpool,
+    route: Option<RawRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    policy: Option<Spanned<String>>,
+    destination: Spanned<String>,
 }
 
 #[derive(Deserialize)]

@@ -59,13 +59,6 @@ pub fn parse(bytes: &[u8]) -> Result<Command, String> {
 /// A response command set to `request`, with its group length.
 pub fn response(request: &Command, field: u16, status: u16) -> Vec<u8> {
     let mut obj = InMemDicomObject::new_empty();
-    let uid = |s: &str| {
-        let mut s = s.to_string();
-        if s.len() % 2 == 1 {
-            s.push('\0');
-        }
-        PrimitiveValue::from(s)
-    };
     obj.put(DataElement::new(
         tags::AFFECTED_SOP_CLASS_UID,
         VR::UI,
@@ -98,6 +91,63 @@ pub fn response(request: &Command, field: u16, status: u16) -> Vec<u8> {
             uid(&request.sop_instance),
         ));
     }
+    encode(&obj)
+}
+
+/// A C-STORE request command set for `command` (its class, instance and message ID).
+pub fn store_request(command: &Command) -> Vec<u8> {
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put(DataElement::new(
+        tags::AFFECTED_SOP_CLASS_UID,
+        VR::UI,
+        uid(&command.sop_class),
+    ));
+    obj.put(DataElement::new(
+        tags::COMMAND_FIELD,
+        VR::US,
+        PrimitiveValue::from(C_STORE_RQ),
+    ));
+    obj.put(DataElement::new(
+        tags::MESSAGE_ID,
+        VR::US,
+        PrimitiveValue::from(command.message_id),
+    ));
+    obj.put(DataElement::new(
+        tags::PRIORITY,
+        VR::US,
+        PrimitiveValue::from(0u16),
+    ));
+    obj.put(DataElement::new(
+        tags::COMMAND_DATA_SET_TYPE,
+        VR::US,
+        PrimitiveValue::from(0u16),
+    ));
+    obj.put(DataElement::new(
+        tags::AFFECTED_SOP_INSTANCE_UID,
+        VR::UI,
+        uid(&command.sop_instance),
+    ));
+    encode(&obj)
+}
+
+/// The Status of a response command set.
+pub fn parse_status(bytes: &[u8]) -> Result<u16, String> {
+    let obj = InMemDicomObject::read_dataset_with_ts(bytes, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
+        .map_err(|e| format!("unreadable response: {e}"))?;
+    int(&obj, tags::STATUS).ok_or_else(|| "a response without a status".into())
+}
+
+/// A UID value, padded to even length with a NUL as PS3.5 wants.
+fn uid(s: &str) -> PrimitiveValue {
+    let mut s = s.to_string();
+    if s.len() % 2 == 1 {
+        s.push('\0');
+    }
+    PrimitiveValue::from(s)
+}
+
+/// The command set in Implicit VR Little Endian, led by its group length.
+fn encode(obj: &InMemDicomObject) -> Vec<u8> {
     let mut body = Vec::new();
     obj.write_dataset_with_ts(&mut body, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
         .expect("a command set encodes");

@@ -6,14 +6,20 @@
 //! dicom-rs registry reads); and the durable spool ([`spool`]) where every received instance is
 //! written, encrypted and fsync'd before the sender is told it was stored.
 //!
-//! Does not own: de-identification, consent and the ledger (the application layer's pipeline
-//! reads the spool like any other input), nor forwarding to destinations.
+//! It also drains the spool ([`forward`]): each instance is handed to a [`forward::Deidentify`]
+//! and the result stored at the route's destination with C-STORE ([`scu`]), then taken off the
+//! spool. Does not own: de-identification itself, consent and the ledger — the application layer
+//! builds the pipeline that implements [`forward::Deidentify`].
 
 pub mod config;
 mod dimse;
+pub mod forward;
 pub mod scp;
+pub mod scu;
 pub mod spool;
 
 pub use config::{ConfigError, GatewayConfig};
+pub use forward::{Deidentify, Drained, Forwarder};
 pub use scp::{serve, ServeError, Stop};
+pub use scu::Destination;
 pub use spool::{Spool, SpoolError};

@@ -133,6 +133,42 @@ impl Spool {
         Ok(out)
     }
 
+    /// Takes a delivered instance off the spool.
+    pub fn remove(&self, path: &Path) -> Result<(), SpoolError> {
+        fs::remove_file(path).map_err(io(path, "cannot remove from the spool"))
+    }
+
+    /// Moves an instance that is not to be forwarded to `held/`, still sealed, beside a JSON
+    /// note of why (a reason code and a sentence; never an identifying value).
+    pub fn hold(&self, path: &Path, reason: &str, detail: &str) -> Result<PathBuf, SpoolError> {
+        let held = self.dir.join("held");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&held)
+            .map_err(io(&held, "cannot create the held-back directory"))?;
+        let name = path.file_name().unwrap_or_default();
+        let target = held.join(name);
+        let note = serde_json::json!({ "reason": reason, "detail": detail }).to_string();
+        let note_path = held.join(format!("{}.json", name.to_string_lossy()));
+        fs::write(&note_path, note).map_err(io(&note_path, "cannot write the reason"))?;
+        fs::rename(path, &target).map_err(io(&target, "cannot move into held/"))?;
+        Ok(target)
+    }
+
+    /// The instances held back, with their notes.
+    pub fn held(&self) -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = fs::read_dir(self.dir.join("held"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().ends_with(SUFFIX))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The Part 10 bytes of a spooled instance.
     pub fn read(&self, path: &Path) -> Result<Vec<u8>, SpoolError> {
         let sealed = fs::read(path).map_err(io(path, "cannot read from the spool"))?;

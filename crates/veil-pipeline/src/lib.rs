@@ -411,6 +411,17 @@ enum Staged {
     Output(Box<Produced>),
 }
 
+/// What [`Pipeline::deidentify_bytes`] made of one instance.
+#[derive(Debug)]
+pub enum InstanceOutcome {
+    /// The verified de-identified instance (Part 10), and where `veil deid` would write it.
+    Released { bytes: Vec<u8>, relative: PathBuf },
+    /// The policy suppresses this kind of instance.
+    Suppressed,
+    /// Not released, with a reason code and a sentence (no identifying value in either).
+    HeldBack { reason: String, detail: String },
+}
+
 /// How one input left `process_file`.
 enum Processed {
     Done(Box<FileOutcome>),
@@ -513,6 +524,46 @@ impl Pipeline {
     /// The config.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// De-identifies one Part 10 instance held in memory, with every stage of a run (classify,
+    /// pixels, transform, encode, verify) and no release observer: how the network gateway
+    /// processes what it received. Gives the same bytes as a run over the same file. An
+    /// instance a series stage wants whole is held back: series are planned only by [`run`].
+    ///
+    /// [`run`]: Pipeline::run
+    pub fn deidentify_bytes(&self, bytes: &[u8]) -> InstanceOutcome {
+        let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.stage(bytes, &NoObserver, None)
+        }))
+        .unwrap_or_else(|_| {
+            held(
+                "internal_error",
+                "an internal error occurred while processing this instance; it was held back",
+            )
+        });
+        match staged {
+            Staged::Output(p) => InstanceOutcome::Released {
+                bytes: p.bytes,
+                relative: p.relative,
+            },
+            Staged::Suppressed => InstanceOutcome::Suppressed,
+            Staged::Excluded { reason } => InstanceOutcome::HeldBack {
+                reason,
+                detail: "excluded by the consent gate".into(),
+            },
+            Staged::Rejected { reason, detail } => InstanceOutcome::HeldBack {
+                reason: reason.into(),
+                detail,
+            },
+            Staged::Quarantine { reason, detail, .. } => {
+                InstanceOutcome::HeldBack { reason, detail }
+            }
+            Staged::Deferred { .. } => InstanceOutcome::HeldBack {
+                reason: "series_stage".into(),
+                detail: "a series stage (defacing) needs the whole series, which only `veil deid` over files assembles; turn the stage off for this route".into(),
+            },
+        }
     }
 
     /// Runs over inputs without a release observer (`veil deid`).

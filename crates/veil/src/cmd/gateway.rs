@@ -39,8 +39,12 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         (None, Some(config)) => {
             let gateway =
                 veil_app::gateway::Gateway::open(&config).map_err(crate::exit::app_error)?;
+            let route = gateway
+                .destination()
+                .map(|d| format!("de-identified instances go to {d}"))
+                .unwrap_or_else(|| "no [route]: instances stay in the spool".into());
             eprintln!(
-                "veil gateway: listening on {} as {} (stop with Ctrl-C; every acknowledged instance is already spooled)",
+                "veil gateway: listening on {} as {}; {route} (stop with Ctrl-C; every acknowledged instance is already spooled)",
                 gateway.local_addr(),
                 gateway.ae_title()
             );

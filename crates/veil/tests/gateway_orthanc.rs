@@ -1,0 +1,459 @@
+//! The gateway between real peers: dcmtk's `storescu` sends real files to `veil gateway`, which
+//! de-identifies them and stores them in a real Orthanc (Debian `orthanc`, started by the test
+//! on free ports and read back through its REST API), or in dcmtk's `storescp` in bit-preserving
+//! mode. What arrives is what `veil deid` writes for the same file with the same key and policy:
+//! byte for byte at storescp, attribute for attribute in Orthanc (which rewrites some sequences
+//! with explicit lengths). While Orthanc is down the instance waits in the spool and arrives once
+//! it is back.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn veil() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_veil"))
+}
+
+fn ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+fn testdata(rel: &str) -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(rel);
+    if p.exists() {
+        return Some(p);
+    }
+    assert!(!ci(), "{rel} missing: run scripts/fetch-testdata.sh");
+    None
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP/1.0 GET on loopback: status and body.
+fn get(port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, raw[split + 4..].to_vec()))
+}
+
+struct Orthanc {
+    child: Child,
+    dicom: u16,
+    http: u16,
+    config: PathBuf,
+}
+
+impl Orthanc {
+    fn start(dir: &Path) -> Orthanc {
+        let (dicom, http) = (free_port(), free_port());
+        let storage = dir.join("orthanc-db");
+        let config = dir.join("orthanc.json");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"Name": "veil-test", "StorageDirectory": "{s}", "IndexDirectory": "{s}",
+"DicomAet": "ORTHANC", "DicomPort": {dicom}, "HttpPort": {http}, "RemoteAccessAllowed": false,
+"AuthenticationEnabled": false, "DicomCheckCalledAet": true, "DicomAlwaysAllowStore": true,
+"Plugins": [], "StorageCompression": false}}"#,
+                s = storage.display()
+            ),
+        )
+        .unwrap();
+        let mut o = Orthanc {
+            child: Command::new("Orthanc")
+                .arg(&config)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("Orthanc runs (Debian package orthanc)"),
+            dicom,
+            http,
+            config,
+        };
+        o.wait_up();
+        o
+    }
+
+    fn wait_up(&mut self) {
+        let t = Instant::now();
+        while get(self.http, "/system").map(|r| r.0) != Some(200) {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "Orthanc did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn restart(&mut self) {
+        self.child = Command::new("Orthanc")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.wait_up();
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Orthanc's instance IDs.
+    fn instances(&self) -> Vec<String> {
+        let (_, body) = get(self.http, "/instances").unwrap_or((0, b"[]".to_vec()));
+        serde_json::from_slice(&body).unwrap_or_default()
+    }
+
+    fn file(&self, id: &str) -> Vec<u8> {
+        get(self.http, &format!("/instances/{id}/file")).unwrap().1
+    }
+}
+
+impl Drop for Orthanc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_gateway(config: &Path) -> (Gateway, u16) {
+    let mut child = veil()
+        .args(["gateway", "--config"])
+        .arg(config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    err.read_line(&mut line).unwrap();
+    // Keep reading its log so that the gateway never writes into a closed pipe.
+    std::thread::spawn(move || for _ in err.lines() {});
+    let port = line
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {line:?}"));
+    (Gateway(child), port)
+}
+
+fn storescu(port: u16, files: &[PathBuf]) -> bool {
+    storescu_as("VEIL", port, files)
+}
+
+fn storescu_as(called: &str, port: u16, files: &[PathBuf]) -> bool {
+    Command::new("storescu")
+        .args([
+            "-aet",
+            "SENDER",
+            "-aec",
+            called,
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .args(files)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The data set of a Part 10 file: what follows the file meta group.
+fn data_set(part10: &[u8]) -> &[u8] {
+    assert_eq!(&part10[128..132], b"DICM");
+    let group = u32::from_le_bytes(part10[140..144].try_into().unwrap()) as usize;
+    &part10[144 + group..]
+}
+
+fn sop_instance(part10: &[u8]) -> String {
+    dicom_object::OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Always)
+        .from_reader(part10)
+        .unwrap()
+        .meta()
+        .media_storage_sop_instance_uid()
+        .trim_end_matches('\0')
+        .to_string()
+}
+
+fn parse(part10: &[u8]) -> dicom_object::InMemDicomObject {
+    dicom_object::OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Always)
+        .from_reader(part10)
+        .unwrap()
+        .into_inner()
+}
+
+/// The same attributes with the same values, sequences item by item.
+fn assert_same_attributes(
+    got: &dicom_object::InMemDicomObject,
+    want: &dicom_object::InMemDicomObject,
+    path: &str,
+) {
+    use dicom_core::value::Value;
+    let tags = |o: &dicom_object::InMemDicomObject| -> Vec<dicom_core::Tag> {
+        o.iter().map(|e| e.header().tag).collect()
+    };
+    assert_eq!(tags(got), tags(want), "{path}: attributes differ");
+    for (g, w) in got.iter().zip(want.iter()) {
+        let here = format!("{path}/{}", g.header().tag);
+        match (g.value(), w.value()) {
+            (Value::Sequence(a), Value::Sequence(b)) => {
+                assert_eq!(a.items().len(), b.items().len(), "{here}: items differ");
+                for (i, (x, y)) in a.items().iter().zip(b.items()).enumerate() {
+                    assert_same_attributes(x, y, &format!("{here}[{i}]"));
+                }
+            }
+            (a, b) => assert!(
+                a.to_bytes().ok() == b.to_bytes().ok(),
+                "{here}: values differ"
+            ),
+        }
+    }
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(t.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn instances_arrive_in_orthanc_as_veil_deid_writes_them_and_wait_while_it_is_down() {
+    let peers = Command::new("storescu").arg("--version").output().is_ok()
+        && Command::new("Orthanc").arg("--version").output().is_ok();
+    assert!(
+        peers || !ci(),
+        "dcmtk or Orthanc missing (scripts/test.sh installs them)"
+    );
+    let files: Vec<PathBuf> = [
+        "pydicom/CT_small.dcm",
+        "pydicom/MR_small.dcm",
+        "deid-data/ultrasounds/GREYSCALE_IMAGE.dcm",
+    ]
+    .iter()
+    .filter_map(|r| testdata(r))
+    .collect();
+    let late = testdata("deid-data/ultrasounds/RGB_IMAGE.dcm");
+    if !peers || files.len() < 3 || late.is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut orthanc = Orthanc::start(dir.path());
+    let (key, policy, _gateway, port) = gateway_to(
+        dir.path(),
+        &format!("dicom://ORTHANC@127.0.0.1:{}", orthanc.dicom),
+    );
+    assert!(storescu(port, &files), "storescu failed");
+    wait_for("the instances in Orthanc", Duration::from_secs(120), || {
+        orthanc.instances().len() == files.len()
+    });
+
+    // What `veil deid` writes for the same files, same key and policy.
+    let expected = veil_deid(&key, &policy, &dir.path().join("deid-out"), &files);
+    assert_eq!(expected.len(), files.len());
+    for id in orthanc.instances() {
+        let got = orthanc.file(&id);
+        let uid = sop_instance(&got);
+        let want = expected
+            .iter()
+            .find(|e| sop_instance(e) == uid)
+            .unwrap_or_else(|| panic!("Orthanc holds an instance veil deid did not write"));
+        // Orthanc writes some instances back with DCMTK, which gives sequences explicit
+        // lengths: compared attribute by attribute, value bytes equal (the byte-for-byte
+        // comparison is the bit-preserving storescp test below).
+        assert_same_attributes(&parse(&got), &parse(want), "");
+    }
+
+    // Orthanc down: the next instance waits in the spool, and arrives when it is back.
+    orthanc.stop();
+    assert!(
+        storescu(port, &[late.unwrap()]),
+        "the gateway did not take an instance"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let spool = veil_gateway::Spool::open(
+        &dir.path().join("spool"),
+        &veil_keys::Key::load(&key).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        spool.list().unwrap().len(),
+        1,
+        "the instance is not waiting in the spool"
+    );
+    orthanc.restart();
+    wait_for(
+        "the waiting instance in Orthanc",
+        Duration::from_secs(120),
+        || orthanc.instances().len() == files.len() + 1,
+    );
+    wait_for("the spool to empty", Duration::from_secs(10), || {
+        spool.list().unwrap().is_empty()
+    });
+}
+
+/// Sets up key, route policy and a gateway routed to `destination`; returns the key path, the
+/// policy path and the running gateway with its port.
+fn gateway_to(dir: &Path, destination: &str) -> (PathBuf, PathBuf, Gateway, u16) {
+    let key = dir.join("site.key");
+    assert!(veil()
+        .args(["key", "new"])
+        .arg(&key)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    // Defacing needs whole series, which the gateway does not assemble yet: off for this route.
+    let policy = dir.join("route.toml");
+    std::fs::write(&policy, "[faces]\ndeface = false\n").unwrap();
+    let config = dir.join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\naddress = \"127.0.0.1:0\"\nae_title = \"VEIL\"\n\n[[allow]]\nae_title = \"SENDER\"\n\n[spool]\ndir = \"spool\"\nkey = \"site.key\"\n\n[route]\npolicy = \"route.toml\"\ndestination = \"{destination}\"\n"
+        ),
+    )
+    .unwrap();
+    let (gateway, port) = start_gateway(&config);
+    (key, policy, gateway, port)
+}
+
+/// `veil deid` of `files` with the key and policy: the outputs' bytes.
+fn veil_deid(key: &Path, policy: &Path, out: &Path, files: &[PathBuf]) -> Vec<Vec<u8>> {
+    let status = veil()
+        .args(["deid", "--key"])
+        .arg(key)
+        .arg("--policy")
+        .arg(policy)
+        .arg("--out")
+        .arg(out)
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    walkdir::WalkDir::new(out)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "dcm"))
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect()
+}
+
+/// dcmtk's `storescp` in bit-preserving mode (+B: each data set written exactly as it came over
+/// the network) on a free port, writing into `dir`.
+fn storescp(dir: &Path) -> (Gateway, u16) {
+    std::fs::create_dir_all(dir).unwrap();
+    let port = free_port();
+    let child = Command::new("storescp")
+        .args(["+B", "-aet", "STORESCP", "-od"])
+        .arg(dir)
+        .arg(port.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Listening once a C-ECHO goes through.
+    wait_for("storescp", Duration::from_secs(30), || {
+        Command::new("echoscu")
+            .args(["-aec", "STORESCP", "127.0.0.1", &port.to_string()])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    (Gateway(child), port)
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// storescu re-encodes what it sends (it drops Data Set Trailing Padding and trailing spaces of
+/// some texts), so the reference is `veil deid` of exactly what storescu sends: captured first by
+/// a bit-preserving storescp, then sent again through the gateway to another one.
+#[test]
+fn a_bit_preserving_receiver_gets_the_data_set_veil_deid_writes_byte_for_byte() {
+    let peers = Command::new("storescp").arg("--version").output().is_ok();
+    assert!(
+        peers || !ci(),
+        "dcmtk missing (scripts/test.sh installs it)"
+    );
+    let files: Vec<PathBuf> = [
+        "pydicom/CT_small.dcm",
+        "pydicom/MR_small.dcm",
+        "deid-data/ultrasounds/GREYSCALE_IMAGE.dcm",
+        "deid-data/ultrasounds/RGB_IMAGE.dcm",
+    ]
+    .iter()
+    .filter_map(|r| testdata(r))
+    .collect();
+    if !peers || files.len() < 4 {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_capture, capture_port) = storescp(&dir.path().join("as-sent"));
+    assert!(
+        storescu_as("STORESCP", capture_port, &files),
+        "storescu to storescp failed"
+    );
+    let sent = files_in(&dir.path().join("as-sent"));
+    assert_eq!(sent.len(), files.len());
+
+    let (_receiver, port) = storescp(&dir.path().join("received"));
+    let (key, policy, _gateway, gw_port) =
+        gateway_to(dir.path(), &format!("dicom://STORESCP@127.0.0.1:{port}"));
+    assert!(storescu(gw_port, &files), "storescu to the gateway failed");
+    wait_for(
+        "the instances at storescp",
+        Duration::from_secs(120),
+        || files_in(&dir.path().join("received")).len() == files.len(),
+    );
+    let expected = veil_deid(&key, &policy, &dir.path().join("deid-out"), &sent);
+    assert_eq!(expected.len(), files.len());
+    for path in files_in(&dir.path().join("received")) {
+        let got = std::fs::read(path).unwrap();
+        let uid = sop_instance(&got);
+        let want = expected
+            .iter()
+            .find(|e| sop_instance(e) == uid)
+            .expect("storescp holds an instance veil deid did not write");
+        assert!(
+            data_set(&got) == data_set(want),
+            "the data set sent differs from veil deid's output"
+        );
+    }
+}
