@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
-use veil_gateway::{Deidentify, Forwarder, GatewayConfig, Spool, Stop};
+use veil_gateway::{Deidentify, DrainStatus, Forwarder, GatewayConfig, Spool, Stop};
 use veil_pipeline::{InstanceOutcome, Pipeline};
 
 use crate::build::{build, load_key, Settings};
@@ -119,4 +119,41 @@ impl Gateway {
     pub fn destination(&self) -> Option<String> {
         self.forwarder.as_ref().map(|f| f.destination.to_string())
     }
+}
+
+/// What `veil gateway status` reports: the queue, what was held back and why, and the drain.
+#[derive(Debug, serde::Serialize)]
+pub struct GatewayStatus {
+    pub spool: std::path::PathBuf,
+    /// Instances received and not yet delivered.
+    pub waiting: usize,
+    pub waiting_bytes: u64,
+    /// Held-back instances by reason code.
+    pub held_back: std::collections::BTreeMap<String, usize>,
+    pub destination: Option<String>,
+    pub drain: DrainStatus,
+}
+
+/// Reads a gateway's state from its spool (while it runs or not).
+pub fn status(config_path: &Path) -> Result<GatewayStatus, AppError> {
+    let config = check(config_path)?;
+    let key = load_key(config.key.as_deref())?;
+    let spool = Spool::attach(&config.spool_dir, &key)
+        .map_err(|e| AppError::Usage(format!("spool: {e}")))?;
+    let waiting = spool
+        .list()
+        .map_err(|e| AppError::Usage(format!("spool: {e}")))?;
+    let waiting_bytes = waiting
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    Ok(GatewayStatus {
+        spool: config.spool_dir.clone(),
+        waiting: waiting.len(),
+        waiting_bytes,
+        held_back: spool.held_reasons(),
+        destination: config.route.as_ref().map(|r| r.destination.to_string()),
+        drain: spool.status(),
+    })
 }

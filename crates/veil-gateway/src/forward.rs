@@ -89,12 +89,36 @@ impl Forwarder {
         }
     }
 
+    /// Adds a pass to the recorded state (`veil gateway status` reads it).
+    fn record(&self, d: &Drained) {
+        let mut s = self.spool.status();
+        if d.delivered == 0 && d.held_back == 0 && s.failing == d.failing {
+            return;
+        }
+        s.delivered += d.delivered as u64;
+        s.held_back += d.held_back as u64;
+        if s.failing.is_none() && d.failing.is_some() {
+            s.failing_since = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|t| t.as_secs());
+        }
+        if d.failing.is_none() {
+            s.failing_since = None;
+        }
+        s.failing = d.failing.clone();
+        if let Err(e) = self.spool.set_status(&s) {
+            tracing::warn!("{e}");
+        }
+    }
+
     /// Drains until `stop`: every `poll` while the destination takes instances, backing off
     /// (doubling up to `max_backoff`) while it fails.
     pub fn run(&self, stop: &Stop, poll: Duration, max_backoff: Duration) {
         let mut wait = poll;
         while !stop.stopped() {
             let d = self.drain_once();
+            self.record(&d);
             match &d.failing {
                 Some(why) => {
                     tracing::warn!("{} instance(s) waiting: {why}", d.waiting);

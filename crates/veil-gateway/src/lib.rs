@@ -22,4 +22,4 @@ pub use config::{ConfigError, GatewayConfig};
 pub use forward::{Deidentify, Drained, Forwarder};
 pub use scp::{serve, ServeError, Stop};
 pub use scu::Destination;
-pub use spool::{Spool, SpoolError};
+pub use spool::{DrainStatus, Spool, SpoolError};

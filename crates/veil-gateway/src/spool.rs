@@ -25,6 +25,23 @@ const NONCE_LEN: usize = 24;
 /// File name suffix of a spooled instance.
 pub const SUFFIX: &str = ".dcm.enc";
 
+/// File of the drain's state in the spool directory.
+const STATUS: &str = "status.json";
+
+/// What the drain has done, kept across restarts (counts, and why the destination fails, if it
+/// does; never an identifier).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DrainStatus {
+    /// Instances delivered since the spool was created.
+    pub delivered: u64,
+    /// Instances held back since the spool was created.
+    pub held_back: u64,
+    /// The destination's last failure, while it lasts.
+    pub failing: Option<String>,
+    /// Seconds since the Unix epoch: when the current failure began.
+    pub failing_since: Option<u64>,
+}
+
 /// A spool directory and the key its instances are sealed with.
 pub struct Spool {
     dir: PathBuf,
@@ -72,13 +89,31 @@ impl Spool {
         {
             let _ = fs::remove_file(entry.path());
         }
+        Ok(Spool::sealed_with(dir, key))
+    }
+
+    /// Opens a spool a running gateway may be writing to, for reading (status, tests): creates
+    /// nothing and clears nothing.
+    pub fn attach(dir: &Path, key: &Key) -> Result<Spool, SpoolError> {
+        let incoming = dir.join("incoming");
+        if !incoming.is_dir() {
+            return Err(SpoolError::Io {
+                path: incoming,
+                what: "no spool here (has the gateway run with this configuration?)",
+                error: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        Ok(Spool::sealed_with(dir, key))
+    }
+
+    fn sealed_with(dir: &Path, key: &Key) -> Spool {
         let sealing = key.subkey("gateway", "spool-seal");
-        Ok(Spool {
+        Spool {
             dir: dir.to_path_buf(),
             cipher: XChaCha20Poly1305::new_from_slice(sealing.as_bytes())
                 .expect("a Veil key is 32 bytes"),
             names: key.subkey("gateway", "spool-name"),
-        })
+        }
     }
 
     /// Seals and stores one Part 10 instance durably; returns its path in `incoming/`.
@@ -167,6 +202,39 @@ impl Spool {
             .collect();
         out.sort();
         out
+    }
+
+    /// Why each held-back instance was held back: reason code → count.
+    pub fn held_reasons(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for p in self.held() {
+            let note = PathBuf::from(format!("{}.json", p.display()));
+            let reason = fs::read(&note)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["reason"].as_str().map(str::to_string))
+                .unwrap_or_else(|| "unknown".into());
+            *out.entry(reason).or_insert(0) += 1;
+        }
+        out
+    }
+
+    /// The drain's last recorded state (zeros before the first pass).
+    pub fn status(&self) -> DrainStatus {
+        fs::read(self.dir.join(STATUS))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Records the drain's state (written whole and renamed: never half a file).
+    pub fn set_status(&self, status: &DrainStatus) -> Result<(), SpoolError> {
+        let path = self.dir.join(STATUS);
+        let temp = self.dir.join("tmp").join(STATUS);
+        let body = serde_json::to_vec_pretty(status).expect("a status serialises");
+        fs::write(&temp, body)
+            .and_then(|_| fs::rename(&temp, &path))
+            .map_err(io(&path, "cannot record the drain's state"))
     }
 
     /// The Part 10 bytes of a spooled instance.

@@ -193,3 +193,93 @@ fn stored_instances_are_spooled_sealed_with_the_data_set_sent() {
     assert!(send(&[], &plain) && send(&["-xy"], &jpeg));
     assert_eq!(g.spool.list().unwrap().len(), files.len());
 }
+
+/// A sender that drops the connection in the middle of a data set leaves nothing in the spool,
+/// not even a part file: a data set is spooled only when its last fragment has arrived.
+#[test]
+fn a_transfer_cut_short_leaves_nothing() {
+    use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
+    let Some(ct) = testdata("pydicom/CT_small.dcm") else {
+        return;
+    };
+    let g = start();
+    let obj = OpenFileOptions::new().open_file(&ct).unwrap();
+    let class = obj
+        .meta()
+        .media_storage_sop_class_uid()
+        .trim_end_matches('\0')
+        .to_string();
+    let instance = obj
+        .meta()
+        .media_storage_sop_instance_uid()
+        .trim_end_matches('\0')
+        .to_string();
+    let mut assoc = dicom_ul::ClientAssociationOptions::new()
+        .calling_ae_title("SENDER")
+        .called_ae_title("VEIL")
+        .with_presentation_context(class.as_str(), vec!["1.2.840.10008.1.2.1"])
+        .establish(("127.0.0.1", g.port))
+        .expect("association");
+    let pc = assoc.presentation_contexts()[0].id;
+    // A C-STORE request, then half of a data set, then the connection goes.
+    let mut command = dicom_object::InMemDicomObject::new_empty();
+    let put = |o: &mut dicom_object::InMemDicomObject, tag, vr, v: dicom_core::PrimitiveValue| {
+        o.put(dicom_core::DataElement::new(tag, vr, v));
+    };
+    use dicom_core::{PrimitiveValue as V, VR};
+    use dicom_dictionary_std::tags as t;
+    put(
+        &mut command,
+        t::AFFECTED_SOP_CLASS_UID,
+        VR::UI,
+        V::from(class.as_str()),
+    );
+    put(&mut command, t::COMMAND_FIELD, VR::US, V::from(1u16));
+    put(&mut command, t::MESSAGE_ID, VR::US, V::from(1u16));
+    put(&mut command, t::PRIORITY, VR::US, V::from(0u16));
+    put(
+        &mut command,
+        t::COMMAND_DATA_SET_TYPE,
+        VR::US,
+        V::from(0u16),
+    );
+    put(
+        &mut command,
+        t::AFFECTED_SOP_INSTANCE_UID,
+        VR::UI,
+        V::from(instance.as_str()),
+    );
+    let mut bytes = Vec::new();
+    command
+        .write_dataset_with_ts(
+            &mut bytes,
+            &dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN.erased(),
+        )
+        .unwrap();
+    let pdv = |value_type, is_last, data| Pdu::PData {
+        data: vec![PDataValue {
+            presentation_context_id: pc,
+            value_type,
+            is_last,
+            data,
+        }],
+    };
+    assoc
+        .send(&pdv(PDataValueType::Command, true, bytes))
+        .unwrap();
+    assoc
+        .send(&pdv(PDataValueType::Data, false, vec![0u8; 4096]))
+        .unwrap();
+    let _ = assoc.inner_stream().shutdown(std::net::Shutdown::Both);
+    drop(assoc);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        g.spool.list().unwrap().is_empty(),
+        "a cut transfer was spooled"
+    );
+    let tmp = g._dir.path().join("spool/tmp");
+    assert!(
+        std::fs::read_dir(tmp).unwrap().next().is_none(),
+        "a cut transfer left a part file"
+    );
+}

@@ -127,7 +127,7 @@ fn acknowledged_instances_survive_a_kill_and_land_once() {
     // SIGKILL, no chance to flush anything: what was acknowledged must already be on disk.
     gateway.kill().unwrap();
     gateway.wait().unwrap();
-    let spool = Spool::open(&dir.path().join("spool"), &key).unwrap();
+    let spool = Spool::attach(&dir.path().join("spool"), &key).unwrap();
     let spooled = spool.list().unwrap();
     assert_eq!(spooled.len(), 2, "an acknowledged instance was lost");
     for p in &spooled {

@@ -299,7 +299,7 @@ fn instances_arrive_in_orthanc_as_veil_deid_writes_them_and_wait_while_it_is_dow
         "the gateway did not take an instance"
     );
     std::thread::sleep(Duration::from_secs(2));
-    let spool = veil_gateway::Spool::open(
+    let spool = veil_gateway::Spool::attach(
         &dir.path().join("spool"),
         &veil_keys::Key::load(&key).unwrap(),
     )
@@ -308,6 +308,23 @@ fn instances_arrive_in_orthanc_as_veil_deid_writes_them_and_wait_while_it_is_dow
         spool.list().unwrap().len(),
         1,
         "the instance is not waiting in the spool"
+    );
+    // The operator sees it: one waiting, the destination failing (exit 4).
+    let config = dir.path().join("gateway.toml");
+    let status = |json: bool| {
+        let mut c = veil();
+        c.args(["gateway", "status", "--config"]).arg(&config);
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
+    };
+    let down = status(false);
+    let text = String::from_utf8_lossy(&down.stdout).to_string();
+    assert_eq!(down.status.code(), Some(4), "{text}");
+    assert!(
+        text.contains("1 instance(s) waiting") && text.contains("FAILING"),
+        "{text}"
     );
     orthanc.restart();
     wait_for(
@@ -318,6 +335,13 @@ fn instances_arrive_in_orthanc_as_veil_deid_writes_them_and_wait_while_it_is_dow
     wait_for("the spool to empty", Duration::from_secs(10), || {
         spool.list().unwrap().is_empty()
     });
+    wait_for("the status to clear", Duration::from_secs(10), || {
+        status(false).status.code() == Some(0)
+    });
+    let up: serde_json::Value = serde_json::from_slice(&status(true).stdout).unwrap();
+    assert_eq!(up["waiting"], 0);
+    assert_eq!(up["drain"]["delivered"], files.len() as u64 + 1);
+    assert!(up["drain"]["failing"].is_null());
 }
 
 /// Sets up key, route policy and a gateway routed to `destination`; returns the key path, the
@@ -456,4 +480,84 @@ fn a_bit_preserving_receiver_gets_the_data_set_veil_deid_writes_byte_for_byte() 
             "the data set sent differs from veil deid's output"
         );
     }
+}
+
+/// SIGKILL at several points while instances are being received and forwarded, then a restart:
+/// every instance storescu was told is stored arrives in Orthanc, once (Orthanc keys instances
+/// by SOP Instance UID, and a resent instance is the same object).
+#[test]
+fn killed_while_forwarding_every_acknowledged_instance_arrives_once() {
+    let peers = Command::new("storescu").arg("--version").output().is_ok()
+        && Command::new("Orthanc").arg("--version").output().is_ok();
+    assert!(
+        peers || !ci(),
+        "dcmtk or Orthanc missing (scripts/test.sh installs them)"
+    );
+    let Some(mr) = testdata("pydicom/MR_small.dcm") else {
+        return;
+    };
+    if !peers {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Twelve instances of a real MR, each with its own SOP Instance UID.
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let mut files = Vec::new();
+    for i in 0..12 {
+        let mut obj = dicom_object::OpenFileOptions::new().open_file(&mr).unwrap();
+        let uid = format!("1.2.826.0.1.3680043.10.1139.99.{i}");
+        obj.put(dicom_core::DataElement::new(
+            dicom_dictionary_std::tags::SOP_INSTANCE_UID,
+            dicom_core::VR::UI,
+            dicom_core::PrimitiveValue::from(uid.as_str()),
+        ));
+        obj.update_meta(|m| m.media_storage_sop_instance_uid = uid.clone());
+        let p = inputs.join(format!("{i:02}.dcm"));
+        obj.write_to_file(&p).unwrap();
+        files.push(p);
+    }
+    let orthanc = Orthanc::start(dir.path());
+    let (_key, _policy, gateway, mut port) = gateway_to(
+        dir.path(),
+        &format!("dicom://ORTHANC@127.0.0.1:{}", orthanc.dicom),
+    );
+    let config = dir.path().join("gateway.toml");
+    let mut gateway = Some(gateway);
+    // Kill points: as storescu starts, 20 ms into its association, and right after it was told
+    // every instance is stored (while the drain forwards them).
+    for (round, chunk) in files.chunks(4).enumerate() {
+        let sender = {
+            let chunk = chunk.to_vec();
+            std::thread::spawn(move || storescu(port, &chunk))
+        };
+        let acknowledged = match round {
+            0 | 1 => {
+                std::thread::sleep(Duration::from_millis(20 * round as u64));
+                drop(gateway.take()); // SIGKILL
+                sender.join().unwrap()
+            }
+            _ => {
+                let ok = sender.join().unwrap();
+                assert!(ok, "storescu failed");
+                drop(gateway.take()); // SIGKILL
+                ok
+            }
+        };
+        let (g, p) = start_gateway(&config);
+        gateway = Some(g);
+        port = p;
+        if !acknowledged {
+            // storescu saw the kill: as a sender would, it sends again.
+            assert!(storescu(port, chunk), "storescu failed after the restart");
+        }
+    }
+    wait_for(
+        "every instance in Orthanc",
+        Duration::from_secs(120),
+        || orthanc.instances().len() == files.len(),
+    );
+    // And none twice: Orthanc holds exactly the twelve.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(orthanc.instances().len(), files.len());
 }

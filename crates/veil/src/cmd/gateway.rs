@@ -20,6 +20,19 @@ pub enum GatewayCommand {
         /// Configuration file.
         file: PathBuf,
     },
+    /// Show the queue (instances waiting), what was held back and why, deliveries, and whether
+    /// the destination is failing. Reads the spool; works while the gateway runs.
+    #[command(
+        after_help = "Exit codes: 0 printed; 2 bad configuration, key, or no spool yet; 4 the destination is failing."
+    )]
+    Status {
+        /// The gateway's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(args: Args) -> anyhow::Result<u8> {
@@ -35,6 +48,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 c.spool_dir.display()
             );
             Ok(crate::exit::OK)
+        }
+        (Some(GatewayCommand::Status { config, json }), _) => {
+            let s = veil_app::gateway::status(&config).map_err(crate::exit::app_error)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print_status(&s);
+            }
+            Ok(match s.drain.failing {
+                Some(_) => crate::exit::FINDINGS,
+                None => crate::exit::OK,
+            })
         }
         (None, Some(config)) => {
             let gateway =
@@ -56,5 +81,34 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         (None, None) => Err(crate::exit::usage(
             "veil gateway: pass --config FILE to serve, or `veil gateway check FILE`",
         )),
+    }
+}
+
+fn print_status(s: &veil_app::gateway::GatewayStatus) {
+    println!(
+        "spool {}: {} instance(s) waiting ({:.1} MB)",
+        s.spool.display(),
+        s.waiting,
+        s.waiting_bytes as f64 / 1e6
+    );
+    let held: Vec<String> = s
+        .held_back
+        .iter()
+        .map(|(r, n)| format!("{r}: {n}"))
+        .collect();
+    if !held.is_empty() {
+        println!("held back (see held/ in the spool): {}", held.join(", "));
+    }
+    match &s.destination {
+        None => println!("no [route]: instances stay in the spool"),
+        Some(d) => {
+            println!(
+                "{d}: {} delivered, {} held back since the spool was created",
+                s.drain.delivered, s.drain.held_back
+            );
+            if let Some(why) = &s.drain.failing {
+                println!("FAILING: {why} (instances wait and are retried)");
+            }
+        }
     }
 }
