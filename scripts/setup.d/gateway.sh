@@ -1,12 +1,14 @@
 # Sourced by scripts/test.sh. Installs what the gateway tests (crates/veil-gateway,
 # crates/veil/tests/gateway_*.rs) send to and receive from:
-#   orthanc   a real PACS as the gateway's destination, read back through its REST API
-#   dcmtk     echoscu/storescu as senders, storescp (bit-preserving) as a receiver
+#   orthanc           a real PACS as the gateway's destination, read back through its REST API
+#   orthanc-dicomweb  its DICOMweb plugin: the STOW-RS destination
+#   dcmtk             echoscu/storescu as senders, storescp (bit-preserving) as a receiver
 # Idempotent and quiet: installs only what is missing. The Debian package's own Orthanc service
 # is not needed (the tests start theirs on free ports); in a container without systemd it does
 # not start.
 gateway_need=()
 command -v Orthanc >/dev/null 2>&1 || gateway_need+=(orthanc)
+[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || gateway_need+=(orthanc-dicomweb)
 command -v storescp >/dev/null 2>&1 || gateway_need+=(dcmtk)
 if [ ${#gateway_need[@]} -gt 0 ]; then
   echo "setup gateway: installing ${gateway_need[*]}"

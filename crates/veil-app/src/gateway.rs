@@ -73,6 +73,7 @@ impl Gateway {
                     deid: Box::new(RoutePipeline(pipeline)),
                     destination: route.destination.clone(),
                     calling_ae: config.ae_title.clone(),
+                    connections: route.connections,
                 })
             }
         };

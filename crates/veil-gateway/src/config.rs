@@ -16,6 +16,9 @@
 //! [route]                       # optional: without it the gateway only receives
 //! policy = "research.toml"      # optional: else the built-in default policy
 //! destination = "dicom://PACS@10.1.2.4:104"
+//! connections = 4               # optional: associations open to the destination at once
+//! # or DICOMweb: destination = "https://pacs.example.org/dicom-web/studies" (STOW-RS; plain
+//! # http only to this machine), token_env = "STOW_TOKEN" (a bearer token from the environment)
 //! ```
 //!
 //! Errors name the file, line and column, like `veil policy check`.
@@ -45,7 +48,25 @@ pub struct GatewayConfig {
 pub struct Route {
     /// Policy file (None: the built-in default).
     pub policy: Option<PathBuf>,
-    pub destination: crate::scu::Destination,
+    pub destination: Target,
+    /// Associations (or HTTP requests) open to the destination at once (1–16).
+    pub connections: usize,
+}
+
+/// Where a route stores: a DIMSE node, or a DICOMweb STOW-RS endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Dimse(crate::scu::Destination),
+    Stow(crate::stow::StowDestination),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Dimse(d) => d.fmt(f),
+            Target::Stow(s) => f.write_str(&s.url),
+        }
+    }
 }
 
 /// A sender the gateway accepts.
@@ -131,12 +152,23 @@ impl GatewayConfig {
         let route = match raw.route {
             None => None,
             Some(r) => Some(Route {
+                connections: match &r.connections {
+                    None => 4,
+                    Some(c) if (1..=16).contains(c.get_ref()) => *c.get_ref() as usize,
+                    Some(c) => {
+                        return Err(at(c.span(), "route.connections", "between 1 and 16".into()))
+                    }
+                },
                 policy: r.policy.map(|p| base.join(p.get_ref())),
-                destination: r
-                    .destination
-                    .get_ref()
-                    .parse()
-                    .map_err(|m| at(r.destination.span(), "route.destination", m))?,
+                destination: {
+                    let text = r.destination.get_ref();
+                    let target = match text.starts_with("dicom://") {
+                        true => text.parse().map(Target::Dimse),
+                        false => crate::stow::StowDestination::new(text, r.token_env.clone())
+                            .map(Target::Stow),
+                    };
+                    target.map_err(|m| at(r.destination.span(), "route.destination", m))?
+                },
             }),
         };
         Ok(GatewayConfig {
@@ -188,6 +220,8 @@ struct RawConfig {
 struct RawRoute {
     policy: Option<Spanned<String>>,
     destination: Spanned<String>,
+    connections: Option<Spanned<i64>>,
+    token_env: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +295,27 @@ mod tests {
                 .starts_with("g.toml:13:1: gateway: unknown field `foo`"),
             "{e}"
         );
+        let routed = format!("{GOOD}\n[route]\ndestination = \"dicom://PACS@10.0.0.9:104\"\n");
+        let c = GatewayConfig::parse(&routed, "g.toml", Path::new(".")).unwrap();
+        let route = c.route.expect("a route");
+        assert_eq!(route.connections, 4);
+        assert_eq!(route.destination.to_string(), "dicom://PACS@10.0.0.9:104");
+        let web = routed.replace(
+            "dicom://PACS@10.0.0.9:104",
+            "http://10.0.0.9/dicom-web/studies",
+        );
+        let e = GatewayConfig::parse(&web, "g.toml", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("use https"), "{e}");
+        let zero = format!("{routed}connections = 0\n");
+        let e = GatewayConfig::parse(&zero, "g.toml", Path::new(".")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("route.connections: between 1 and 16"),
+            "{e}"
+        );
+        let bad = routed.replace("dicom://PACS@10.0.0.9:104", "PACS@10.0.0.9");
+        let e = GatewayConfig::parse(&bad, "g.toml", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("route.destination"), "{e}");
         let long = GOOD.replace("\"VEIL\"", "\"A_TITLE_LONGER_THAN_16\"");
         let e = GatewayConfig::parse(&long, "g.toml", Path::new(".")).unwrap_err();
         assert!(

@@ -10,7 +10,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::scu::{self, Destination, SendError};
+use crate::config::Target;
+use crate::scu::{self, SendError};
+
+/// At most this many instances, or about this many bytes of them, per association.
+const BATCH_INSTANCES: usize = 64;
+const BATCH_BYTES: usize = 256 << 20;
 use crate::spool::Spool;
 use crate::Stop;
 
@@ -35,51 +40,162 @@ pub struct Drained {
 pub struct Forwarder {
     pub spool: Arc<Spool>,
     pub deid: Box<dyn Deidentify>,
-    pub destination: Destination,
+    pub destination: Target,
     /// The gateway's AE title, used as the calling title.
     pub calling_ae: String,
+    /// Associations open to the destination at once.
+    pub connections: usize,
 }
 
 impl Forwarder {
-    /// One pass: every spooled instance, in name order, until the destination fails.
+    /// One pass over every spooled instance: `connections` workers, each taking every
+    /// `connections`-th instance in name order, in batches (one association each), until the
+    /// destination fails. A PACS stores instances one by one with its own latency, so one
+    /// association at a time would leave it mostly waiting.
     pub fn drain_once(&self) -> Drained {
-        let mut d = Drained::default();
         let list = match self.spool.list() {
             Ok(l) => l,
             Err(e) => {
-                d.failing = Some(e.to_string());
-                return d;
+                return Drained {
+                    failing: Some(e.to_string()),
+                    ..Drained::default()
+                }
             }
         };
-        for (i, path) in list.iter().enumerate() {
+        let workers = self.connections.max(1).min(list.len().max(1));
+        let results: Vec<Drained> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|w| {
+                    let mine: Vec<std::path::PathBuf> =
+                        list.iter().skip(w).step_by(workers).cloned().collect();
+                    scope.spawn(move || self.drain_list(&mine))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        let mut d = Drained::default();
+        for r in results {
+            d.delivered += r.delivered;
+            d.held_back += r.held_back;
+            d.failing = d.failing.or(r.failing);
+        }
+        if d.failing.is_some() {
+            d.waiting = self.spool.list().map(|l| l.len()).unwrap_or(0);
+        }
+        d
+    }
+
+    /// One worker's share of a pass.
+    fn drain_list(&self, list: &[std::path::PathBuf]) -> Drained {
+        let mut d = Drained::default();
+        let mut rest = list;
+        while !rest.is_empty() {
+            let (ready, used) = self.prepare_batch(rest, &mut d);
+            if let Err(why) = self.send_batch(&ready, &mut d) {
+                d.failing = Some(why);
+                return d;
+            }
+            rest = &rest[used..];
+        }
+        d
+    }
+
+    /// De-identifies spooled instances until the batch is full: those to send (spool path,
+    /// output), and how many spool entries were taken (held-back ones included).
+    fn prepare_batch(
+        &self,
+        paths: &[std::path::PathBuf],
+        d: &mut Drained,
+    ) -> (Vec<(std::path::PathBuf, Vec<u8>)>, usize) {
+        let (mut ready, mut bytes) = (Vec::new(), 0usize);
+        let mut used = 0;
+        for path in paths {
+            if ready.len() >= BATCH_INSTANCES || bytes >= BATCH_BYTES {
+                break;
+            }
+            used += 1;
             let original = match self.spool.read(path) {
                 Ok(b) => b,
                 Err(e) => {
-                    self.hold(path, "unreadable_spool_entry", &e.to_string(), &mut d);
+                    self.hold(path, "unreadable_spool_entry", &e.to_string(), d);
                     continue;
                 }
             };
-            let out = match self.deid.deidentify(&original) {
-                Ok(out) => out,
-                Err((reason, detail)) => {
-                    self.hold(path, &reason, &detail, &mut d);
-                    continue;
+            match self.deid.deidentify(&original) {
+                Ok(out) => {
+                    bytes += out.len();
+                    ready.push((path.clone(), out));
                 }
-            };
-            match scu::store(&self.destination, &self.calling_ae, &out) {
+                Err((reason, detail)) => self.hold(path, &reason, &detail, d),
+            }
+        }
+        (ready, used)
+    }
+
+    /// Sends a batch (one association, or one STOW-RS request); each delivered instance
+    /// leaves the spool. `Err`: the destination is unavailable (what was not delivered stays).
+    fn send_batch(
+        &self,
+        ready: &[(std::path::PathBuf, Vec<u8>)],
+        d: &mut Drained,
+    ) -> Result<(), String> {
+        let mut outgoing = Vec::new();
+        for (path, out) in ready {
+            match scu::Outgoing::of(out) {
+                Ok(o) => outgoing.push((path, out, o)),
+                Err(e) => self.hold(path, "cannot_send", &e.to_string(), d),
+            }
+        }
+        if outgoing.is_empty() {
+            return Ok(());
+        }
+        let results: Vec<Result<(), SendError>> = match &self.destination {
+            Target::Dimse(dest) => {
+                let only: Vec<&scu::Outgoing<'_>> = outgoing.iter().map(|(_, _, o)| o).collect();
+                let mut sender =
+                    scu::Sender::open(dest, &self.calling_ae, &only).map_err(|e| e.to_string())?;
+                let mut results = Vec::new();
+                for o in only {
+                    let r = sender.store(o);
+                    let unavailable = matches!(r, Err(SendError::Unavailable { .. }));
+                    results.push(r);
+                    if unavailable {
+                        break;
+                    }
+                }
+                sender.close();
+                results
+            }
+            Target::Stow(stow) => {
+                let batch: Vec<(&str, &[u8])> = outgoing
+                    .iter()
+                    .map(|(_, out, o)| (o.sop_instance(), out.as_slice()))
+                    .collect();
+                stow.store(&batch).map_err(|e| e.to_string())?
+            }
+        };
+        for ((path, _, _), r) in outgoing.iter().zip(results) {
+            match r {
                 Ok(()) => match self.spool.remove(path) {
                     Ok(()) => d.delivered += 1,
                     Err(e) => tracing::warn!("{e}"),
                 },
-                Err(SendError::Instance(why)) => self.hold(path, "cannot_send", &why, &mut d),
-                Err(e) => {
-                    d.failing = Some(e.to_string());
-                    d.waiting = list.len() - i;
-                    return d;
+                Err(SendError::Refused { status, .. }) => self.hold(
+                    path,
+                    "destination_refused",
+                    &format!("the destination refused the instance with status {status:#06x}"),
+                    d,
+                ),
+                Err(e @ SendError::NotAccepted { .. }) => {
+                    self.hold(path, "destination_refused", &e.to_string(), d)
                 }
+                Err(e) => return Err(e.to_string()),
             }
         }
-        d
+        Ok(())
     }
 
     fn hold(&self, path: &std::path::Path, reason: &str, detail: &str, d: &mut Drained) {

@@ -17,8 +17,9 @@ pub mod forward;
 pub mod scp;
 pub mod scu;
 pub mod spool;
+pub mod stow;
 
-pub use config::{ConfigError, GatewayConfig};
+pub use config::{ConfigError, GatewayConfig, Target};
 pub use forward::{Deidentify, Drained, Forwarder};
 pub use scp::{serve, ServeError, Stop};
 pub use scu::Destination;

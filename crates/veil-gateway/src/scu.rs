@@ -55,6 +55,15 @@ pub enum SendError {
     /// The destination answered the C-STORE with a failure status.
     #[error("{destination}: C-STORE failed with status {status:#06x}")]
     Refused { destination: String, status: u16 },
+    /// The destination accepts this SOP class in no transfer syntax the instance is in.
+    #[error(
+        "{destination} does not accept SOP class {sop_class} in transfer syntax {transfer_syntax}"
+    )]
+    NotAccepted {
+        destination: String,
+        sop_class: String,
+        transfer_syntax: String,
+    },
     /// The instance itself cannot be sent (no file meta, an unknown transfer syntax).
     #[error("cannot send the instance: {0}")]
     Instance(String),
@@ -94,62 +103,148 @@ fn split(part10: &[u8]) -> Result<(Command, String, &[u8]), SendError> {
     Ok((command, ts, data))
 }
 
-/// Stores one instance at `destination`, calling as `calling_ae`.
-pub fn store(destination: &Destination, calling_ae: &str, part10: &[u8]) -> Result<(), SendError> {
-    let (command, ts, data) = split(part10)?;
-    let unavailable = |message: String| SendError::Unavailable {
-        destination: destination.to_string(),
-        message,
-    };
-    let mut assoc = ClientAssociationOptions::new()
-        .calling_ae_title(calling_ae)
-        .called_ae_title(destination.ae_title.as_str())
-        .with_presentation_context(command.sop_class.as_str(), vec![ts.as_str()])
-        .connection_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(60))
-        .establish((destination.host.as_str(), destination.port))
-        .map_err(|e| unavailable(format!("association failed: {e}")))?;
-    let pc = assoc
-        .presentation_contexts()
-        .iter()
-        .find(|c| c.reason == PresentationContextResultReason::Acceptance)
-        .map(|c| c.id)
-        .ok_or_else(|| unavailable(format!("{} in {ts} not accepted", command.sop_class)))?;
-    let request = dimse::store_request(&command);
-    assoc
-        .send(&Pdu::PData {
+/// An association to a destination, open for a batch of instances.
+pub struct Sender {
+    assoc: dicom_ul::ClientAssociation<std::net::TcpStream>,
+    destination: String,
+    /// Accepted presentation contexts: (SOP class, transfer syntax) → context ID.
+    contexts: Vec<((String, String), u8)>,
+    next_message: u16,
+}
+
+/// An instance ready to send: its command fields, transfer syntax and data set bytes.
+pub struct Outgoing<'a> {
+    command: Command,
+    ts: String,
+    data: &'a [u8],
+}
+
+impl<'a> Outgoing<'a> {
+    /// Its SOP Instance UID.
+    pub fn sop_instance(&self) -> &str {
+        &self.command.sop_instance
+    }
+
+    /// Splits a Part 10 file; an `Err` means this instance cannot be sent at all.
+    pub fn of(part10: &'a [u8]) -> Result<Outgoing<'a>, SendError> {
+        let (command, ts, data) = split(part10)?;
+        Ok(Outgoing { command, ts, data })
+    }
+}
+
+impl Sender {
+    /// Opens an association proposing each (SOP class, transfer syntax) of `batch` (a batch
+    /// holds fewer instances than the protocol's 128 contexts).
+    pub fn open(
+        destination: &Destination,
+        calling_ae: &str,
+        batch: &[&Outgoing<'_>],
+    ) -> Result<Sender, SendError> {
+        let mut pairs: Vec<(String, String)> = batch
+            .iter()
+            .map(|o| (o.command.sop_class.clone(), o.ts.clone()))
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        let mut options = ClientAssociationOptions::new()
+            .calling_ae_title(calling_ae)
+            .called_ae_title(destination.ae_title.as_str())
+            .connection_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60));
+        for (class, ts) in &pairs {
+            options = options.with_presentation_context(class.as_str(), vec![ts.as_str()]);
+        }
+        let assoc = options
+            .establish((destination.host.as_str(), destination.port))
+            .map_err(|e| SendError::Unavailable {
+                destination: destination.to_string(),
+                message: format!("association failed: {e}"),
+            })?;
+        // Contexts are numbered 1, 3, 5… in the order proposed.
+        let contexts = pairs
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, pair)| {
+                let id = (2 * i + 1) as u8;
+                assoc
+                    .presentation_contexts()
+                    .iter()
+                    .any(|c| c.id == id && c.reason == PresentationContextResultReason::Acceptance)
+                    .then_some((pair, id))
+            })
+            .collect();
+        Ok(Sender {
+            assoc,
+            destination: destination.to_string(),
+            contexts,
+            next_message: 1,
+        })
+    }
+
+    fn unavailable(&self, message: String) -> SendError {
+        SendError::Unavailable {
+            destination: self.destination.clone(),
+            message,
+        }
+    }
+
+    /// One C-STORE on the open association.
+    pub fn store(&mut self, o: &Outgoing<'_>) -> Result<(), SendError> {
+        let key = (o.command.sop_class.clone(), o.ts.clone());
+        let Some(pc) = self
+            .contexts
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, id)| *id)
+        else {
+            return Err(SendError::NotAccepted {
+                destination: self.destination.clone(),
+                sop_class: key.0,
+                transfer_syntax: key.1,
+            });
+        };
+        let mut command = o.command.clone();
+        command.message_id = self.next_message;
+        self.next_message = self.next_message.wrapping_add(1).max(1);
+        let request = dimse::store_request(&command);
+        let sent = self.assoc.send(&Pdu::PData {
             data: vec![PDataValue {
                 presentation_context_id: pc,
                 value_type: PDataValueType::Command,
                 is_last: true,
                 data: request,
             }],
-        })
-        .map_err(|e| unavailable(format!("sending failed: {e}")))?;
-    {
-        let mut writer = assoc.send_pdata(pc);
-        writer
-            .write_all(data)
-            .and_then(|_| writer.finish())
-            .map_err(|e| unavailable(format!("sending failed: {e}")))?;
-    }
-    let status = match assoc.receive() {
-        Ok(Pdu::PData { data }) => {
-            let bytes: Vec<u8> = data.into_iter().flat_map(|p| p.data).collect();
-            dimse::parse_status(&bytes).map_err(unavailable)?
+        });
+        sent.map_err(|e| self.unavailable(format!("sending failed: {e}")))?;
+        let mut writer = self.assoc.send_pdata(pc);
+        let written = writer.write_all(o.data).and_then(|_| writer.finish());
+        written.map_err(|e| self.unavailable(format!("sending failed: {e}")))?;
+        let status = match self.assoc.receive() {
+            Ok(Pdu::PData { data }) => {
+                let bytes: Vec<u8> = data.into_iter().flat_map(|p| p.data).collect();
+                dimse::parse_status(&bytes).map_err(|m| self.unavailable(m))?
+            }
+            Ok(other) => return Err(self.unavailable(format!("unexpected answer {other:?}"))),
+            Err(e) => return Err(self.unavailable(format!("no answer: {e}"))),
+        };
+        // 0x0000 success; 0xB000, 0xB007, 0xB006: stored with a warning (coerced, not all
+        // elements); 0xA7xx: out of resources (try later); anything else: refused.
+        match status {
+            dimse::SUCCESS => Ok(()),
+            s if s & 0xF000 == 0xB000 => Ok(()),
+            s if s & 0xFF00 == 0xA700 => {
+                Err(self.unavailable(format!("out of resources (status {s:#06x})")))
+            }
+            status => Err(SendError::Refused {
+                destination: self.destination.clone(),
+                status,
+            }),
         }
-        Ok(other) => return Err(unavailable(format!("unexpected answer {other:?}"))),
-        Err(e) => return Err(unavailable(format!("no answer: {e}"))),
-    };
-    let _ = assoc.release();
-    // 0x0000 success; 0xB000, 0xB007, 0xB006: stored with a warning (coerced, not all elements).
-    if status == dimse::SUCCESS || status & 0xF000 == 0xB000 {
-        Ok(())
-    } else {
-        Err(SendError::Refused {
-            destination: destination.to_string(),
-            status,
-        })
+    }
+
+    /// Releases the association.
+    pub fn close(self) {
+        let _ = self.assoc.release();
     }
 }
 

@@ -59,8 +59,15 @@ struct Orthanc {
     config: PathBuf,
 }
 
+/// Debian's orthanc-dicomweb plugin (STOW-RS at /dicom-web/studies).
+const DICOMWEB_PLUGIN: &str = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so";
+
 impl Orthanc {
     fn start(dir: &Path) -> Orthanc {
+        Orthanc::start_with(dir, &[])
+    }
+
+    fn start_with(dir: &Path, plugins: &[&str]) -> Orthanc {
         let (dicom, http) = (free_port(), free_port());
         let storage = dir.join("orthanc-db");
         let config = dir.join("orthanc.json");
@@ -70,7 +77,7 @@ impl Orthanc {
                 r#"{{"Name": "veil-test", "StorageDirectory": "{s}", "IndexDirectory": "{s}",
 "DicomAet": "ORTHANC", "DicomPort": {dicom}, "HttpPort": {http}, "RemoteAccessAllowed": false,
 "AuthenticationEnabled": false, "DicomCheckCalledAet": true, "DicomAlwaysAllowStore": true,
-"Plugins": [], "StorageCompression": false}}"#,
+"Plugins": {plugins:?}, "StorageCompression": false}}"#,
                 s = storage.display()
             ),
         )
@@ -560,4 +567,47 @@ fn killed_while_forwarding_every_acknowledged_instance_arrives_once() {
     // And none twice: Orthanc holds exactly the twelve.
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(orthanc.instances().len(), files.len());
+}
+
+/// A DICOMweb destination: the gateway posts batches with STOW-RS to Orthanc's DICOMweb plugin
+/// (Debian `orthanc-dicomweb`); what arrives is, attribute for attribute, `veil deid`'s output.
+#[test]
+fn stow_rs_delivers_to_orthanc_dicomweb() {
+    let peers = Command::new("storescu").arg("--version").output().is_ok()
+        && Path::new(DICOMWEB_PLUGIN).exists();
+    assert!(
+        peers || !ci(),
+        "dcmtk or orthanc-dicomweb missing (scripts/test.sh installs them)"
+    );
+    let files: Vec<PathBuf> = [
+        "pydicom/CT_small.dcm",
+        "pydicom/MR_small.dcm",
+        "deid-data/ultrasounds/GREYSCALE_IMAGE.dcm",
+    ]
+    .iter()
+    .filter_map(|r| testdata(r))
+    .collect();
+    if !peers || files.len() < 3 {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let orthanc = Orthanc::start_with(dir.path(), &[DICOMWEB_PLUGIN]);
+    let (key, policy, _gateway, port) = gateway_to(
+        dir.path(),
+        &format!("http://127.0.0.1:{}/dicom-web/studies", orthanc.http),
+    );
+    assert!(storescu(port, &files), "storescu failed");
+    wait_for("the instances in Orthanc", Duration::from_secs(120), || {
+        orthanc.instances().len() == files.len()
+    });
+    let expected = veil_deid(&key, &policy, &dir.path().join("deid-out"), &files);
+    for id in orthanc.instances() {
+        let got = orthanc.file(&id);
+        let uid = sop_instance(&got);
+        let want = expected
+            .iter()
+            .find(|e| sop_instance(e) == uid)
+            .expect("Orthanc holds an instance veil deid did not write");
+        assert_same_attributes(&parse(&got), &parse(want), "");
+    }
 }
