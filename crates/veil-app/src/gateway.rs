@@ -158,3 +158,82 @@ pub fn status(config_path: &Path) -> Result<GatewayStatus, AppError> {
         drain: spool.status(),
     })
 }
+
+/// One cohort row's pull: how many studies the PACS found, and the C-MOVE sub-operations.
+#[derive(Debug, serde::Serialize)]
+pub struct PulledRow {
+    /// 1-based row number in the list (the row's value is identifying: never repeated here).
+    pub row: usize,
+    pub studies: usize,
+    pub moved: u32,
+    pub failed: u32,
+    /// Why the row could not be pulled (query or retrieve refused, PACS unavailable).
+    pub error: Option<String>,
+}
+
+/// Pulls a cohort: for each row of `cohort` (a CSV whose header names the key column:
+/// `accession`, `patient_id` or `study_uid`), C-FIND at `from`, then C-MOVE of each study to the
+/// gateway (which must be running to receive them, and listed at the PACS under its AE title).
+pub fn pull(config_path: &Path, from: &str, cohort: &Path) -> Result<Vec<PulledRow>, AppError> {
+    use veil_gateway::pull::{find_studies, move_study, CohortKey};
+    let config = check(config_path)?;
+    let source: veil_gateway::Destination = from
+        .parse()
+        .map_err(|m: String| AppError::Usage(format!("--from: {m}")))?;
+    let mut reader = csv::Reader::from_path(cohort).map_err(|e| {
+        AppError::Usage(format!(
+            "{}: cannot read the cohort list: {e}",
+            cohort.display()
+        ))
+    })?;
+    let column = reader
+        .headers()
+        .ok()
+        .and_then(|h| h.get(0).map(str::to_string))
+        .unwrap_or_default();
+    if CohortKey::from_column(&column, "").is_none() {
+        return Err(AppError::Usage(format!(
+            "{}: the first column's header must be accession, patient_id or study_uid (it is {column:?})",
+            cohort.display()
+        )));
+    }
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let record = record
+            .map_err(|e| AppError::Usage(format!("{}: row {}: {e}", cohort.display(), i + 1)))?;
+        let value = record.get(0).unwrap_or("").trim();
+        let mut row = PulledRow {
+            row: i + 1,
+            studies: 0,
+            moved: 0,
+            failed: 0,
+            error: None,
+        };
+        let Some(key) = CohortKey::from_column(&column, value).filter(|_| !value.is_empty()) else {
+            row.error = Some("empty value".into());
+            rows.push(row);
+            continue;
+        };
+        match find_studies(&source, &config.ae_title, &key) {
+            Err(e) => row.error = Some(e.to_string()),
+            Ok(studies) => {
+                row.studies = studies.len();
+                for study in studies {
+                    match move_study(&source, &config.ae_title, &study, &config.ae_title) {
+                        Ok(m) => {
+                            row.moved += m.completed;
+                            row.failed += m.failed;
+                            if m.status != 0 && m.status & 0xF000 != 0xB000 {
+                                row.error =
+                                    Some(format!("C-MOVE ended with status {:#06x}", m.status));
+                            }
+                        }
+                        Err(e) => row.error = Some(e.to_string()),
+                    }
+                }
+            }
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}

@@ -94,6 +94,57 @@ pub fn response(request: &Command, field: u16, status: u16) -> Vec<u8> {
     encode(&obj)
 }
 
+/// A request command set with a data set following (C-FIND, C-MOVE): class, field, message
+/// ID, priority medium, and `extra` elements (e.g. Move Destination).
+pub fn request(
+    field: u16,
+    sop_class: &str,
+    message_id: u16,
+    extra: &[(dicom_core::Tag, VR, PrimitiveValue)],
+) -> Vec<u8> {
+    let mut obj = InMemDicomObject::new_empty();
+    obj.put(DataElement::new(
+        tags::AFFECTED_SOP_CLASS_UID,
+        VR::UI,
+        uid(sop_class),
+    ));
+    obj.put(DataElement::new(
+        tags::COMMAND_FIELD,
+        VR::US,
+        PrimitiveValue::from(field),
+    ));
+    obj.put(DataElement::new(
+        tags::MESSAGE_ID,
+        VR::US,
+        PrimitiveValue::from(message_id),
+    ));
+    obj.put(DataElement::new(
+        tags::PRIORITY,
+        VR::US,
+        PrimitiveValue::from(0u16),
+    ));
+    obj.put(DataElement::new(
+        tags::COMMAND_DATA_SET_TYPE,
+        VR::US,
+        PrimitiveValue::from(0u16),
+    ));
+    for (tag, vr, value) in extra {
+        let value = match (vr, value) {
+            // AE values are padded with a space to even length.
+            (VR::AE, v) => {
+                let mut t = v.to_str().to_string();
+                if t.len() % 2 == 1 {
+                    t.push(' ');
+                }
+                PrimitiveValue::from(t)
+            }
+            (_, v) => v.clone(),
+        };
+        obj.put(DataElement::new(*tag, *vr, value));
+    }
+    encode(&obj)
+}
+
 /// A C-STORE request command set for `command` (its class, instance and message ID).
 pub fn store_request(command: &Command) -> Vec<u8> {
     let mut obj = InMemDicomObject::new_empty();

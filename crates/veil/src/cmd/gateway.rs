@@ -20,6 +20,25 @@ pub enum GatewayCommand {
         /// Configuration file.
         file: PathBuf,
     },
+    /// Pull a cohort from a PACS: C-FIND each row's studies, then C-MOVE them to the running
+    /// gateway (listed at the PACS under the gateway's AE title), which de-identifies and
+    /// routes them. Rows are reported by number, never by value.
+    #[command(
+        after_help = "Exit codes: 0 every row's studies moved; 2 bad configuration, --from or list; 3 finished, but some rows found no study or had failures (listed)."
+    )]
+    Pull {
+        /// The gateway's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The PACS: dicom://AE_TITLE@host:port.
+        #[arg(long)]
+        from: String,
+        /// CSV whose first column's header is accession, patient_id or study_uid.
+        cohort: PathBuf,
+        /// One JSON document on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show the queue (instances waiting), what was held back and why, deliveries, and whether
     /// the destination is failing. Reads the spool; works while the gateway runs.
     #[command(
@@ -48,6 +67,41 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                 c.spool_dir.display()
             );
             Ok(crate::exit::OK)
+        }
+        (
+            Some(GatewayCommand::Pull {
+                config,
+                from,
+                cohort,
+                json,
+            }),
+            _,
+        ) => {
+            let rows =
+                veil_app::gateway::pull(&config, &from, &cohort).map_err(crate::exit::app_error)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in &rows {
+                    let error = r
+                        .error
+                        .as_deref()
+                        .map(|e| format!("; {e}"))
+                        .unwrap_or_default();
+                    println!(
+                        "row {}: {} study(ies), {} instance(s) moved, {} failed{error}",
+                        r.row, r.studies, r.moved, r.failed
+                    );
+                }
+            }
+            let incomplete = rows
+                .iter()
+                .any(|r| r.studies == 0 || r.failed > 0 || r.error.is_some());
+            Ok(if incomplete {
+                crate::exit::QUARANTINED
+            } else {
+                crate::exit::OK
+            })
         }
         (Some(GatewayCommand::Status { config, json }), _) => {
             let s = veil_app::gateway::status(&config).map_err(crate::exit::app_error)?;
