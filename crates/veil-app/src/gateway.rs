@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 
-use veil_gateway::{Deidentify, DrainStatus, Forwarder, GatewayConfig, Spool, Stop};
+use veil_gateway::{Deidentify, DrainStatus, Forwarder, GatewayConfig, Prepared, Spool, Stop};
 use veil_pipeline::{InstanceOutcome, Pipeline};
 
 use crate::build::{build, load_key, Settings};
@@ -19,15 +19,35 @@ use crate::AppError;
 struct RoutePipeline(Pipeline);
 
 impl Deidentify for RoutePipeline {
-    fn deidentify(&self, part10: &[u8]) -> Result<Vec<u8>, (String, String)> {
+    fn deidentify(&self, part10: &[u8]) -> Prepared {
         match self.0.deidentify_bytes(part10) {
-            InstanceOutcome::Released { bytes, .. } => Ok(bytes),
-            InstanceOutcome::Suppressed => Err((
-                "suppressed".into(),
-                "the policy does not release this kind of instance".into(),
-            )),
-            InstanceOutcome::HeldBack { reason, detail } => Err((reason, detail)),
+            InstanceOutcome::WaitsForSeries { key } => Prepared::Series(key),
+            other => Prepared::Ready(released(other)),
         }
+    }
+
+    fn deidentify_series(&self, members: &[Vec<u8>]) -> Vec<Result<Vec<u8>, (String, String)>> {
+        self.0
+            .deidentify_group(members)
+            .into_iter()
+            .map(released)
+            .collect()
+    }
+}
+
+/// The bytes to send, or why not.
+fn released(outcome: InstanceOutcome) -> Result<Vec<u8>, (String, String)> {
+    match outcome {
+        InstanceOutcome::Released { bytes, .. } => Ok(bytes),
+        InstanceOutcome::Suppressed => Err((
+            "suppressed".into(),
+            "the policy does not release this kind of instance".into(),
+        )),
+        InstanceOutcome::HeldBack { reason, detail } => Err((reason, detail)),
+        InstanceOutcome::WaitsForSeries { .. } => Err((
+            "series_stage".into(),
+            "the series stage did not take this instance".into(),
+        )),
     }
 }
 
@@ -74,6 +94,8 @@ impl Gateway {
                     destination: route.destination.clone(),
                     calling_ae: config.ae_title.clone(),
                     connections: route.connections,
+                    series_quiet: route.series_quiet,
+                    waiting: Default::default(),
                 })
             }
         };

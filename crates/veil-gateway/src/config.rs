@@ -17,6 +17,7 @@
 //! policy = "research.toml"      # optional: else the built-in default policy
 //! destination = "dicom://PACS@10.1.2.4:104"
 //! connections = 4               # optional: associations open to the destination at once
+//! series_quiet_seconds = 30     # optional: a series is complete after this long without news
 //! # or DICOMweb: destination = "https://pacs.example.org/dicom-web/studies" (STOW-RS; plain
 //! # http only to this machine), token_env = "STOW_TOKEN" (a bearer token from the environment)
 //! ```
@@ -51,6 +52,9 @@ pub struct Route {
     pub destination: Target,
     /// Associations (or HTTP requests) open to the destination at once (1–16).
     pub connections: usize,
+    /// A series waiting for a series stage (defacing) is complete when none of its instances
+    /// arrived for this long.
+    pub series_quiet: std::time::Duration,
 }
 
 /// Where a route stores: a DIMSE node, or a DICOMweb STOW-RS endpoint.
@@ -152,6 +156,19 @@ impl GatewayConfig {
         let route = match raw.route {
             None => None,
             Some(r) => Some(Route {
+                series_quiet: match &r.series_quiet_seconds {
+                    None => std::time::Duration::from_secs(30),
+                    Some(q) if (1..=3600).contains(q.get_ref()) => {
+                        std::time::Duration::from_secs(*q.get_ref() as u64)
+                    }
+                    Some(q) => {
+                        return Err(at(
+                            q.span(),
+                            "route.series_quiet_seconds",
+                            "between 1 and 3600".into(),
+                        ))
+                    }
+                },
                 connections: match &r.connections {
                     None => 4,
                     Some(c) if (1..=16).contains(c.get_ref()) => *c.get_ref() as usize,
@@ -222,6 +239,7 @@ struct RawRoute {
     destination: Spanned<String>,
     connections: Option<Spanned<i64>>,
     token_env: Option<String>,
+    series_quiet_seconds: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]

@@ -21,8 +21,19 @@ use crate::Stop;
 
 /// What the gateway does to an instance before it leaves: de-identify and verify it.
 pub trait Deidentify: Send + Sync {
+    /// The instance to send, why it is held back, or the series it must wait for.
+    fn deidentify(&self, part10: &[u8]) -> Prepared;
+    /// A whole series (members that waited), outcomes in member order.
+    fn deidentify_series(&self, members: &[Vec<u8>]) -> Vec<Result<Vec<u8>, (String, String)>>;
+}
+
+/// One instance's de-identification.
+pub enum Prepared {
     /// The instance to send (Part 10), or why it is held back (reason code, sentence).
-    fn deidentify(&self, part10: &[u8]) -> Result<Vec<u8>, (String, String)>;
+    Ready(Result<Vec<u8>, (String, String)>),
+    /// A series stage (defacing) needs its whole series, named by this key: it waits until
+    /// the series has been quiet for the route's quiet period.
+    Series(String),
 }
 
 /// Counts of one pass over the spool.
@@ -45,6 +56,10 @@ pub struct Forwarder {
     pub calling_ae: String,
     /// Associations open to the destination at once.
     pub connections: usize,
+    /// A series is complete when none of its instances arrived for this long.
+    pub series_quiet: Duration,
+    /// Spooled instances waiting for their series: spool path → series key.
+    pub waiting: std::sync::Mutex<std::collections::BTreeMap<std::path::PathBuf, String>>,
 }
 
 impl Forwarder {
@@ -62,6 +77,18 @@ impl Forwarder {
                 }
             }
         };
+        let mut series = Drained::default();
+        self.drain_quiet_series(&mut series);
+        if series.failing.is_some() {
+            series.waiting = self.spool.list().map(|l| l.len()).unwrap_or(0);
+            return series;
+        }
+        let list: Vec<std::path::PathBuf> = {
+            let waiting = self.waiting.lock().unwrap();
+            list.into_iter()
+                .filter(|p| !waiting.contains_key(p))
+                .collect()
+        };
         let workers = self.connections.max(1).min(list.len().max(1));
         let results: Vec<Drained> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
@@ -76,7 +103,7 @@ impl Forwarder {
                 .map(|h| h.join().unwrap_or_default())
                 .collect()
         });
-        let mut d = Drained::default();
+        let mut d = series;
         for r in results {
             d.delivered += r.delivered;
             d.held_back += r.held_back;
@@ -125,11 +152,14 @@ impl Forwarder {
                 }
             };
             match self.deid.deidentify(&original) {
-                Ok(out) => {
+                Prepared::Ready(Ok(out)) => {
                     bytes += out.len();
                     ready.push((path.clone(), out));
                 }
-                Err((reason, detail)) => self.hold(path, &reason, &detail, d),
+                Prepared::Ready(Err((reason, detail))) => self.hold(path, &reason, &detail, d),
+                Prepared::Series(key) => {
+                    self.waiting.lock().unwrap().insert(path.clone(), key);
+                }
             }
         }
         (ready, used)
@@ -196,6 +226,56 @@ impl Forwarder {
             }
         }
         Ok(())
+    }
+
+    /// Series whose newest instance arrived at least `series_quiet` ago: de-identified whole
+    /// (one volume for defacing) and sent.
+    fn drain_quiet_series(&self, d: &mut Drained) {
+        let mut groups: std::collections::BTreeMap<String, Vec<std::path::PathBuf>> =
+            Default::default();
+        {
+            let mut waiting = self.waiting.lock().unwrap();
+            waiting.retain(|p, _| p.exists());
+            for (p, key) in waiting.iter() {
+                groups.entry(key.clone()).or_default().push(p.clone());
+            }
+        }
+        let now = std::time::SystemTime::now();
+        for (_, members) in groups {
+            let newest = members
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+                .max()
+                .unwrap_or(now);
+            if now.duration_since(newest).unwrap_or_default() < self.series_quiet {
+                continue;
+            }
+            let mut read = Vec::new();
+            for p in &members {
+                match self.spool.read(p) {
+                    Ok(b) => read.push((p.clone(), b)),
+                    Err(e) => self.hold(p, "unreadable_spool_entry", &e.to_string(), d),
+                }
+            }
+            let originals: Vec<Vec<u8>> = read.iter().map(|(_, b)| b.clone()).collect();
+            let outcomes = self.deid.deidentify_series(&originals);
+            drop(originals);
+            let mut ready = Vec::new();
+            for ((p, _), outcome) in read.into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(out) => ready.push((p, out)),
+                    Err((reason, detail)) => self.hold(&p, &reason, &detail, d),
+                }
+            }
+            for chunk in ready.chunks(BATCH_INSTANCES) {
+                if let Err(why) = self.send_batch(chunk, d) {
+                    d.failing = Some(why);
+                    return;
+                }
+            }
+            let mut waiting = self.waiting.lock().unwrap();
+            waiting.retain(|p, _| p.exists());
+        }
     }
 
     fn hold(&self, path: &std::path::Path, reason: &str, detail: &str, d: &mut Drained) {

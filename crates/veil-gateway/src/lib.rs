@@ -21,7 +21,7 @@ pub mod spool;
 pub mod stow;
 
 pub use config::{ConfigError, GatewayConfig, Target};
-pub use forward::{Deidentify, Drained, Forwarder};
+pub use forward::{Deidentify, Drained, Forwarder, Prepared};
 pub use scp::{serve, ServeError, Stop};
 pub use scu::Destination;
 pub use spool::{DrainStatus, Spool, SpoolError};

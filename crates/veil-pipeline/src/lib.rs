@@ -411,6 +411,27 @@ enum Staged {
     Output(Box<Produced>),
 }
 
+/// An in-memory instance's outcome, from its last hop.
+fn outcome_of(staged: Staged) -> InstanceOutcome {
+    match staged {
+        Staged::Output(p) => InstanceOutcome::Released {
+            bytes: p.bytes,
+            relative: p.relative,
+        },
+        Staged::Suppressed => InstanceOutcome::Suppressed,
+        Staged::Excluded { reason } => InstanceOutcome::HeldBack {
+            reason,
+            detail: "excluded by the consent gate".into(),
+        },
+        Staged::Rejected { reason, detail } => InstanceOutcome::HeldBack {
+            reason: reason.into(),
+            detail,
+        },
+        Staged::Quarantine { reason, detail, .. } => InstanceOutcome::HeldBack { reason, detail },
+        Staged::Deferred { key } => InstanceOutcome::WaitsForSeries { key },
+    }
+}
+
 /// What [`Pipeline::deidentify_bytes`] made of one instance.
 #[derive(Debug)]
 pub enum InstanceOutcome {
@@ -420,6 +441,9 @@ pub enum InstanceOutcome {
     Suppressed,
     /// Not released, with a reason code and a sentence (no identifying value in either).
     HeldBack { reason: String, detail: String },
+    /// A series stage (defacing) needs the whole series, which `key` names (not identifying
+    /// by itself, but not for logs either).
+    WaitsForSeries { key: String },
 }
 
 /// How one input left `process_file`.
@@ -529,41 +553,80 @@ impl Pipeline {
     /// De-identifies one Part 10 instance held in memory, with every stage of a run (classify,
     /// pixels, transform, encode, verify) and no release observer: how the network gateway
     /// processes what it received. Gives the same bytes as a run over the same file. An
-    /// instance a series stage wants whole is held back: series are planned only by [`run`].
-    ///
-    /// [`run`]: Pipeline::run
+    /// instance a series stage wants with its whole series is [`InstanceOutcome::WaitsForSeries`]:
+    /// give the series to [`Pipeline::deidentify_group`].
     pub fn deidentify_bytes(&self, bytes: &[u8]) -> InstanceOutcome {
-        let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.stage(bytes, &NoObserver, None)
+        outcome_of(self.staged(bytes, None))
+    }
+
+    /// De-identifies a group of instances held in memory — a whole series, as the gateway
+    /// collects it — as a run over the same files would: members a series stage waits for are
+    /// planned together (one volume), the others go on their own. Outcomes in member order.
+    pub fn deidentify_group(&self, members: &[Vec<u8>]) -> Vec<InstanceOutcome> {
+        let mut outcomes: Vec<Option<InstanceOutcome>> = (0..members.len()).map(|_| None).collect();
+        let mut series: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, bytes) in members.iter().enumerate() {
+            match self.staged(bytes, None) {
+                Staged::Deferred { key } => series.entry(key).or_default().push(i),
+                other => outcomes[i] = Some(outcome_of(other)),
+            }
+        }
+        for (_, group) in series {
+            let Some(stage) = &self.series else { break };
+            let max = self.config.max_file_bytes;
+            let read = |k: usize| read_whole_bytes(&members[group[k]], max);
+            let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                stage.plan(group.len(), &read)
+            }));
+            match planned {
+                Ok(Ok(plan)) => {
+                    for &i in &group {
+                        outcomes[i] =
+                            Some(outcome_of(self.staged(&members[i], Some(plan.as_ref()))));
+                    }
+                }
+                Ok(Err(refusal)) => {
+                    for &i in &group {
+                        outcomes[i] = Some(InstanceOutcome::HeldBack {
+                            reason: refusal.reason.clone(),
+                            detail: refusal.detail.clone(),
+                        });
+                    }
+                }
+                Err(_) => {
+                    for &i in &group {
+                        outcomes[i] = Some(InstanceOutcome::HeldBack {
+                            reason: "internal_error".into(),
+                            detail: "an internal error occurred while planning this series; every instance was held back".into(),
+                        });
+                    }
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| match o {
+                // A member the plan still defers (a second stage pass): never released.
+                Some(InstanceOutcome::WaitsForSeries { .. }) | None => InstanceOutcome::HeldBack {
+                    reason: "internal_error".into(),
+                    detail: "the series stage did not take this instance; it was held back".into(),
+                },
+                Some(o) => o,
+            })
+            .collect()
+    }
+
+    /// Every stage on one instance, a panic ending as a hold-back.
+    fn staged(&self, bytes: &[u8], plan: Option<&dyn SeriesPlan>) -> Staged {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.stage(bytes, &NoObserver, plan)
         }))
         .unwrap_or_else(|_| {
             held(
                 "internal_error",
                 "an internal error occurred while processing this instance; it was held back",
             )
-        });
-        match staged {
-            Staged::Output(p) => InstanceOutcome::Released {
-                bytes: p.bytes,
-                relative: p.relative,
-            },
-            Staged::Suppressed => InstanceOutcome::Suppressed,
-            Staged::Excluded { reason } => InstanceOutcome::HeldBack {
-                reason,
-                detail: "excluded by the consent gate".into(),
-            },
-            Staged::Rejected { reason, detail } => InstanceOutcome::HeldBack {
-                reason: reason.into(),
-                detail,
-            },
-            Staged::Quarantine { reason, detail, .. } => {
-                InstanceOutcome::HeldBack { reason, detail }
-            }
-            Staged::Deferred { .. } => InstanceOutcome::HeldBack {
-                reason: "series_stage".into(),
-                detail: "a series stage (defacing) needs the whole series, which only `veil deid` over files assembles; turn the stage off for this route".into(),
-            },
-        }
+        })
     }
 
     /// Runs over inputs without a release observer (`veil deid`).
@@ -1264,12 +1327,26 @@ fn read_whole(path: &Path, max_bytes: u64) -> Result<FileDicomObject<InMemDicomO
         return Err(format!("file is {len} bytes, over the per-file limit"));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    if !has_dicm(&bytes) {
+    read_whole_bytes(&bytes, max_bytes)
+}
+
+/// [`read_whole`] of a file held in memory.
+fn read_whole_bytes(
+    bytes: &[u8],
+    max_bytes: u64,
+) -> Result<FileDicomObject<InMemDicomObject>, String> {
+    if bytes.len() as u64 > max_bytes {
+        return Err(format!(
+            "file is {} bytes, over the per-file limit",
+            bytes.len()
+        ));
+    }
+    if !has_dicm(bytes) {
         return Err("not a DICOM Part 10 file".into());
     }
     // The framing is checked before the parser sees the bytes (declared lengths, nesting), as
     // on the per-file path.
-    preflight::check(&bytes).map_err(|e| format!("malformed DICOM framing: {e}"))?;
+    preflight::check(bytes).map_err(|e| format!("malformed DICOM framing: {e}"))?;
     match parse(&bytes[128..]) {
         Ok(file) => Ok(normalize(file)),
         Err(Staged::Quarantine { detail, .. }) => Err(detail),

@@ -387,7 +387,7 @@ fn gateway_to(dir: &Path, destination: &str) -> (PathBuf, PathBuf, Gateway, u16)
         .unwrap()
         .status
         .success());
-    // Defacing needs whole series, which the gateway does not assemble yet: off for this route.
+    // Defacing off: instances go on their own, without waiting for their series to be quiet.
     let policy = dir.join("route.toml");
     std::fs::write(&policy, "[faces]\ndeface = false\n").unwrap();
     let config = dir.join("gateway.toml");
@@ -743,5 +743,220 @@ fn a_cohort_is_pulled_from_a_pacs_with_c_find_and_c_move() {
             .find(|e| sop_instance(e) == uid)
             .expect("the destination holds an instance veil deid did not write");
         assert_same_attributes(&parse(&got), &parse(want), "");
+    }
+}
+
+/// With the default policy (defacing on), CT and MR instances wait for their whole series: once
+/// the series has been quiet for the route's quiet period it is planned as one volume and sent,
+/// each instance as `veil deid` writes it when given the same files.
+#[test]
+fn a_series_waits_until_it_is_quiet_and_goes_to_the_series_stage_whole() {
+    let peers = Command::new("storescu").arg("--version").output().is_ok()
+        && Command::new("Orthanc").arg("--version").output().is_ok();
+    assert!(
+        peers || !ci(),
+        "dcmtk or Orthanc missing (scripts/test.sh installs them)"
+    );
+    let Some(ct) = testdata("pydicom/CT_small.dcm") else {
+        return;
+    };
+    if !peers {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Five slices of one series, each its own instance.
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir_all(&inputs).unwrap();
+    let mut files = Vec::new();
+    for i in 0..5u32 {
+        let mut obj = dicom_object::OpenFileOptions::new().open_file(&ct).unwrap();
+        let uid = format!("1.2.826.0.1.3680043.10.1139.98.{i}");
+        let put =
+            |o: &mut dicom_object::DefaultDicomObject, tag, vr, v: dicom_core::PrimitiveValue| {
+                o.put(dicom_core::DataElement::new(tag, vr, v));
+            };
+        use dicom_core::{PrimitiveValue as V, VR};
+        use dicom_dictionary_std::tags as t;
+        put(&mut obj, t::SOP_INSTANCE_UID, VR::UI, V::from(uid.as_str()));
+        put(
+            &mut obj,
+            t::INSTANCE_NUMBER,
+            VR::IS,
+            V::from((i + 1).to_string()),
+        );
+        put(
+            &mut obj,
+            t::IMAGE_POSITION_PATIENT,
+            VR::DS,
+            V::Strs(
+                ["0".to_string(), "0".to_string(), format!("{}", 5 * i)]
+                    .into_iter()
+                    .collect(),
+            ),
+        );
+        obj.update_meta(|m| m.media_storage_sop_instance_uid = uid.clone());
+        let p = inputs.join(format!("{i:02}.dcm"));
+        obj.write_to_file(&p).unwrap();
+        files.push(p);
+    }
+    let orthanc = Orthanc::start(dir.path());
+    let key = dir.path().join("site.key");
+    assert!(veil()
+        .args(["key", "new"])
+        .arg(&key)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\naddress = \"127.0.0.1:0\"\nae_title = \"VEIL\"\n\n[[allow]]\nae_title = \"SENDER\"\n\n[spool]\ndir = \"spool\"\nkey = \"site.key\"\n\n[route]\ndestination = \"dicom://ORTHANC@127.0.0.1:{}\"\nseries_quiet_seconds = 2\n",
+            orthanc.dicom
+        ),
+    )
+    .unwrap();
+    let (_gateway, port) = start_gateway(&config);
+    let t = Instant::now();
+    assert!(storescu(port, &files), "storescu failed");
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        t.elapsed() >= Duration::from_secs(2) || orthanc.instances().is_empty(),
+        "instances left before their series was quiet"
+    );
+    wait_for("the series in Orthanc", Duration::from_secs(120), || {
+        orthanc.instances().len() == files.len()
+    });
+    let out = dir.path().join("deid-out");
+    let status = veil()
+        .args(["deid", "--key"])
+        .arg(&key)
+        .arg("--out")
+        .arg(&out)
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let expected: Vec<Vec<u8>> = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "dcm"))
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    assert_eq!(expected.len(), files.len());
+    for id in orthanc.instances() {
+        let got = orthanc.file(&id);
+        let uid = sop_instance(&got);
+        let want = expected
+            .iter()
+            .find(|e| sop_instance(e) == uid)
+            .expect("Orthanc holds an instance veil deid did not write");
+        assert_same_attributes(&parse(&got), &parse(want), "");
+    }
+}
+
+/// A real head CT (InVesalius' example, built into a series by scripts/faces/make-series.py)
+/// through the gateway with the default policy: the series waits until quiet, is defaced as one
+/// volume, and every data set received (bit-preserving storescp) is byte for byte what `veil
+/// deid` writes for exactly what storescu sent — which `veil deid` reports as defaced.
+#[test]
+fn a_head_ct_through_the_gateway_is_defaced_as_veil_deid_defaces_it() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/faces/src");
+    let have = src.join("Cranium.inv3").is_file()
+        && Command::new("storescp").arg("--version").output().is_ok();
+    assert!(
+        have || !ci(),
+        "head CT or dcmtk missing (scripts/setup.d/faces.sh, test.sh)"
+    );
+    if !have {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cases = dir.path().join("cases");
+    let made = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/faces/make-series.py"))
+        .arg(&cases)
+        .args(["--cases", "cranium-ct", "--src"])
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(cases.join("cranium-ct/dicom"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+
+    let (_capture, capture_port) = storescp(&dir.path().join("as-sent"));
+    assert!(storescu_as("STORESCP", capture_port, &files));
+    let sent = files_in(&dir.path().join("as-sent"));
+    assert_eq!(sent.len(), files.len());
+
+    let (_receiver, port) = storescp(&dir.path().join("received"));
+    let key = dir.path().join("site.key");
+    assert!(veil()
+        .args(["key", "new"])
+        .arg(&key)
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\naddress = \"127.0.0.1:0\"\nae_title = \"VEIL\"\n\n[[allow]]\nae_title = \"SENDER\"\n\n[spool]\ndir = \"spool\"\nkey = \"site.key\"\n\n[route]\ndestination = \"dicom://STORESCP@127.0.0.1:{port}\"\nseries_quiet_seconds = 2\n"
+        ),
+    )
+    .unwrap();
+    let (_gateway, gw_port) = start_gateway(&config);
+    assert!(storescu(gw_port, &files), "storescu to the gateway failed");
+    wait_for(
+        "the defaced series at storescp",
+        Duration::from_secs(300),
+        || files_in(&dir.path().join("received")).len() == files.len(),
+    );
+
+    let out = dir.path().join("deid-out");
+    let run = veil()
+        .args(["deid", "--json", "--key"])
+        .arg(&key)
+        .arg("--out")
+        .arg(&out)
+        .args(&sent)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&run.stdout).to_string();
+    assert!(run.status.success(), "{text}");
+    let report: serde_json::Value = serde_json::from_str(&text[text.find('{').unwrap()..]).unwrap();
+    assert_eq!(report["series"][0]["outcome"], "defaced", "{report}");
+    let expected: Vec<Vec<u8>> = walkdir::WalkDir::new(&out)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "dcm"))
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    assert_eq!(expected.len(), files.len());
+    for path in files_in(&dir.path().join("received")) {
+        let got = std::fs::read(path).unwrap();
+        let uid = sop_instance(&got);
+        let want = expected
+            .iter()
+            .find(|e| sop_instance(e) == uid)
+            .expect("storescp holds an instance veil deid did not write");
+        assert!(
+            data_set(&got) == data_set(want),
+            "a defaced slice differs from veil deid's"
+        );
     }
 }
