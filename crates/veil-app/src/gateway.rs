@@ -148,7 +148,8 @@ impl Gateway {
 #[derive(Debug, serde::Serialize)]
 pub struct GatewayStatus {
     pub spool: std::path::PathBuf,
-    /// Instances received and not yet delivered.
+    /// Instances received and not yet delivered (not yet de-identified, or de-identified and
+    /// waiting for the destination).
     pub waiting: usize,
     pub waiting_bytes: u64,
     /// Held-back instances by reason code.
@@ -163,9 +164,10 @@ pub fn status(config_path: &Path) -> Result<GatewayStatus, AppError> {
     let key = load_key(config.key.as_deref())?;
     let spool = Spool::attach(&config.spool_dir, &key)
         .map_err(|e| AppError::Usage(format!("spool: {e}")))?;
-    let waiting = spool
+    let mut waiting = spool
         .list()
         .map_err(|e| AppError::Usage(format!("spool: {e}")))?;
+    waiting.extend(spool.list_outgoing().unwrap_or_default());
     let waiting_bytes = waiting
         .iter()
         .filter_map(|p| std::fs::metadata(p).ok())

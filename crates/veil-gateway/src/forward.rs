@@ -63,106 +63,211 @@ pub struct Forwarder {
 }
 
 impl Forwarder {
-    /// One pass over every spooled instance: `connections` workers, each taking every
-    /// `connections`-th instance in name order, in batches (one association each), until the
-    /// destination fails. A PACS stores instances one by one with its own latency, so one
-    /// association at a time would leave it mostly waiting.
+    /// One pass: what was received is de-identified into `outgoing/` (instances on their own
+    /// at once, series once quiet), then `outgoing/` is delivered with `connections` workers in
+    /// batches (one association each), until the destination fails. A PACS stores instances one
+    /// by one with its own latency, so one association at a time would leave it mostly waiting.
+    /// De-identifying before sending means a series is planned once, whole: a destination that
+    /// fails halfway through it never makes the rest be planned again without the part sent.
     pub fn drain_once(&self) -> Drained {
-        let list = match self.spool.list() {
+        let mut d = Drained::default();
+        self.prepare_received(&mut d);
+        self.prepare_quiet_series(&mut d);
+        let list = match self.spool.list_outgoing() {
             Ok(l) => l,
             Err(e) => {
-                return Drained {
-                    failing: Some(e.to_string()),
-                    ..Drained::default()
-                }
+                d.failing = Some(e.to_string());
+                return d;
             }
         };
-        let mut series = Drained::default();
-        self.drain_quiet_series(&mut series);
-        if series.failing.is_some() {
-            series.waiting = self.spool.list().map(|l| l.len()).unwrap_or(0);
-            return series;
+        let results = self.in_parallel(&list, |mine| self.deliver(mine));
+        for r in results {
+            d.delivered += r.delivered;
+            d.held_back += r.held_back;
+            d.failing = d.failing.take().or(r.failing);
         }
-        let list: Vec<std::path::PathBuf> = {
-            let waiting = self.waiting.lock().unwrap();
-            list.into_iter()
-                .filter(|p| !waiting.contains_key(p))
-                .collect()
-        };
+        if d.failing.is_some() {
+            let count = |l: Result<Vec<_>, _>| l.map(|l: Vec<_>| l.len()).unwrap_or(0);
+            d.waiting = count(self.spool.list()) + count(self.spool.list_outgoing());
+        }
+        d
+    }
+
+    /// Runs `work` on `connections` interleaved shares of `list`, in parallel.
+    fn in_parallel(
+        &self,
+        list: &[std::path::PathBuf],
+        work: impl Fn(&[std::path::PathBuf]) -> Drained + Sync,
+    ) -> Vec<Drained> {
         let workers = self.connections.max(1).min(list.len().max(1));
-        let results: Vec<Drained> = std::thread::scope(|scope| {
+        let work = &work;
+        std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
                 .map(|w| {
                     let mine: Vec<std::path::PathBuf> =
                         list.iter().skip(w).step_by(workers).cloned().collect();
-                    scope.spawn(move || self.drain_list(&mine))
+                    scope.spawn(move || work(&mine))
                 })
                 .collect();
             handles
                 .into_iter()
                 .map(|h| h.join().unwrap_or_default())
                 .collect()
-        });
-        let mut d = series;
-        for r in results {
-            d.delivered += r.delivered;
-            d.held_back += r.held_back;
-            d.failing = d.failing.or(r.failing);
-        }
-        if d.failing.is_some() {
-            d.waiting = self.spool.list().map(|l| l.len()).unwrap_or(0);
-        }
-        d
+        })
     }
 
-    /// One worker's share of a pass.
-    fn drain_list(&self, list: &[std::path::PathBuf]) -> Drained {
+    /// Received instances on their own are de-identified into `outgoing/`; those a series stage
+    /// wants whole join their series' wait.
+    fn prepare_received(&self, d: &mut Drained) {
+        let list: Vec<std::path::PathBuf> = match self.spool.list() {
+            Ok(l) => {
+                let waiting = self.waiting.lock().unwrap();
+                l.into_iter().filter(|p| !waiting.contains_key(p)).collect()
+            }
+            Err(e) => {
+                d.failing = Some(e.to_string());
+                return;
+            }
+        };
+        for r in self.in_parallel(&list, |mine| {
+            let mut d = Drained::default();
+            for path in mine {
+                self.prepare_one(path, &mut d);
+            }
+            d
+        }) {
+            d.held_back += r.held_back;
+        }
+    }
+
+    fn prepare_one(&self, path: &std::path::Path, d: &mut Drained) {
+        // Done before a crash took the original away: nothing more to do.
+        if self.spool.is_done(path) {
+            let _ = self.spool.remove(path);
+            return;
+        }
+        let original = match self.spool.read(path) {
+            Ok(b) => b,
+            Err(e) => return self.hold(path, "unreadable_spool_entry", &e.to_string(), d),
+        };
+        match self.deid.deidentify(&original) {
+            Prepared::Ready(Ok(out)) => self.move_out(path, &out),
+            Prepared::Ready(Err((reason, detail))) => self.hold(path, &reason, &detail, d),
+            Prepared::Series(key) if self.spool.series_done(&key) => self.hold_late(path, d),
+            Prepared::Series(key) => {
+                self.waiting.lock().unwrap().insert(path.to_path_buf(), key);
+            }
+        }
+    }
+
+    /// A member of a series that was already planned and sent: alone it cannot be defaced.
+    fn hold_late(&self, path: &std::path::Path, d: &mut Drained) {
+        self.hold(
+            path,
+            "late_series_member",
+            "this instance arrived after its series was complete (quiet) and defaced; alone it cannot be checked for a face, so it was held back; raise series_quiet_seconds if senders pause within a series",
+            d,
+        )
+    }
+
+    /// The de-identified form goes to `outgoing/`, then the original leaves `incoming/`.
+    fn move_out(&self, original: &std::path::Path, out: &[u8]) {
+        match self.spool.put_outgoing(original, out) {
+            Ok(_) => {
+                let _ = self.spool.remove(original);
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+
+    /// Series whose newest instance arrived at least `series_quiet` ago: planned whole (one
+    /// volume for defacing) into `outgoing/`, then recorded as done.
+    fn prepare_quiet_series(&self, d: &mut Drained) {
+        let mut groups: std::collections::BTreeMap<String, Vec<std::path::PathBuf>> =
+            Default::default();
+        {
+            let mut waiting = self.waiting.lock().unwrap();
+            waiting.retain(|p, _| p.exists());
+            for (p, key) in waiting.iter() {
+                groups.entry(key.clone()).or_default().push(p.clone());
+            }
+        }
+        let now = std::time::SystemTime::now();
+        for (key, members) in groups {
+            let newest = members
+                .iter()
+                .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+                .max()
+                .unwrap_or(now);
+            if now.duration_since(newest).unwrap_or_default() < self.series_quiet {
+                continue;
+            }
+            if self.spool.series_done(&key) {
+                members.iter().for_each(|p| self.hold_late(p, d));
+                continue;
+            }
+            let mut read = Vec::new();
+            for p in &members {
+                match self.spool.read(p) {
+                    Ok(b) => read.push((p.clone(), b)),
+                    Err(e) => self.hold(p, "unreadable_spool_entry", &e.to_string(), d),
+                }
+            }
+            let originals: Vec<Vec<u8>> = read.iter().map(|(_, b)| b.clone()).collect();
+            let outcomes = self.deid.deidentify_series(&originals);
+            drop(originals);
+            let mut out = Vec::new();
+            for ((p, _), outcome) in read.into_iter().zip(outcomes) {
+                match outcome {
+                    Ok(bytes) => match self.spool.put_outgoing(&p, &bytes) {
+                        Ok(_) => out.push(p),
+                        Err(e) => tracing::warn!("{e}"),
+                    },
+                    Err((reason, detail)) => self.hold(&p, &reason, &detail, d),
+                }
+            }
+            // Outputs first, then the mark, then the originals: a crash anywhere in between
+            // leaves originals whose outputs exist (removed at the next pass), never a part of
+            // the series planned again alone.
+            if let Err(e) = self.spool.mark_series_done(&key) {
+                tracing::warn!("{e}");
+            }
+            for p in out {
+                let _ = self.spool.remove(&p);
+            }
+        }
+    }
+
+    /// One worker's share of `outgoing/`: read in batches, sent, removed once delivered.
+    fn deliver(&self, list: &[std::path::PathBuf]) -> Drained {
         let mut d = Drained::default();
-        let mut rest = list;
-        while !rest.is_empty() {
-            let (ready, used) = self.prepare_batch(rest, &mut d);
+        for chunk in list.chunks(BATCH_INSTANCES) {
+            let mut ready = Vec::new();
+            let mut bytes = 0usize;
+            for path in chunk {
+                match self.spool.read(path) {
+                    Ok(b) => {
+                        bytes += b.len();
+                        ready.push((path.clone(), b));
+                    }
+                    Err(e) => self.hold(path, "unreadable_spool_entry", &e.to_string(), &mut d),
+                }
+                // A batch of large instances is sent before more are read.
+                if bytes >= BATCH_BYTES {
+                    if let Err(why) = self.send_batch(&ready, &mut d) {
+                        d.failing = Some(why);
+                        return d;
+                    }
+                    ready.clear();
+                    bytes = 0;
+                }
+            }
             if let Err(why) = self.send_batch(&ready, &mut d) {
                 d.failing = Some(why);
                 return d;
             }
-            rest = &rest[used..];
         }
         d
-    }
-
-    /// De-identifies spooled instances until the batch is full: those to send (spool path,
-    /// output), and how many spool entries were taken (held-back ones included).
-    fn prepare_batch(
-        &self,
-        paths: &[std::path::PathBuf],
-        d: &mut Drained,
-    ) -> (Vec<(std::path::PathBuf, Vec<u8>)>, usize) {
-        let (mut ready, mut bytes) = (Vec::new(), 0usize);
-        let mut used = 0;
-        for path in paths {
-            if ready.len() >= BATCH_INSTANCES || bytes >= BATCH_BYTES {
-                break;
-            }
-            used += 1;
-            let original = match self.spool.read(path) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.hold(path, "unreadable_spool_entry", &e.to_string(), d);
-                    continue;
-                }
-            };
-            match self.deid.deidentify(&original) {
-                Prepared::Ready(Ok(out)) => {
-                    bytes += out.len();
-                    ready.push((path.clone(), out));
-                }
-                Prepared::Ready(Err((reason, detail))) => self.hold(path, &reason, &detail, d),
-                Prepared::Series(key) => {
-                    self.waiting.lock().unwrap().insert(path.clone(), key);
-                }
-            }
-        }
-        (ready, used)
     }
 
     /// Sends a batch (one association, or one STOW-RS request); each delivered instance
@@ -226,56 +331,6 @@ impl Forwarder {
             }
         }
         Ok(())
-    }
-
-    /// Series whose newest instance arrived at least `series_quiet` ago: de-identified whole
-    /// (one volume for defacing) and sent.
-    fn drain_quiet_series(&self, d: &mut Drained) {
-        let mut groups: std::collections::BTreeMap<String, Vec<std::path::PathBuf>> =
-            Default::default();
-        {
-            let mut waiting = self.waiting.lock().unwrap();
-            waiting.retain(|p, _| p.exists());
-            for (p, key) in waiting.iter() {
-                groups.entry(key.clone()).or_default().push(p.clone());
-            }
-        }
-        let now = std::time::SystemTime::now();
-        for (_, members) in groups {
-            let newest = members
-                .iter()
-                .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-                .max()
-                .unwrap_or(now);
-            if now.duration_since(newest).unwrap_or_default() < self.series_quiet {
-                continue;
-            }
-            let mut read = Vec::new();
-            for p in &members {
-                match self.spool.read(p) {
-                    Ok(b) => read.push((p.clone(), b)),
-                    Err(e) => self.hold(p, "unreadable_spool_entry", &e.to_string(), d),
-                }
-            }
-            let originals: Vec<Vec<u8>> = read.iter().map(|(_, b)| b.clone()).collect();
-            let outcomes = self.deid.deidentify_series(&originals);
-            drop(originals);
-            let mut ready = Vec::new();
-            for ((p, _), outcome) in read.into_iter().zip(outcomes) {
-                match outcome {
-                    Ok(out) => ready.push((p, out)),
-                    Err((reason, detail)) => self.hold(&p, &reason, &detail, d),
-                }
-            }
-            for chunk in ready.chunks(BATCH_INSTANCES) {
-                if let Err(why) = self.send_batch(chunk, d) {
-                    d.failing = Some(why);
-                    return;
-                }
-            }
-            let mut waiting = self.waiting.lock().unwrap();
-            waiting.retain(|p, _| p.exists());
-        }
     }
 
     fn hold(&self, path: &std::path::Path, reason: &str, detail: &str, d: &mut Drained) {

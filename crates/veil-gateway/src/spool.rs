@@ -27,6 +27,8 @@ pub const SUFFIX: &str = ".dcm.enc";
 
 /// File of the drain's state in the spool directory.
 const STATUS: &str = "status.json";
+/// Keyed marks of the series already planned, one per line.
+const SERIES_DONE: &str = "series-done";
 
 /// What the drain has done, kept across restarts (counts, and why the destination fails, if it
 /// does; never an identifier).
@@ -74,7 +76,7 @@ impl Spool {
     /// Opens (creating, 0700) the spool at `dir`, and clears what an interrupted transfer left
     /// in `tmp/` (never acknowledged, so the sender still has it).
     pub fn open(dir: &Path, key: &Key) -> Result<Spool, SpoolError> {
-        for sub in ["", "tmp", "incoming"] {
+        for sub in ["", "tmp", "incoming", "outgoing"] {
             let d = dir.join(sub);
             fs::DirBuilder::new()
                 .recursive(true)
@@ -116,12 +118,36 @@ impl Spool {
         }
     }
 
-    /// Seals and stores one Part 10 instance durably; returns its path in `incoming/`.
+    /// Seals and stores one received Part 10 instance durably; returns its path in `incoming/`.
     pub fn put(&self, part10: &[u8]) -> Result<PathBuf, SpoolError> {
         let name = format!(
             "{}{SUFFIX}",
             hex::encode(&self.names.mac("gateway/spool-name", part10)[..16])
         );
+        self.seal_into("incoming", &name, part10)
+    }
+
+    /// Seals and stores the de-identified form of the received instance at `original` in
+    /// `outgoing/`, under the same name, durably. The original stays until
+    /// [`Spool::remove`]: a crash in between leaves both, and the original is then known to
+    /// be done ([`Spool::is_done`]).
+    pub fn put_outgoing(&self, original: &Path, part10: &[u8]) -> Result<PathBuf, SpoolError> {
+        let name = original
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        self.seal_into("outgoing", &name, part10)
+    }
+
+    /// Whether the received instance at `original` was already de-identified (its outgoing
+    /// form exists, or was delivered: then its original would be gone too).
+    pub fn is_done(&self, original: &Path) -> bool {
+        let name = original.file_name().unwrap_or_default();
+        self.dir.join("outgoing").join(name).exists()
+    }
+
+    fn seal_into(&self, area: &str, name: &str, part10: &[u8]) -> Result<PathBuf, SpoolError> {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let sealed = self
             .cipher
@@ -133,7 +159,7 @@ impl Spool {
                 },
             )
             .expect("sealing does not fail");
-        let temp = self.dir.join("tmp").join(format!("{name}.part"));
+        let temp = self.dir.join("tmp").join(format!("{area}-{name}.part"));
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
@@ -146,26 +172,60 @@ impl Spool {
             .and_then(|_| f.write_all(&sealed))
             .and_then(|_| f.sync_all())
             .map_err(io(&temp, "cannot write to the spool"))?;
-        let incoming = self.dir.join("incoming");
-        let path = incoming.join(&name);
+        let dir = self.dir.join(area);
+        let path = dir.join(name);
         fs::rename(&temp, &path).map_err(io(&path, "cannot move into the spool"))?;
-        File::open(&incoming)
+        File::open(&dir)
             .and_then(|d| d.sync_all())
-            .map_err(io(&incoming, "cannot sync the spool directory"))?;
+            .map_err(io(&dir, "cannot sync the spool directory"))?;
         Ok(path)
     }
 
-    /// The spooled instances, oldest name order (names are MACs, so this is a stable order).
+    /// The received instances not yet de-identified, in name order (names are MACs, so this
+    /// is a stable order).
     pub fn list(&self) -> Result<Vec<PathBuf>, SpoolError> {
-        let incoming = self.dir.join("incoming");
-        let mut out: Vec<PathBuf> = fs::read_dir(&incoming)
-            .map_err(io(&incoming, "cannot list the spool"))?
+        self.list_area("incoming")
+    }
+
+    /// The de-identified instances waiting to be delivered, in name order.
+    pub fn list_outgoing(&self) -> Result<Vec<PathBuf>, SpoolError> {
+        self.list_area("outgoing")
+    }
+
+    fn list_area(&self, area: &str) -> Result<Vec<PathBuf>, SpoolError> {
+        let dir = self.dir.join(area);
+        let mut out: Vec<PathBuf> = fs::read_dir(&dir)
+            .map_err(io(&dir, "cannot list the spool"))?
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.to_string_lossy().ends_with(SUFFIX))
             .collect();
         out.sort();
         Ok(out)
+    }
+
+    /// Whether a series (by its key) was already planned and its instances de-identified: a
+    /// member arriving later cannot join its volume.
+    pub fn series_done(&self, key: &str) -> bool {
+        let mark = hex::encode(&self.names.mac("gateway/series", key.as_bytes())[..16]);
+        fs::read_to_string(self.dir.join(SERIES_DONE))
+            .map(|t| t.lines().any(|l| l == mark))
+            .unwrap_or(false)
+    }
+
+    /// Records that a series was planned (a keyed MAC of its key, one line, fsync'd).
+    pub fn mark_series_done(&self, key: &str) -> Result<(), SpoolError> {
+        let mark = hex::encode(&self.names.mac("gateway/series", key.as_bytes())[..16]);
+        let path = self.dir.join(SERIES_DONE);
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io(&path, "cannot record a finished series"))?;
+        f.write_all(format!("{mark}\n").as_bytes())
+            .and_then(|_| f.sync_all())
+            .map_err(io(&path, "cannot record a finished series"))
     }
 
     /// Takes a delivered instance off the spool.
