@@ -147,38 +147,17 @@ pub fn request(
 
 /// A C-STORE request command set for `command` (its class, instance and message ID).
 pub fn store_request(command: &Command) -> Vec<u8> {
-    let mut obj = InMemDicomObject::new_empty();
-    obj.put(DataElement::new(
-        tags::AFFECTED_SOP_CLASS_UID,
-        VR::UI,
-        uid(&command.sop_class),
-    ));
-    obj.put(DataElement::new(
-        tags::COMMAND_FIELD,
-        VR::US,
-        PrimitiveValue::from(C_STORE_RQ),
-    ));
-    obj.put(DataElement::new(
-        tags::MESSAGE_ID,
-        VR::US,
-        PrimitiveValue::from(command.message_id),
-    ));
-    obj.put(DataElement::new(
-        tags::PRIORITY,
-        VR::US,
-        PrimitiveValue::from(0u16),
-    ));
-    obj.put(DataElement::new(
-        tags::COMMAND_DATA_SET_TYPE,
-        VR::US,
-        PrimitiveValue::from(0u16),
-    ));
-    obj.put(DataElement::new(
+    let instance = (
         tags::AFFECTED_SOP_INSTANCE_UID,
         VR::UI,
         uid(&command.sop_instance),
-    ));
-    encode(&obj)
+    );
+    request(
+        C_STORE_RQ,
+        &command.sop_class,
+        command.message_id,
+        &[instance],
+    )
 }
 
 /// The Status of a response command set.

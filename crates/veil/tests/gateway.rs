@@ -1,4 +1,6 @@
-//! The gateway between real peers: dcmtk's `storescu` sends real files to `veil gateway`, which
+//! `veil gateway` as an operator runs it: `check` names the line and field of a mistake; what
+//! the gateway acknowledged is in its spool after a SIGKILL, once. And the gateway between real
+//! peers: dcmtk's `storescu` sends real files to `veil gateway`, which
 //! de-identifies them and stores them in a real Orthanc (Debian `orthanc`, started by the test
 //! on free ports and read back through its REST API), or in dcmtk's `storescp` in bit-preserving
 //! mode. What arrives is what `veil deid` writes for the same file with the same key and policy:
@@ -168,6 +170,7 @@ impl Drop for Orthanc {
 struct Gateway(Child);
 
 impl Drop for Gateway {
+    // SIGKILL: no chance to flush anything.
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -269,6 +272,98 @@ fn assert_same_attributes(
     }
 }
 
+/// A gateway without a route: it receives and spools only.
+fn receive_only_config(dir: &Path) -> PathBuf {
+    let path = dir.join("gateway.toml");
+    std::fs::write(
+        &path,
+        "[listen]\naddress = \"127.0.0.1:0\"\nae_title = \"VEIL\"\n\n[[allow]]\nae_title = \"SENDER\"\naddress = \"127.0.0.1\"\n\n[spool]\ndir = \"spool\"\nkey = \"site.key\"\n",
+    )
+    .unwrap();
+    path
+}
+
+/// `n` copies of `src` in `dir`, each with its own SOP Instance UID (under `uid_branch` of
+/// Veil's test root) and whatever `tweak` changes in copy `i`.
+fn copies(
+    src: &Path,
+    dir: &Path,
+    n: u32,
+    uid_branch: &str,
+    tweak: impl Fn(&mut dicom_object::DefaultDicomObject, u32),
+) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    (0..n)
+        .map(|i| {
+            let mut obj = dicom_object::OpenFileOptions::new().open_file(src).unwrap();
+            let uid = format!("1.2.826.0.1.3680043.10.1139.{uid_branch}.{i}");
+            obj.put(dicom_core::DataElement::new(
+                dicom_dictionary_std::tags::SOP_INSTANCE_UID,
+                dicom_core::VR::UI,
+                dicom_core::PrimitiveValue::from(uid.as_str()),
+            ));
+            obj.update_meta(|m| m.media_storage_sop_instance_uid = uid.clone());
+            tweak(&mut obj, i);
+            let p = dir.join(format!("{i:02}.dcm"));
+            obj.write_to_file(&p).unwrap();
+            p
+        })
+        .collect()
+}
+
+/// The instance of `expected` (veil deid's outputs) with the SOP Instance UID of `got`.
+fn counterpart<'a>(expected: &'a [Vec<u8>], got: &[u8]) -> &'a [u8] {
+    let uid = sop_instance(got);
+    expected
+        .iter()
+        .find(|e| sop_instance(e) == uid)
+        .expect("the receiver holds an instance veil deid did not write")
+}
+
+/// Every instance Orthanc holds is, attribute for attribute, veil deid's output (Orthanc writes
+/// some sequences back with explicit lengths, so bytes are compared at storescp +B).
+fn assert_holds_veil_deid_output(orthanc: &Orthanc, expected: &[Vec<u8>]) {
+    for id in orthanc.instances() {
+        let got = orthanc.file(&id);
+        assert_same_attributes(&parse(&got), &parse(counterpart(expected, &got)), "");
+    }
+}
+
+/// Every data set a bit-preserving storescp wrote into `dir` is byte for byte veil deid's.
+fn assert_received_veil_deid_output(dir: &Path, expected: &[Vec<u8>]) {
+    for path in files_in(dir) {
+        let got = std::fs::read(path).unwrap();
+        assert!(
+            data_set(&got) == data_set(counterpart(expected, &got)),
+            "a data set received differs from veil deid's output"
+        );
+    }
+}
+
+/// The peers (programs that must run, or files such as a plugin that must exist) and the test
+/// files a test needs: None when one is missing, which fails the test under CI (scripts/test.sh
+/// installs and fetches them all) and skips it, said on stderr, elsewhere.
+fn needs(peers: &[&str], rels: &[&str]) -> Option<Vec<PathBuf>> {
+    let missing: Vec<&str> = peers
+        .iter()
+        .copied()
+        .filter(|p| match p.starts_with('/') {
+            true => !Path::new(p).exists(),
+            false => Command::new(p).arg("--version").output().is_err(),
+        })
+        .collect();
+    assert!(
+        missing.is_empty() || !ci(),
+        "{missing:?} missing (scripts/test.sh installs the peers)"
+    );
+    let files: Vec<PathBuf> = rels.iter().filter_map(|r| testdata(r)).collect();
+    if !missing.is_empty() || files.len() < rels.len() {
+        eprintln!("skipping: {missing:?} or test data missing");
+        return None;
+    }
+    Some(files)
+}
+
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let t = Instant::now();
     while !done() {
@@ -279,24 +374,18 @@ fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn instances_arrive_in_orthanc_as_veil_deid_writes_them_and_wait_while_it_is_down() {
-    let peers = Command::new("storescu").arg("--version").output().is_ok()
-        && Command::new("Orthanc").arg("--version").output().is_ok();
-    assert!(
-        peers || !ci(),
-        "dcmtk or Orthanc missing (scripts/test.sh installs them)"
-    );
-    let files: Vec<PathBuf> = [
-        "pydicom/CT_small.dcm",
-        "pydicom/MR_small.dcm",
-        "deid-data/ultrasounds/GREYSCALE_IMAGE.dcm",
-    ]
-    .iter()
-    .filter_map(|r| testdata(r))
-    .collect();
-    let late = testdata("deid-data/ultrasounds/RGB_IMAGE.dcm");
-    if !peers || files.len() < 3 || late.is_none() {
+    let Some(mut files) = needs(
+        &["storescu", "Orthanc"],
+        &[
+            "pydicom/CT_small.dcm",
+            "pydicom/MR_small.dcm",
+            "deid-data/ultrasounds/GREYSCALE_IMAGE.dcm",
+            "deid-data/ultrasounds/RGB_IMAGE.dcm",
+        ],
+    ) else {
         return;
-    }
+    };
+    let late = files.pop().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut orthanc = Orthanc::start(dir.path());
     let (key, policy, _gateway, port) = gateway_to(
@@ -309,7 +398,7 @@ fn instances_arrive_in_orthanc_as_veil_deid_writes_them_and_wait_while_it_is_dow
     });
 
     // What `veil deid` writes for the same files, same key and policy.
-    let expected = veil_deid(&key, &policy, &dir.path().join("deid-out"), &files);
+    let expected = veil_deid(&key, Some(&policy), &dir.path().join("deid-out"), &files);
     assert_eq!(expected.len(), files.len());
     for id in orthanc.instances() {
         let got = orthanc.file(&id);
@@ -327,7 +416,7 @@ fn instances_arrive_in_orthanc_as_veil_deid_writes_them_and_wait_while_it_is_dow
     // Orthanc down: the next instance waits in the spool, and arrives when it is back.
     orthanc.stop();
     assert!(
-        storescu(port, &[late.unwrap()]),
+        storescu(port, &[late]),
         "the gateway did not take an instance"
     );
     std::thread::sleep(Duration::from_secs(2));
@@ -376,41 +465,39 @@ fn instances_arrive_in_orthanc_as_veil_deid_writes_them_and_wait_while_it_is_dow
 /// Sets up key, route policy and a gateway routed to `destination`; returns the key path, the
 /// policy path and the running gateway with its port.
 fn gateway_to(dir: &Path, destination: &str) -> (PathBuf, PathBuf, Gateway, u16) {
-    let key = dir.join("site.key");
-    assert!(veil()
-        .args(["key", "new"])
-        .arg(&key)
-        .output()
-        .unwrap()
-        .status
-        .success());
     // Defacing off: instances go on their own, without waiting for their series to be quiet.
     let policy = dir.join("route.toml");
     std::fs::write(&policy, "[faces]\ndeface = false\n").unwrap();
+    let (key, gateway, port) = gateway_routed(dir, destination, "policy = \"route.toml\"\n");
+    (key, policy, gateway, port)
+}
+
+/// A new key and a running gateway routed to `destination`, `route_extra` added to its
+/// `[route]`; returns the key path, the gateway and its port.
+fn gateway_routed(dir: &Path, destination: &str, route_extra: &str) -> (PathBuf, Gateway, u16) {
+    let key = dir.join("site.key");
+    let made = veil().args(["key", "new"]).arg(&key).output().unwrap();
+    assert!(made.status.success());
     let config = dir.join("gateway.toml");
     std::fs::write(
         &config,
         format!(
-            "[listen]\naddress = \"127.0.0.1:0\"\nae_title = \"VEIL\"\n\n[[allow]]\nae_title = \"SENDER\"\n\n[spool]\ndir = \"spool\"\nkey = \"site.key\"\n\n[route]\npolicy = \"route.toml\"\ndestination = \"{destination}\"\n"
+            "[listen]\naddress = \"127.0.0.1:0\"\nae_title = \"VEIL\"\n\n[[allow]]\nae_title = \"SENDER\"\n\n[spool]\ndir = \"spool\"\nkey = \"site.key\"\n\n[route]\ndestination = \"{destination}\"\n{route_extra}"
         ),
     )
     .unwrap();
     let (gateway, port) = start_gateway(&config);
-    (key, policy, gateway, port)
+    (key, gateway, port)
 }
 
 /// `veil deid` of `files` with the key and policy: the outputs' bytes.
-fn veil_deid(key: &Path, policy: &Path, out: &Path, files: &[PathBuf]) -> Vec<Vec<u8>> {
-    let status = veil()
-        .args(["deid", "--key"])
-        .arg(key)
-        .arg("--policy")
-        .arg(policy)
-        .arg("--out")
-        .arg(out)
-        .args(files)
-        .output()
-        .unwrap();
+fn veil_deid(key: &Path, policy: Option<&Path>, out: &Path, files: &[PathBuf]) -> Vec<Vec<u8>> {
+    let mut command = veil();
+    command.args(["deid", "--key"]).arg(key);
+    if let Some(p) = policy {
+        command.arg("--policy").arg(p);
+    }
+    let status = command.arg("--out").arg(out).args(files).output().unwrap();
     assert!(
         status.status.success(),
         "{}",
@@ -460,23 +547,17 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
 /// a bit-preserving storescp, then sent again through the gateway to another one.
 #[test]
 fn a_bit_preserving_receiver_gets_the_data_set_veil_deid_writes_byte_for_byte() {
-    let peers = Command::new("storescp").arg("--version").output().is_ok();
-    assert!(
-        peers || !ci(),
-        "dcmtk missing (scripts/test.sh installs it)"
-    );
-    let files: Vec<PathBuf> = [
-        "pydicom/CT_small.dcm",
-        "pydicom/MR_small.dcm",
-        "deid-data/ultrasounds/GREYSCALE_IMAGE.dcm",
-        "deid-data/ultrasounds/RGB_IMAGE.dcm",
-    ]
-    .iter()
-    .filter_map(|r| testdata(r))
-    .collect();
-    if !peers || files.len() < 4 {
+    let Some(files) = needs(
+        &["storescp"],
+        &[
+            "pydicom/CT_small.dcm",
+            "pydicom/MR_small.dcm",
+            "deid-data/ultrasounds/GREYSCALE_IMAGE.dcm",
+            "deid-data/ultrasounds/RGB_IMAGE.dcm",
+        ],
+    ) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let (_capture, capture_port) = storescp(&dir.path().join("as-sent"));
     assert!(
@@ -495,20 +576,9 @@ fn a_bit_preserving_receiver_gets_the_data_set_veil_deid_writes_byte_for_byte() 
         Duration::from_secs(120),
         || files_in(&dir.path().join("received")).len() == files.len(),
     );
-    let expected = veil_deid(&key, &policy, &dir.path().join("deid-out"), &sent);
+    let expected = veil_deid(&key, Some(&policy), &dir.path().join("deid-out"), &sent);
     assert_eq!(expected.len(), files.len());
-    for path in files_in(&dir.path().join("received")) {
-        let got = std::fs::read(path).unwrap();
-        let uid = sop_instance(&got);
-        let want = expected
-            .iter()
-            .find(|e| sop_instance(e) == uid)
-            .expect("storescp holds an instance veil deid did not write");
-        assert!(
-            data_set(&got) == data_set(want),
-            "the data set sent differs from veil deid's output"
-        );
-    }
+    assert_received_veil_deid_output(&dir.path().join("received"), &expected);
 }
 
 /// SIGKILL at several points while instances are being received and forwarded, then a restart:
@@ -516,36 +586,13 @@ fn a_bit_preserving_receiver_gets_the_data_set_veil_deid_writes_byte_for_byte() 
 /// by SOP Instance UID, and a resent instance is the same object).
 #[test]
 fn killed_while_forwarding_every_acknowledged_instance_arrives_once() {
-    let peers = Command::new("storescu").arg("--version").output().is_ok()
-        && Command::new("Orthanc").arg("--version").output().is_ok();
-    assert!(
-        peers || !ci(),
-        "dcmtk or Orthanc missing (scripts/test.sh installs them)"
-    );
-    let Some(mr) = testdata("pydicom/MR_small.dcm") else {
+    let Some(found) = needs(&["storescu", "Orthanc"], &["pydicom/MR_small.dcm"]) else {
         return;
     };
-    if !peers {
-        return;
-    }
+    let mr = found[0].clone();
     let dir = tempfile::tempdir().unwrap();
     // Twelve instances of a real MR, each with its own SOP Instance UID.
-    let inputs = dir.path().join("inputs");
-    std::fs::create_dir_all(&inputs).unwrap();
-    let mut files = Vec::new();
-    for i in 0..12 {
-        let mut obj = dicom_object::OpenFileOptions::new().open_file(&mr).unwrap();
-        let uid = format!("1.2.826.0.1.3680043.10.1139.99.{i}");
-        obj.put(dicom_core::DataElement::new(
-            dicom_dictionary_std::tags::SOP_INSTANCE_UID,
-            dicom_core::VR::UI,
-            dicom_core::PrimitiveValue::from(uid.as_str()),
-        ));
-        obj.update_meta(|m| m.media_storage_sop_instance_uid = uid.clone());
-        let p = inputs.join(format!("{i:02}.dcm"));
-        obj.write_to_file(&p).unwrap();
-        files.push(p);
-    }
+    let files = copies(&mr, &dir.path().join("inputs"), 12, "99", |_, _| {});
     let orthanc = Orthanc::start(dir.path());
     let (_key, _policy, gateway, mut port) = gateway_to(
         dir.path(),
@@ -595,23 +642,16 @@ fn killed_while_forwarding_every_acknowledged_instance_arrives_once() {
 /// (Debian `orthanc-dicomweb`); what arrives is, attribute for attribute, `veil deid`'s output.
 #[test]
 fn stow_rs_delivers_to_orthanc_dicomweb() {
-    let peers = Command::new("storescu").arg("--version").output().is_ok()
-        && Path::new(DICOMWEB_PLUGIN).exists();
-    assert!(
-        peers || !ci(),
-        "dcmtk or orthanc-dicomweb missing (scripts/test.sh installs them)"
-    );
-    let files: Vec<PathBuf> = [
-        "pydicom/CT_small.dcm",
-        "pydicom/MR_small.dcm",
-        "deid-data/ultrasounds/GREYSCALE_IMAGE.dcm",
-    ]
-    .iter()
-    .filter_map(|r| testdata(r))
-    .collect();
-    if !peers || files.len() < 3 {
+    let Some(files) = needs(
+        &["storescu", DICOMWEB_PLUGIN],
+        &[
+            "pydicom/CT_small.dcm",
+            "pydicom/MR_small.dcm",
+            "deid-data/ultrasounds/GREYSCALE_IMAGE.dcm",
+        ],
+    ) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let orthanc = Orthanc::start_with(dir.path(), &[DICOMWEB_PLUGIN]);
     let (key, policy, _gateway, port) = gateway_to(
@@ -622,16 +662,8 @@ fn stow_rs_delivers_to_orthanc_dicomweb() {
     wait_for("the instances in Orthanc", Duration::from_secs(120), || {
         orthanc.instances().len() == files.len()
     });
-    let expected = veil_deid(&key, &policy, &dir.path().join("deid-out"), &files);
-    for id in orthanc.instances() {
-        let got = orthanc.file(&id);
-        let uid = sop_instance(&got);
-        let want = expected
-            .iter()
-            .find(|e| sop_instance(e) == uid)
-            .expect("Orthanc holds an instance veil deid did not write");
-        assert_same_attributes(&parse(&got), &parse(want), "");
-    }
+    let expected = veil_deid(&key, Some(&policy), &dir.path().join("deid-out"), &files);
+    assert_holds_veil_deid_output(&orthanc, &expected);
 }
 
 /// Pulling a cohort: a second Orthanc plays the PACS, holding real CT and MR studies; `veil
@@ -640,18 +672,12 @@ fn stow_rs_delivers_to_orthanc_dicomweb() {
 /// PACS does not know is reported by row number, and the exit code says the pull is incomplete.
 #[test]
 fn a_cohort_is_pulled_from_a_pacs_with_c_find_and_c_move() {
-    let peers = Command::new("Orthanc").arg("--version").output().is_ok();
-    assert!(
-        peers || !ci(),
-        "Orthanc missing (scripts/test.sh installs it)"
-    );
-    let files: Vec<PathBuf> = ["pydicom/CT_small.dcm", "pydicom/MR_small.dcm"]
-        .iter()
-        .filter_map(|r| testdata(r))
-        .collect();
-    if !peers || files.len() < 2 {
+    let Some(files) = needs(
+        &["Orthanc"],
+        &["pydicom/CT_small.dcm", "pydicom/MR_small.dcm"],
+    ) else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let dest = Orthanc::start(dir.path());
     let key = dir.path().join("site.key");
@@ -731,16 +757,8 @@ fn a_cohort_is_pulled_from_a_pacs_with_c_find_and_c_move() {
             p
         })
         .collect();
-    let expected = veil_deid(&key, &policy, &dir.path().join("deid-out"), &held);
-    for id in dest.instances() {
-        let got = dest.file(&id);
-        let uid = sop_instance(&got);
-        let want = expected
-            .iter()
-            .find(|e| sop_instance(e) == uid)
-            .expect("the destination holds an instance veil deid did not write");
-        assert_same_attributes(&parse(&got), &parse(want), "");
-    }
+    let expected = veil_deid(&key, Some(&policy), &dir.path().join("deid-out"), &held);
+    assert_holds_veil_deid_output(&dest, &expected);
 }
 
 /// With the default policy (defacing on), CT and MR instances wait for their whole series: once
@@ -748,73 +766,33 @@ fn a_cohort_is_pulled_from_a_pacs_with_c_find_and_c_move() {
 /// each instance as `veil deid` writes it when given the same files.
 #[test]
 fn a_series_waits_until_it_is_quiet_and_goes_to_the_series_stage_whole() {
-    let peers = Command::new("storescu").arg("--version").output().is_ok()
-        && Command::new("Orthanc").arg("--version").output().is_ok();
-    assert!(
-        peers || !ci(),
-        "dcmtk or Orthanc missing (scripts/test.sh installs them)"
-    );
-    let Some(ct) = testdata("pydicom/CT_small.dcm") else {
+    let Some(found) = needs(&["storescu", "Orthanc"], &["pydicom/CT_small.dcm"]) else {
         return;
     };
-    if !peers {
-        return;
-    }
+    let ct = found[0].clone();
     let dir = tempfile::tempdir().unwrap();
-    // Five slices of one series, each its own instance.
-    let inputs = dir.path().join("inputs");
-    std::fs::create_dir_all(&inputs).unwrap();
-    let mut files = Vec::new();
-    for i in 0..5u32 {
-        let mut obj = dicom_object::OpenFileOptions::new().open_file(&ct).unwrap();
-        let uid = format!("1.2.826.0.1.3680043.10.1139.98.{i}");
-        let put =
-            |o: &mut dicom_object::DefaultDicomObject, tag, vr, v: dicom_core::PrimitiveValue| {
-                o.put(dicom_core::DataElement::new(tag, vr, v));
-            };
-        use dicom_core::{PrimitiveValue as V, VR};
+    // Five slices of one series, each its own instance, 5 mm apart.
+    let files = copies(&ct, &dir.path().join("inputs"), 5, "98", |obj, i| {
+        use dicom_core::{DataElement, PrimitiveValue as V, VR};
         use dicom_dictionary_std::tags as t;
-        put(&mut obj, t::SOP_INSTANCE_UID, VR::UI, V::from(uid.as_str()));
-        put(
-            &mut obj,
+        let z = format!("{}", 5 * i);
+        obj.put(DataElement::new(
             t::INSTANCE_NUMBER,
             VR::IS,
             V::from((i + 1).to_string()),
-        );
-        put(
-            &mut obj,
+        ));
+        let position = ["0".to_string(), "0".to_string(), z].into_iter().collect();
+        obj.put(DataElement::new(
             t::IMAGE_POSITION_PATIENT,
             VR::DS,
-            V::Strs(
-                ["0".to_string(), "0".to_string(), format!("{}", 5 * i)]
-                    .into_iter()
-                    .collect(),
-            ),
-        );
-        obj.update_meta(|m| m.media_storage_sop_instance_uid = uid.clone());
-        let p = inputs.join(format!("{i:02}.dcm"));
-        obj.write_to_file(&p).unwrap();
-        files.push(p);
-    }
+            V::Strs(position),
+        ));
+    });
     let orthanc = Orthanc::start(dir.path());
-    let key = dir.path().join("site.key");
-    assert!(veil()
-        .args(["key", "new"])
-        .arg(&key)
-        .output()
-        .unwrap()
-        .status
-        .success());
+    let destination = format!("dicom://ORTHANC@127.0.0.1:{}", orthanc.dicom);
+    let (key, _gateway, port) =
+        gateway_routed(dir.path(), &destination, "series_quiet_seconds = 2\n");
     let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[listen]\naddress = \"127.0.0.1:0\"\nae_title = \"VEIL\"\n\n[[allow]]\nae_title = \"SENDER\"\n\n[spool]\ndir = \"spool\"\nkey = \"site.key\"\n\n[route]\ndestination = \"dicom://ORTHANC@127.0.0.1:{}\"\nseries_quiet_seconds = 2\n",
-            orthanc.dicom
-        ),
-    )
-    .unwrap();
-    let (_gateway, port) = start_gateway(&config);
     let t = Instant::now();
     assert!(storescu(port, &files), "storescu failed");
     std::thread::sleep(Duration::from_millis(1000));
@@ -859,36 +837,9 @@ fn a_series_waits_until_it_is_quiet_and_goes_to_the_series_stage_whole() {
         files.len(),
         "the late slice was sent"
     );
-    let out = dir.path().join("deid-out");
-    let status = veil()
-        .args(["deid", "--key"])
-        .arg(&key)
-        .arg("--out")
-        .arg(&out)
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    let expected: Vec<Vec<u8>> = walkdir::WalkDir::new(&out)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "dcm"))
-        .map(|e| std::fs::read(e.path()).unwrap())
-        .collect();
+    let expected = veil_deid(&key, None, &dir.path().join("deid-out"), &files);
     assert_eq!(expected.len(), files.len());
-    for id in orthanc.instances() {
-        let got = orthanc.file(&id);
-        let uid = sop_instance(&got);
-        let want = expected
-            .iter()
-            .find(|e| sop_instance(e) == uid)
-            .expect("Orthanc holds an instance veil deid did not write");
-        assert_same_attributes(&parse(&got), &parse(want), "");
-    }
+    assert_holds_veil_deid_output(&orthanc, &expected);
 }
 
 /// A real head CT (InVesalius' example, built into a series by scripts/faces/make-series.py)
@@ -934,23 +885,9 @@ fn a_head_ct_through_the_gateway_is_defaced_as_veil_deid_defaces_it() {
     assert_eq!(sent.len(), files.len());
 
     let (_receiver, port) = storescp(&dir.path().join("received"));
-    let key = dir.path().join("site.key");
-    assert!(veil()
-        .args(["key", "new"])
-        .arg(&key)
-        .output()
-        .unwrap()
-        .status
-        .success());
-    let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[listen]\naddress = \"127.0.0.1:0\"\nae_title = \"VEIL\"\n\n[[allow]]\nae_title = \"SENDER\"\n\n[spool]\ndir = \"spool\"\nkey = \"site.key\"\n\n[route]\ndestination = \"dicom://STORESCP@127.0.0.1:{port}\"\nseries_quiet_seconds = 2\n"
-        ),
-    )
-    .unwrap();
-    let (_gateway, gw_port) = start_gateway(&config);
+    let destination = format!("dicom://STORESCP@127.0.0.1:{port}");
+    let (key, _gateway, gw_port) =
+        gateway_routed(dir.path(), &destination, "series_quiet_seconds = 2\n");
     assert!(storescu(gw_port, &files), "storescu to the gateway failed");
     wait_for(
         "the defaced series at storescp",
@@ -978,16 +915,71 @@ fn a_head_ct_through_the_gateway_is_defaced_as_veil_deid_defaces_it() {
         .map(|e| std::fs::read(e.path()).unwrap())
         .collect();
     assert_eq!(expected.len(), files.len());
-    for path in files_in(&dir.path().join("received")) {
-        let got = std::fs::read(path).unwrap();
-        let uid = sop_instance(&got);
-        let want = expected
-            .iter()
-            .find(|e| sop_instance(e) == uid)
-            .expect("storescp holds an instance veil deid did not write");
-        assert!(
-            data_set(&got) == data_set(want),
-            "a defaced slice differs from veil deid's"
-        );
+    assert_received_veil_deid_output(&dir.path().join("received"), &expected);
+}
+
+#[test]
+fn check_names_the_line_and_field_of_a_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = receive_only_config(dir.path());
+    let out = veil()
+        .args(["gateway", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("ok (listens on 127.0.0.1:0 as VEIL; 1 sender(s) allowed"));
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&good)
+        .unwrap()
+        .replace("\"127.0.0.1\"\n", "\"127.0.0\"\n");
+    std::fs::write(&bad, text).unwrap();
+    let out = veil()
+        .args(["gateway", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.toml:7:11: allow.address: not an IP address"),
+        "{err}"
+    );
+}
+
+#[test]
+fn acknowledged_instances_survive_a_kill_and_land_once() {
+    let Some(files) = needs(
+        &["storescu"],
+        &["pydicom/CT_small.dcm", "pydicom/MR_small.dcm"],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = receive_only_config(dir.path());
+    let key = veil_keys::Key::write_new(&dir.path().join("site.key")).unwrap();
+
+    let (gateway, port) = start_gateway(&cfg);
+    assert!(storescu(port, &files), "storescu failed");
+    // SIGKILL, no chance to flush anything: what was acknowledged must already be on disk.
+    drop(gateway);
+    let spool = veil_gateway::Spool::attach(&dir.path().join("spool"), &key).unwrap();
+    let spooled = spool.list().unwrap();
+    assert_eq!(spooled.len(), 2, "an acknowledged instance was lost");
+    for p in &spooled {
+        let bytes = spool.read(p).unwrap();
+        assert_eq!(&bytes[128..132], b"DICM");
     }
+    let mode = std::fs::metadata(dir.path().join("spool")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o700
+    );
+
+    // The sender, unsure, sends again to the restarted gateway: still one copy of each.
+    let (gateway, port) = start_gateway(&cfg);
+    assert!(storescu(port, &files));
+    drop(gateway);
+    assert_eq!(spool.list().unwrap().len(), 2);
 }
