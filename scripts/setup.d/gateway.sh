@@ -1,5 +1,5 @@
 # Sourced by scripts/test.sh. Installs what the gateway tests (crates/veil-gateway,
-# crates/veil/tests/gateway_*.rs) send to and receive from:
+# crates/veil/tests/gateway.rs) send to and receive from:
 #   orthanc           a real PACS as the gateway's destination, read back through its REST API
 #   orthanc-dicomweb  its DICOMweb plugin: the STOW-RS destination
 #   dcmtk             echoscu/storescu as senders, storescp (bit-preserving) as a receiver
