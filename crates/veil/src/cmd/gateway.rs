@@ -35,7 +35,7 @@ pub enum GatewayCommand {
         from: String,
         /// CSV whose first column's header is accession, patient_id or study_uid.
         cohort: PathBuf,
-        /// One JSON document on stdout.
+        /// Print one JSON document on stdout instead of the human-readable text.
         #[arg(long)]
         json: bool,
     },
@@ -48,7 +48,7 @@ pub enum GatewayCommand {
         /// The gateway's configuration file.
         #[arg(long)]
         config: PathBuf,
-        /// One JSON document on stdout.
+        /// Print one JSON document on stdout instead of the human-readable text.
         #[arg(long)]
         json: bool,
     },
