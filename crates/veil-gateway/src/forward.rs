@@ -206,18 +206,20 @@ impl Forwarder {
                 members.iter().for_each(|p| self.hold_late(p, d));
                 continue;
             }
-            let mut read = Vec::new();
+            let (mut paths, mut originals) = (Vec::new(), Vec::new());
             for p in &members {
                 match self.spool.read(p) {
-                    Ok(b) => read.push((p.clone(), b)),
+                    Ok(b) => {
+                        paths.push(p.clone());
+                        originals.push(b);
+                    }
                     Err(e) => self.hold(p, "unreadable_spool_entry", &e.to_string(), d),
                 }
             }
-            let originals: Vec<Vec<u8>> = read.iter().map(|(_, b)| b.clone()).collect();
             let outcomes = self.deid.deidentify_series(&originals);
             drop(originals);
             let mut out = Vec::new();
-            for ((p, _), outcome) in read.into_iter().zip(outcomes) {
+            for (p, outcome) in paths.into_iter().zip(outcomes) {
                 match outcome {
                     Ok(bytes) => match self.spool.put_outgoing(&p, &bytes) {
                         Ok(_) => out.push(p),

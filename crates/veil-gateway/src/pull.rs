@@ -9,8 +9,7 @@ use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::entries::IMPLICIT_VR_LITTLE_ENDIAN;
-use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
-use dicom_ul::ClientAssociationOptions;
+use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 
 use crate::dimse;
 use crate::scu::{Destination, SendError};
@@ -73,24 +72,17 @@ struct Qr {
 
 impl Qr {
     fn open(source: &Destination, calling_ae: &str, class: &str) -> Result<Qr, SendError> {
-        let unavailable = |message: String| SendError::Unavailable {
-            destination: source.to_string(),
-            message,
-        };
-        let assoc = ClientAssociationOptions::new()
-            .calling_ae_title(calling_ae)
-            .called_ae_title(source.ae_title.as_str())
-            .with_presentation_context(class, vec![IMPLICIT_LE])
-            .connection_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(600))
-            .establish((source.host.as_str(), source.port))
-            .map_err(|e| unavailable(format!("association failed: {e}")))?;
-        if !assoc
-            .presentation_contexts()
-            .iter()
-            .any(|c| c.id == 1 && c.reason == PresentationContextResultReason::Acceptance)
-        {
-            return Err(unavailable(format!("{class} not accepted")));
+        let (assoc, accepted) = crate::scu::associate(
+            source,
+            calling_ae,
+            &[(class, IMPLICIT_LE)],
+            Duration::from_secs(600),
+        )?;
+        if accepted != [Some(1)] {
+            return Err(SendError::Unavailable {
+                destination: source.to_string(),
+                message: format!("{class} not accepted"),
+            });
         }
         Ok(Qr {
             assoc,

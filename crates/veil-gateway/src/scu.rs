@@ -103,6 +103,49 @@ fn split(part10: &[u8]) -> Result<(Command, String, &[u8]), SendError> {
     Ok((command, ts, data))
 }
 
+/// Opens an association to `destination` as `calling_ae`, proposing each (SOP class, transfer
+/// syntax) of `contexts`; returns it and, per proposal, the accepted context's ID (None when the
+/// peer refused it). Used for storing and for query/retrieve.
+pub(crate) fn associate(
+    destination: &Destination,
+    calling_ae: &str,
+    contexts: &[(&str, &str)],
+    read_timeout: Duration,
+) -> Result<
+    (
+        dicom_ul::ClientAssociation<std::net::TcpStream>,
+        Vec<Option<u8>>,
+    ),
+    SendError,
+> {
+    let mut options = ClientAssociationOptions::new()
+        .calling_ae_title(calling_ae)
+        .called_ae_title(destination.ae_title.as_str())
+        .connection_timeout(Duration::from_secs(10))
+        .read_timeout(read_timeout);
+    for (class, ts) in contexts {
+        options = options.with_presentation_context(*class, vec![*ts]);
+    }
+    let assoc = options
+        .establish((destination.host.as_str(), destination.port))
+        .map_err(|e| SendError::Unavailable {
+            destination: destination.to_string(),
+            message: format!("association failed: {e}"),
+        })?;
+    // Contexts are numbered 1, 3, 5… in the order proposed.
+    let accepted = (0..contexts.len())
+        .map(|i| {
+            let id = (2 * i + 1) as u8;
+            assoc
+                .presentation_contexts()
+                .iter()
+                .any(|c| c.id == id && c.reason == PresentationContextResultReason::Acceptance)
+                .then_some(id)
+        })
+        .collect();
+    Ok((assoc, accepted))
+}
+
 /// An association to a destination, open for a batch of instances.
 pub struct Sender {
     assoc: dicom_ul::ClientAssociation<std::net::TcpStream>,
@@ -146,32 +189,16 @@ impl Sender {
             .collect();
         pairs.sort();
         pairs.dedup();
-        let mut options = ClientAssociationOptions::new()
-            .calling_ae_title(calling_ae)
-            .called_ae_title(destination.ae_title.as_str())
-            .connection_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60));
-        for (class, ts) in &pairs {
-            options = options.with_presentation_context(class.as_str(), vec![ts.as_str()]);
-        }
-        let assoc = options
-            .establish((destination.host.as_str(), destination.port))
-            .map_err(|e| SendError::Unavailable {
-                destination: destination.to_string(),
-                message: format!("association failed: {e}"),
-            })?;
-        // Contexts are numbered 1, 3, 5… in the order proposed.
+        let proposed: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(c, t)| (c.as_str(), t.as_str()))
+            .collect();
+        let (assoc, accepted) =
+            associate(destination, calling_ae, &proposed, Duration::from_secs(60))?;
         let contexts = pairs
             .into_iter()
-            .enumerate()
-            .filter_map(|(i, pair)| {
-                let id = (2 * i + 1) as u8;
-                assoc
-                    .presentation_contexts()
-                    .iter()
-                    .any(|c| c.id == id && c.reason == PresentationContextResultReason::Acceptance)
-                    .then_some((pair, id))
-            })
+            .zip(accepted)
+            .filter_map(|(pair, id)| id.map(|id| (pair, id)))
             .collect();
         Ok(Sender {
             assoc,

@@ -411,6 +411,23 @@ enum Staged {
     Output(Box<Produced>),
 }
 
+/// A series stage's plan for `members` instances, a panic in it ending as a refusal that holds
+/// every member back.
+fn plan_series(
+    stage: &dyn SeriesStage,
+    members: usize,
+    read: &MemberReader<'_>,
+) -> Result<Box<dyn SeriesPlan>, SeriesRefusal> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| stage.plan(members, read)))
+        .unwrap_or_else(|_| {
+            Err(SeriesRefusal {
+                reason: "internal_error".into(),
+                detail: "an internal error occurred while planning this series; every instance was held back".into(),
+                summary: Box::default(),
+            })
+        })
+}
+
 /// An in-memory instance's outcome, from its last hop.
 fn outcome_of(staged: Staged) -> InstanceOutcome {
     match staged {
@@ -556,7 +573,7 @@ impl Pipeline {
     /// instance a series stage wants with its whole series is [`InstanceOutcome::WaitsForSeries`]:
     /// give the series to [`Pipeline::deidentify_group`].
     pub fn deidentify_bytes(&self, bytes: &[u8]) -> InstanceOutcome {
-        outcome_of(self.staged(bytes, None))
+        outcome_of(self.stage(bytes, &NoObserver, None))
     }
 
     /// De-identifies a group of instances held in memory — a whole series, as the gateway
@@ -566,7 +583,7 @@ impl Pipeline {
         let mut outcomes: Vec<Option<InstanceOutcome>> = (0..members.len()).map(|_| None).collect();
         let mut series: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, bytes) in members.iter().enumerate() {
-            match self.staged(bytes, None) {
+            match self.stage(bytes, &NoObserver, None) {
                 Staged::Deferred { key } => series.entry(key).or_default().push(i),
                 other => outcomes[i] = Some(outcome_of(other)),
             }
@@ -575,29 +592,21 @@ impl Pipeline {
             let Some(stage) = &self.series else { break };
             let max = self.config.max_file_bytes;
             let read = |k: usize| read_whole_bytes(&members[group[k]], max);
-            let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                stage.plan(group.len(), &read)
-            }));
-            match planned {
-                Ok(Ok(plan)) => {
+            match plan_series(stage.as_ref(), group.len(), &read) {
+                Ok(plan) => {
                     for &i in &group {
-                        outcomes[i] =
-                            Some(outcome_of(self.staged(&members[i], Some(plan.as_ref()))));
+                        outcomes[i] = Some(outcome_of(self.stage(
+                            &members[i],
+                            &NoObserver,
+                            Some(plan.as_ref()),
+                        )));
                     }
                 }
-                Ok(Err(refusal)) => {
+                Err(refusal) => {
                     for &i in &group {
                         outcomes[i] = Some(InstanceOutcome::HeldBack {
                             reason: refusal.reason.clone(),
                             detail: refusal.detail.clone(),
-                        });
-                    }
-                }
-                Err(_) => {
-                    for &i in &group {
-                        outcomes[i] = Some(InstanceOutcome::HeldBack {
-                            reason: "internal_error".into(),
-                            detail: "an internal error occurred while planning this series; every instance was held back".into(),
                         });
                     }
                 }
@@ -614,19 +623,6 @@ impl Pipeline {
                 Some(o) => o,
             })
             .collect()
-    }
-
-    /// Every stage on one instance, a panic ending as a hold-back.
-    fn staged(&self, bytes: &[u8], plan: Option<&dyn SeriesPlan>) -> Staged {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.stage(bytes, &NoObserver, plan)
-        }))
-        .unwrap_or_else(|_| {
-            held(
-                "internal_error",
-                "an internal error occurred while processing this instance; it was held back",
-            )
-        })
     }
 
     /// Runs over inputs without a release observer (`veil deid`).
@@ -779,16 +775,7 @@ impl Pipeline {
             planning.sort_unstable();
             let read =
                 |i: usize| read_whole(&run.files[planning[i] as usize], self.config.max_file_bytes);
-            let planned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                stage.plan(planning.len(), &read)
-            }))
-            .unwrap_or_else(|_| {
-                Err(SeriesRefusal {
-                    reason: "internal_error".into(),
-                    detail: "an internal error occurred while planning this series; every instance was held back".into(),
-                    summary: Box::default(),
-                })
-            });
+            let planned = plan_series(stage.as_ref(), planning.len(), &read);
             let (mut summary, plan) = match planned {
                 Ok(plan) => (plan.summary(), Some(plan)),
                 Err(refusal) => {
@@ -872,17 +859,7 @@ impl Pipeline {
         }
         let in_bytes = bytes.len() as u64;
 
-        // Every stage runs under catch_unwind: a panic in a parser on hostile input must end as a
-        // quarantine, never as a crashed run or a passed-through file.
-        let staged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.stage(&bytes, observer, plan)
-        }))
-        .unwrap_or_else(|_| {
-            held(
-                "internal_error",
-                "an internal error occurred while processing this file; it was held back",
-            )
-        });
+        let staged = self.stage(&bytes, observer, plan);
 
         let outcome = match staged {
             Staged::Rejected { reason, detail } => {
@@ -908,16 +885,26 @@ impl Pipeline {
     }
 
     /// read (parse) → series gate → classify → consent → series plan → pixels → transform →
-    /// encode → verify, all in
-    /// memory. Each hop either hands the instance on or ends it (held back, rejected, excluded).
+    /// encode → verify, all in memory. Each hop either hands the instance on or ends it (held back, rejected, excluded).
+    ///
+    /// Every hop runs under catch_unwind: a panic in a parser on hostile input must end as a
+    /// quarantine, never as a crashed run or a passed-through file.
     fn stage(
         &self,
         bytes: &[u8],
         observer: &dyn ReleaseObserver,
         plan: Option<&dyn SeriesPlan>,
     ) -> Staged {
-        self.hops(bytes, observer, plan)
-            .unwrap_or_else(|ended| ended)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.hops(bytes, observer, plan)
+                .unwrap_or_else(|ended| ended)
+        }))
+        .unwrap_or_else(|_| {
+            held(
+                "internal_error",
+                "an internal error occurred while processing this file; it was held back",
+            )
+        })
     }
 
     fn hops(

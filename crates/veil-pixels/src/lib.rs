@@ -209,23 +209,48 @@ impl Cleaner {
         if file.get(tags::PIXEL_DATA).is_none() {
             return Ok((PixelOutcome::default(), None));
         }
+        let file_ref: &FileDicomObject<InMemDicomObject> = file;
+        match self.clean_decoded(file_ref, flagged, || Pixels::decode(file_ref))? {
+            None => Ok((PixelOutcome::default(), None)),
+            Some((outcome, a, None)) => Ok((outcome, Some(a))),
+            Some((outcome, a, Some(px))) => {
+                px.write_back(file)?;
+                Ok((outcome, Some(a)))
+            }
+        }
+    }
+
+    /// What [`Cleaner::redact`] and [`Cleaner::redact_value`] share: whether to look at all
+    /// (None: not flagged and the screen is off), then the pixels `decode` gives analysed, and
+    /// filled where text is to be removed (Some pixels to write back; None: left as they are).
+    #[allow(clippy::type_complexity)]
+    fn clean_decoded(
+        &self,
+        file: &FileDicomObject<InMemDicomObject>,
+        flagged: bool,
+        decode: impl FnOnce() -> Result<Pixels, PixelError>,
+    ) -> Result<Option<(PixelOutcome, Analysis, Option<Pixels>)>, PixelError> {
         let flagged = flagged || header_flagged(file);
         if !flagged && !self.config.screen_unflagged {
-            return Ok((PixelOutcome::default(), None));
+            return Ok(None);
         }
-        let (mut px, a) = self.scan(file, flagged, false)?;
-        let mut outcome = PixelOutcome {
+        // Unflagged images need Tesseract only where the screen finds candidate text (reading
+        // them fails then, and the instance is held back).
+        if self.config.ocr && flagged {
+            ocr::available()?;
+        }
+        let mut px = decode()?;
+        let a = self.analyze(file, &px, &Identifiers::of(file), flagged, false)?;
+        let outcome = PixelOutcome {
             frames_scanned: px.frames as u64,
             regions_redacted: a.redaction.len() as u64,
-            modified: false,
+            modified: !a.redaction.is_empty(),
         };
         if a.redaction.is_empty() {
-            return Ok((outcome, Some(a)));
+            return Ok(Some((outcome, a, None)));
         }
         px.fill(&a.redaction);
-        px.write_back(file)?;
-        outcome.modified = true;
-        Ok((outcome, Some(a)))
+        Ok(Some((outcome, a, Some(px))))
     }
 }
 
@@ -240,27 +265,11 @@ impl Cleaner {
         flagged: bool,
         value: &[u8],
     ) -> Result<(PixelOutcome, Option<Vec<u8>>), PixelError> {
-        let flagged = flagged || header_flagged(file);
-        if !flagged && !self.config.screen_unflagged {
-            return Ok((PixelOutcome::default(), None));
+        match self.clean_decoded(file, flagged, || Pixels::from_native_value(file, value))? {
+            None => Ok((PixelOutcome::default(), None)),
+            Some((outcome, _, None)) => Ok((outcome, None)),
+            Some((outcome, _, Some(px))) => Ok((outcome, Some(px.into_native_value(value)?))),
         }
-        if self.config.ocr && flagged {
-            ocr::available()?;
-        }
-        let mut px = Pixels::from_native_value(file, value)?;
-        let a = self.analyze(file, &px, &Identifiers::of(file), flagged, false)?;
-        let mut outcome = PixelOutcome {
-            frames_scanned: px.frames as u64,
-            regions_redacted: a.redaction.len() as u64,
-            modified: false,
-        };
-        if a.redaction.is_empty() {
-            return Ok((outcome, None));
-        }
-        px.fill(&a.redaction);
-        let new_value = px.into_native_value(value)?;
-        outcome.modified = true;
-        Ok((outcome, Some(new_value)))
     }
 }
 
