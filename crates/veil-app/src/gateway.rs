@@ -5,33 +5,119 @@
 //! through the same pipeline `veil deid` builds ([`crate::build()`], same key and policy, so the
 //! same bytes) and is stored at the route's destination.
 
+use std::collections::HashSet;
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use veil_gateway::{Deidentify, DrainStatus, Forwarder, GatewayConfig, Prepared, Spool, Stop};
 use veil_pipeline::{InstanceOutcome, Pipeline};
 
 use crate::build::{build, load_key, Settings};
+use crate::release::{ConsentGate, ReleaseFacts};
 use crate::AppError;
 
-/// The route's pipeline, as the forwarder's de-identification step.
-struct RoutePipeline(Pipeline);
+/// The route's pipeline, as the forwarder's de-identification step, with the consent gate
+/// and ledger writer of a route that releases to a recipient.
+struct RoutePipeline {
+    pipeline: Pipeline,
+    release: Option<RouteRelease>,
+}
 
-impl Deidentify for RoutePipeline {
-    fn deidentify(&self, part10: &[u8]) -> Prepared {
-        match self.0.deidentify_bytes(part10) {
-            InstanceOutcome::WaitsForSeries { key } => Prepared::Series(key),
-            other => Prepared::Ready(released(other)),
+/// A consent-gated route: whom it releases to, the registry that decides, and what each
+/// ledger entry says.
+struct RouteRelease {
+    store: veil_store::Store,
+    institution: veil_store::Settings,
+    facts: ReleaseFacts,
+    /// (original study, modality) pairs whose details were recorded.
+    studies: Mutex<HashSet<(String, String)>>,
+}
+
+/// The consent gate as a release observer for in-memory de-identification (nothing is
+/// written, so nothing is committed through it).
+struct Admit<'a>(&'a ConsentGate<'a>);
+
+impl veil_pipeline::ReleaseObserver for Admit<'_> {
+    fn admit(&self, patient: &veil_pipeline::PatientContext) -> veil_pipeline::Admission {
+        self.0.admit(patient)
+    }
+
+    fn commit(
+        &self,
+        _: &veil_pipeline::CommittedInstance,
+        rename: &mut dyn FnMut() -> std::io::Result<()>,
+    ) -> Result<(), veil_pipeline::RecordError> {
+        rename().map_err(veil_pipeline::RecordError::Publish)
+    }
+}
+
+impl RouteRelease {
+    /// Records a released instance in the ledger unless it already is (the same instance
+    /// de-identified again after a crash gives the same bytes, so the same entry).
+    fn record(&self, instance: &veil_pipeline::CommittedInstance) -> Result<(), String> {
+        let released = &instance.released.sop_instance;
+        let path = instance.output_relative.display().to_string();
+        let unavailable = |e: veil_store::StoreError| format!("the ledger is unavailable: {e}");
+        if self
+            .store
+            .is_recorded(released, &path, &instance.sha256)
+            .map_err(unavailable)?
+        {
+            return Ok(());
+        }
+        let entry = self
+            .facts
+            .entry(&self.store, instance, &self.studies)
+            .map_err(unavailable)?;
+        self.store.append(&entry, || Ok(())).map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+impl RoutePipeline {
+    /// What the forwarder does with an outcome: a released instance of a consent-gated route
+    /// is recorded in the ledger before it may leave.
+    fn prepared(&self, outcome: InstanceOutcome) -> Prepared {
+        match (outcome, &self.release) {
+            (InstanceOutcome::WaitsForSeries { key }, _) => Prepared::Series(key),
+            (InstanceOutcome::Excluded { reason }, _) => Prepared::Excluded(reason),
+            (
+                InstanceOutcome::Released {
+                    bytes, instance, ..
+                },
+                Some(release),
+            ) => match release.record(&instance) {
+                Ok(()) => Prepared::Ready(Ok(bytes)),
+                Err(why) => Prepared::Later(why),
+            },
+            (other, _) => Prepared::Ready(released(other)),
         }
     }
 
-    fn deidentify_series(&self, members: &[Vec<u8>]) -> Vec<Result<Vec<u8>, (String, String)>> {
-        self.0
-            .deidentify_group(members)
-            .into_iter()
-            .map(released)
-            .collect()
+    fn gate(&self) -> Option<ConsentGate<'_>> {
+        let r = self.release.as_ref()?;
+        // A gate per instance: a consent recorded or withdrawn while the gateway runs counts
+        // from the next instance on.
+        Some(ConsentGate::new(&r.store, &r.institution, &r.facts.purpose))
+    }
+}
+
+impl Deidentify for RoutePipeline {
+    fn deidentify(&self, part10: &[u8]) -> Prepared {
+        let outcome = match self.gate() {
+            None => self.pipeline.deidentify_bytes(part10),
+            Some(gate) => self.pipeline.deidentify_bytes_with(part10, &Admit(&gate)),
+        };
+        self.prepared(outcome)
+    }
+
+    fn deidentify_series(&self, members: &[Vec<u8>]) -> Vec<Prepared> {
+        let outcomes = match self.gate() {
+            None => self.pipeline.deidentify_group(members),
+            Some(gate) => self.pipeline.deidentify_group_with(members, &Admit(&gate)),
+        };
+        outcomes.into_iter().map(|o| self.prepared(o)).collect()
     }
 }
 
@@ -44,11 +130,52 @@ fn released(outcome: InstanceOutcome) -> Result<Vec<u8>, (String, String)> {
             "the policy does not release this kind of instance".into(),
         )),
         InstanceOutcome::HeldBack { reason, detail } => Err((reason, detail)),
+        InstanceOutcome::Excluded { reason } => {
+            Err((reason, "excluded by the consent gate".into()))
+        }
         InstanceOutcome::WaitsForSeries { .. } => Err((
             "series_stage".into(),
             "the series stage did not take this instance".into(),
         )),
     }
+}
+
+/// Opens a consent-gated route's registry, checks its recipient and purpose as `veil release`
+/// does, and begins its release; returns it with the recipient's key (pseudonyms and UIDs
+/// unlinkable across recipients, equal to `veil release` output for the same recipient).
+fn open_release(
+    route: &veil_gateway::config::RouteRelease,
+    master: &veil_keys::Key,
+    settings: &Settings,
+) -> Result<(RouteRelease, veil_keys::Key), AppError> {
+    let store = veil_store::Store::open(route.store.as_deref(), Some(master))?;
+    let institution = crate::registry::institution_settings(None)?;
+    institution
+        .check_purpose(&route.purpose)
+        .map_err(AppError::Store)?;
+    let recipient = crate::release::recipient_checked(&store, &route.recipient, &route.purpose)?;
+    crate::release::purpose_receivable(&store, &institution, &route.purpose)?;
+    let policy = crate::build::load_policy(settings.policy.as_deref())?;
+    let policy_hash = policy.digest.clone();
+    let release_id = store.begin_release(
+        &recipient,
+        &route.purpose,
+        &policy_hash,
+        env!("CARGO_PKG_VERSION"),
+    )?;
+    let key = master.subkey("recipient", &recipient);
+    let release = RouteRelease {
+        store,
+        institution,
+        facts: ReleaseFacts {
+            recipient,
+            purpose: route.purpose.clone(),
+            release_id,
+            policy_hash,
+        },
+        studies: Mutex::new(HashSet::new()),
+    };
+    Ok((release, key))
 }
 
 /// Reads and checks a gateway configuration (errors name file, line, column and field).
@@ -87,10 +214,22 @@ impl Gateway {
                     out: config.spool_dir.join("out-unused"),
                     ..Settings::default()
                 };
-                let pipeline = build(settings.resolve_with_key(key.clone())?);
+                let (release, key) = match &route.release {
+                    None => (None, key.clone()),
+                    Some(r) => {
+                        let (release, key) = open_release(r, &key, &settings)?;
+                        (Some(release), key)
+                    }
+                };
+                let mut resolved = settings.resolve_with_key(key)?;
+                if release.is_some() {
+                    // As `veil release`: pseudonyms are the recipient's keyed ones.
+                    resolved.patient_map = None;
+                }
+                let pipeline = build(resolved);
                 Some(Forwarder {
                     spool: spool.clone(),
-                    deid: Box::new(RoutePipeline(pipeline)),
+                    deid: Box::new(RoutePipeline { pipeline, release }),
                     destination: route.destination.clone(),
                     calling_ae: config.ae_title.clone(),
                     connections: route.connections,
@@ -183,27 +322,61 @@ pub fn status(config_path: &Path) -> Result<GatewayStatus, AppError> {
     })
 }
 
-/// One cohort row's pull: how many studies the PACS found, and the C-MOVE sub-operations.
+/// One cohort row's pull: how many studies the PACS found, and how many instances came.
 #[derive(Debug, serde::Serialize)]
 pub struct PulledRow {
     /// 1-based row number in the list (the row's value is identifying: never repeated here).
     pub row: usize,
     pub studies: usize,
-    pub moved: u32,
+    /// Instances retrieved (C-MOVE or C-GET sub-operations completed, WADO-RS parts spooled).
+    pub retrieved: u32,
     pub failed: u32,
     /// Why the row could not be pulled (query or retrieve refused, PACS unavailable).
     pub error: Option<String>,
 }
 
-/// Pulls a cohort: for each row of `cohort` (a CSV whose header names the key column:
-/// `accession`, `patient_id` or `study_uid`), C-FIND at `from`, then C-MOVE of each study to the
-/// gateway (which must be running to receive them, and listed at the PACS under its AE title).
-pub fn pull(config_path: &Path, from: &str, cohort: &Path) -> Result<Vec<PulledRow>, AppError> {
-    use veil_gateway::pull::{find_studies, move_study, CohortKey};
-    let config = check(config_path)?;
-    let source: veil_gateway::Destination = from
-        .parse()
-        .map_err(|m: String| AppError::Usage(format!("--from: {m}")))?;
+/// Where a cohort is pulled from, and how its studies are retrieved.
+pub enum PullSource {
+    /// C-FIND, then C-MOVE to the running gateway.
+    Move(veil_gateway::Destination),
+    /// C-FIND, then C-GET into the spool.
+    Get(veil_gateway::Destination),
+    /// QIDO-RS, then WADO-RS into the spool.
+    Web(veil_gateway::web_pull::DicomWebSource),
+}
+
+impl PullSource {
+    /// `from` is `dicom://AE@host:port` (with `retrieve` "move", the default, or "get") or a
+    /// DICOMweb root `https://…` (with the bearer token in the variable `token_env`).
+    pub fn parse(
+        from: &str,
+        retrieve: Option<&str>,
+        token_env: Option<String>,
+    ) -> Result<PullSource, AppError> {
+        let usage = |m: String| AppError::Usage(format!("--from: {m}"));
+        if from.starts_with("http://") || from.starts_with("https://") {
+            if retrieve.is_some_and(|r| r != "wado") {
+                return Err(AppError::Usage(
+                    "--retrieve move|get is for a dicom:// source; a DICOMweb source is pulled with WADO-RS".into(),
+                ));
+            }
+            let web = veil_gateway::web_pull::DicomWebSource::new(from, token_env);
+            return web.map(PullSource::Web).map_err(usage);
+        }
+        let source = from.parse().map_err(usage)?;
+        match retrieve.unwrap_or("move") {
+            "move" => Ok(PullSource::Move(source)),
+            "get" => Ok(PullSource::Get(source)),
+            other => Err(AppError::Usage(format!(
+                "--retrieve {other}: use move (C-MOVE to the gateway) or get (C-GET)"
+            ))),
+        }
+    }
+}
+
+/// The cohort list's key column and rows.
+fn read_cohort(cohort: &Path) -> Result<(String, Vec<String>), AppError> {
+    use veil_gateway::pull::CohortKey;
     let mut reader = csv::Reader::from_path(cohort).map_err(|e| {
         AppError::Usage(format!(
             "{}: cannot read the cohort list: {e}",
@@ -221,43 +394,102 @@ pub fn pull(config_path: &Path, from: &str, cohort: &Path) -> Result<Vec<PulledR
             cohort.display()
         )));
     }
-    let mut rows = Vec::new();
+    let mut values = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let record = record
             .map_err(|e| AppError::Usage(format!("{}: row {}: {e}", cohort.display(), i + 1)))?;
-        let value = record.get(0).unwrap_or("").trim();
+        values.push(record.get(0).unwrap_or("").trim().to_string());
+    }
+    Ok((column, values))
+}
+
+/// Pulls a cohort: for each row of `cohort` (a CSV whose header names the key column:
+/// `accession`, `patient_id` or `study_uid`), finds the studies at the source and retrieves
+/// them. C-MOVE sends them to the gateway (which must be running and listed at the PACS under
+/// its AE title); C-GET and WADO-RS put them in the gateway's spool directly, where the gateway
+/// routes them when it runs.
+pub fn pull(
+    config_path: &Path,
+    source: &PullSource,
+    cohort: &Path,
+) -> Result<Vec<PulledRow>, AppError> {
+    use veil_gateway::pull::CohortKey;
+    let config = check(config_path)?;
+    let (column, values) = read_cohort(cohort)?;
+    let spool = match source {
+        PullSource::Move(_) => None,
+        PullSource::Get(_) | PullSource::Web(_) => {
+            let key = load_key(config.key.as_deref())?;
+            let spool = Spool::join(&config.spool_dir, &key);
+            Some(spool.map_err(|e| AppError::Usage(format!("spool: {e}")))?)
+        }
+    };
+    let mut rows = Vec::new();
+    for (i, value) in values.iter().enumerate() {
         let mut row = PulledRow {
             row: i + 1,
             studies: 0,
-            moved: 0,
+            retrieved: 0,
             failed: 0,
             error: None,
         };
-        let Some(key) = CohortKey::from_column(&column, value).filter(|_| !value.is_empty()) else {
-            row.error = Some("empty value".into());
-            rows.push(row);
-            continue;
-        };
-        match find_studies(&source, &config.ae_title, &key) {
-            Err(e) => row.error = Some(e.to_string()),
-            Ok(studies) => {
-                row.studies = studies.len();
-                for study in studies {
-                    match move_study(&source, &config.ae_title, &study, &config.ae_title) {
-                        Ok(m) => {
-                            row.moved += m.completed;
-                            row.failed += m.failed;
-                            if m.status != 0 && m.status & 0xF000 != 0xB000 {
-                                row.error =
-                                    Some(format!("C-MOVE ended with status {:#06x}", m.status));
-                            }
-                        }
-                        Err(e) => row.error = Some(e.to_string()),
-                    }
-                }
-            }
+        match CohortKey::from_column(&column, value).filter(|_| !value.is_empty()) {
+            None => row.error = Some("empty value".into()),
+            Some(key) => pull_row(&config, source, spool.as_ref(), &key, &mut row),
         }
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// Finds and retrieves one row's studies, recording counts and the last error in `row`.
+fn pull_row(
+    config: &GatewayConfig,
+    source: &PullSource,
+    spool: Option<&Spool>,
+    key: &veil_gateway::pull::CohortKey,
+    row: &mut PulledRow,
+) {
+    use veil_gateway::pull::{find_studies, get_study, move_study, Moved};
+    let ae = config.ae_title.as_str();
+    let mut record =
+        |outcome: Result<Moved, veil_gateway::scu::SendError>, verb: &str| match outcome {
+            Ok(m) => {
+                row.retrieved += m.completed;
+                row.failed += m.failed;
+                if m.status != 0 && m.status & 0xF000 != 0xB000 {
+                    row.error = Some(format!("{verb} ended with status {:#06x}", m.status));
+                }
+            }
+            Err(e) => row.error = Some(e.to_string()),
+        };
+    match (source, spool) {
+        (PullSource::Web(web), Some(spool)) => match web.find_studies(key) {
+            Err(e) => row.error = Some(e.to_string()),
+            Ok(studies) => {
+                row.studies = studies.len();
+                for study in studies {
+                    match web.retrieve_study(&study, spool) {
+                        Ok(n) => row.retrieved += n,
+                        Err(e) => row.error = Some(e.to_string()),
+                    }
+                }
+            }
+        },
+        (PullSource::Move(pacs) | PullSource::Get(pacs), _) => match find_studies(pacs, ae, key) {
+            Err(e) => row.error = Some(e.to_string()),
+            Ok(studies) => {
+                row.studies = studies.len();
+                for study in studies {
+                    match (source, spool) {
+                        (PullSource::Get(_), Some(spool)) => {
+                            record(get_study(pacs, ae, &study, spool), "C-GET")
+                        }
+                        _ => record(move_study(pacs, ae, &study.uid, ae), "C-MOVE"),
+                    }
+                }
+            }
+        },
+        (PullSource::Web(_), None) => row.error = Some("no spool to retrieve into".into()),
+    }
 }

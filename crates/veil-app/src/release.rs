@@ -20,23 +20,28 @@ use veil_store::{Settings as Institution, Store};
 use crate::build::{self, Settings};
 use crate::error::AppError;
 
-/// The consent gate and ledger writer of one release.
-struct Gate<'a> {
-    store: &'a Store,
-    publisher: &'a veil_store::publish::Publisher<'a>,
-    settings: &'a Institution,
-    recipient: String,
-    purpose: String,
-    release_id: String,
-    policy_hash: String,
+/// The consent gate of one recipient and purpose: who may be released, by the consent
+/// registry (a release over files and a gateway route share it).
+pub(crate) struct ConsentGate<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) settings: &'a Institution,
+    pub(crate) purpose: String,
     records: Mutex<HashMap<(String, String), Vec<ConsentRecord>>>,
     /// Excluded patients by internal reference: (reason, instances).
-    excluded: Mutex<BTreeMap<String, (String, u64)>>,
-    /// (original study, modality) pairs whose details this run has recorded.
-    studies: Mutex<std::collections::HashSet<(String, String)>>,
+    pub(crate) excluded: Mutex<BTreeMap<String, (String, u64)>>,
 }
 
-impl Gate<'_> {
+impl<'a> ConsentGate<'a> {
+    pub(crate) fn new(store: &'a Store, settings: &'a Institution, purpose: &str) -> Self {
+        ConsentGate {
+            store,
+            settings,
+            purpose: purpose.to_string(),
+            records: Mutex::new(HashMap::new()),
+            excluded: Mutex::new(BTreeMap::new()),
+        }
+    }
+
     fn records_of(
         &self,
         pid: &str,
@@ -50,10 +55,9 @@ impl Gate<'_> {
         self.records.lock().unwrap().insert(k, r.clone());
         Ok(r)
     }
-}
 
-impl veil_pipeline::ReleaseObserver for Gate<'_> {
-    fn admit(&self, p: &veil_pipeline::PatientContext) -> veil_pipeline::Admission {
+    /// Admits a patient whose consent allows the purpose; fails closed without the registry.
+    pub(crate) fn admit(&self, p: &veil_pipeline::PatientContext) -> veil_pipeline::Admission {
         let pref = self
             .store
             .patient_ref(&p.patient_id, &p.issuer_of_patient_id)
@@ -95,30 +99,38 @@ impl veil_pipeline::ReleaseObserver for Gate<'_> {
             }
         }
     }
+}
 
-    fn commit(
+/// What one release writes in every ledger entry besides the instance.
+pub(crate) struct ReleaseFacts {
+    pub(crate) recipient: String,
+    pub(crate) purpose: String,
+    pub(crate) release_id: String,
+    pub(crate) policy_hash: String,
+}
+
+impl ReleaseFacts {
+    /// The ledger entry of a released instance; the study's details are recorded first, once
+    /// per (study, modality) in `seen` (what lets the patient tell one study from another).
+    pub(crate) fn entry(
         &self,
+        store: &Store,
         i: &veil_pipeline::CommittedInstance,
-        rename: &mut dyn FnMut() -> std::io::Result<()>,
-    ) -> Result<(), veil_pipeline::RecordError> {
-        let patient_ref = self
-            .store
-            .patient_ref(&i.patient.patient_id, &i.patient.issuer_of_patient_id)
-            .map_err(record)?;
+        seen: &Mutex<std::collections::HashSet<(String, String)>>,
+    ) -> Result<NewEntry, veil_store::StoreError> {
+        let patient_ref =
+            store.patient_ref(&i.patient.patient_id, &i.patient.issuer_of_patient_id)?;
         let study = (i.original.study.clone(), i.patient.modality.clone());
-        if self.studies.lock().unwrap().insert(study) {
-            // What lets the patient tell this study from another on their record.
-            self.store
-                .record_study_details(
-                    &patient_ref,
-                    &i.original.study,
-                    &i.patient.modality,
-                    &i.patient.study_date,
-                    &i.patient.study_description,
-                )
-                .map_err(record)?;
+        if seen.lock().unwrap().insert(study) {
+            store.record_study_details(
+                &patient_ref,
+                &i.original.study,
+                &i.patient.modality,
+                &i.patient.study_date,
+                &i.patient.study_description,
+            )?;
         }
-        let entry = NewEntry {
+        Ok(NewEntry {
             release_id: self.release_id.clone(),
             recipient: self.recipient.clone(),
             purpose: self.purpose.clone(),
@@ -141,7 +153,33 @@ impl veil_pipeline::ReleaseObserver for Gate<'_> {
             output_sha256: i.sha256.clone(),
             policy_hash: self.policy_hash.clone(),
             veil_version: env!("CARGO_PKG_VERSION").to_string(),
-        };
+        })
+    }
+}
+
+/// The consent gate and ledger writer of one release.
+struct Gate<'a> {
+    consent: ConsentGate<'a>,
+    publisher: &'a veil_store::publish::Publisher<'a>,
+    facts: ReleaseFacts,
+    /// (original study, modality) pairs whose details this run has recorded.
+    studies: Mutex<std::collections::HashSet<(String, String)>>,
+}
+
+impl veil_pipeline::ReleaseObserver for Gate<'_> {
+    fn admit(&self, p: &veil_pipeline::PatientContext) -> veil_pipeline::Admission {
+        self.consent.admit(p)
+    }
+
+    fn commit(
+        &self,
+        i: &veil_pipeline::CommittedInstance,
+        rename: &mut dyn FnMut() -> std::io::Result<()>,
+    ) -> Result<(), veil_pipeline::RecordError> {
+        let entry = self
+            .facts
+            .entry(self.consent.store, i, &self.studies)
+            .map_err(record)?;
         // Intent, rename, then the entry in the next batch commit; a crash in between is
         // undone by the reconcile at the start of the next release (veil_store::publish).
         self.publisher
@@ -205,7 +243,11 @@ impl ReleaseOutcome {
     }
 }
 
-fn recipient_checked(store: &Store, name: &str, purpose: &str) -> Result<String, AppError> {
+pub(crate) fn recipient_checked(
+    store: &Store,
+    name: &str,
+    purpose: &str,
+) -> Result<String, AppError> {
     let r = store.recipient(name)?.ok_or_else(|| {
         AppError::Usage(format!(
             "no recipient `{name}`: add it with `veil recipient add {name} --purpose {purpose}`"
@@ -224,7 +266,7 @@ fn recipient_checked(store: &Store, name: &str, purpose: &str) -> Result<String,
 /// Runs a release end to end.
 /// A usage error when no patient can be released for `purpose`: refused by default (opt-in)
 /// and granted by nobody. Checked before a release id is used.
-fn purpose_receivable(
+pub(crate) fn purpose_receivable(
     store: &Store,
     settings: &Institution,
     purpose: &str,
@@ -270,22 +312,21 @@ pub fn run(req: ReleaseRequest) -> Result<ReleaseOutcome, AppError> {
         );
     }
     let gate = Gate {
-        store: req.store,
+        consent: ConsentGate::new(req.store, req.institution, &req.purpose),
         publisher: &publisher,
-        settings: req.institution,
-        recipient: recipient.clone(),
-        purpose: req.purpose.clone(),
-        release_id: release_id.clone(),
-        policy_hash: policy_hash.clone(),
-        records: Mutex::new(HashMap::new()),
-        excluded: Mutex::new(BTreeMap::new()),
+        facts: ReleaseFacts {
+            recipient: recipient.clone(),
+            purpose: req.purpose.clone(),
+            release_id: release_id.clone(),
+            policy_hash: policy_hash.clone(),
+        },
         studies: Mutex::new(Default::default()),
     };
     let run = pipeline.run_with(&req.inputs, &gate, &|_| {});
     // Whatever the run's outcome, what it published is recorded now (or removed if that fails).
     let (recorded, already_recorded) = publisher.finish()?;
     let report = run?;
-    let excluded = gate.excluded.into_inner().unwrap();
+    let excluded = gate.consent.excluded.into_inner().unwrap();
     let held = report.quarantined + report.rejected;
     req.store.finish_release(
         &release_id,

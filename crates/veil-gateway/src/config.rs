@@ -20,6 +20,9 @@
 //! series_quiet_seconds = 30     # optional: a series is complete after this long without news
 //! # or DICOMweb: destination = "https://pacs.example.org/dicom-web/studies" (STOW-RS; plain
 //! # http only to this machine), token_env = "STOW_TOKEN" (a bearer token from the environment)
+//! recipient = "lab"             # optional, with purpose: a consent-gated release, each
+//! purpose = "internal-research" #   instance sent recorded in the disclosure ledger
+//! store = "/var/lib/veil/veil.db" # optional: the registry (else VEIL_DB, else the default)
 //! ```
 //!
 //! Errors name the file, line and column, like `veil policy check`.
@@ -55,6 +58,20 @@ pub struct Route {
     /// A series waiting for a series stage (defacing) is complete when none of its instances
     /// arrived for this long.
     pub series_quiet: std::time::Duration,
+    /// A release to a registered recipient for a purpose: only patients whose consent allows
+    /// it are sent, each sent instance recorded in the disclosure ledger.
+    pub release: Option<RouteRelease>,
+}
+
+/// The consent-gated release a route makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRelease {
+    /// The recipient, as registered (`veil recipient add`).
+    pub recipient: String,
+    pub purpose: String,
+    /// The consent registry and ledger: a SQLite path or a `postgres://` URL (None: `VEIL_DB`,
+    /// else the default store).
+    pub store: Option<String>,
 }
 
 /// Where a route stores: a DIMSE node, or a DICOMweb STOW-RS endpoint.
@@ -176,6 +193,25 @@ impl GatewayConfig {
                         return Err(at(c.span(), "route.connections", "between 1 and 16".into()))
                     }
                 },
+                release: match (&r.recipient, &r.purpose) {
+                    (None, None) => None,
+                    (Some(recipient), Some(purpose)) => Some(RouteRelease {
+                        recipient: recipient.get_ref().clone(),
+                        purpose: purpose.get_ref().clone(),
+                        // A SQLite path is taken from the configuration's directory.
+                        store: r.store.as_ref().map(|db| match db.contains("://") {
+                            true => db.clone(),
+                            false => base.join(db).display().to_string(),
+                        }),
+                    }),
+                    (Some(x), None) | (None, Some(x)) => {
+                        return Err(at(
+                            x.span(),
+                            "route.recipient",
+                            "a consent-gated route names both a recipient and a purpose".into(),
+                        ))
+                    }
+                },
                 policy: r.policy.map(|p| base.join(p.get_ref())),
                 destination: {
                     let text = r.destination.get_ref();
@@ -240,6 +276,9 @@ struct RawRoute {
     connections: Option<Spanned<i64>>,
     token_env: Option<String>,
     series_quiet_seconds: Option<Spanned<i64>>,
+    recipient: Option<Spanned<String>>,
+    purpose: Option<Spanned<String>>,
+    store: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -23,8 +23,9 @@ use crate::Stop;
 pub trait Deidentify: Send + Sync {
     /// The instance to send, why it is held back, or the series it must wait for.
     fn deidentify(&self, part10: &[u8]) -> Prepared;
-    /// A whole series (members that waited), outcomes in member order.
-    fn deidentify_series(&self, members: &[Vec<u8>]) -> Vec<Result<Vec<u8>, (String, String)>>;
+    /// A whole series (members that waited), outcomes in member order (none is
+    /// [`Prepared::Series`] again).
+    fn deidentify_series(&self, members: &[Vec<u8>]) -> Vec<Prepared>;
 }
 
 /// One instance's de-identification.
@@ -34,6 +35,12 @@ pub enum Prepared {
     /// A series stage (defacing) needs its whole series, named by this key: it waits until
     /// the series has been quiet for the route's quiet period.
     Series(String),
+    /// Not for this route's recipient (the consent gate's reason code): the instance leaves
+    /// the spool unsent. Nothing was wrong with it, so it is not held back.
+    Excluded(String),
+    /// Cannot be decided now (the consent registry or ledger is unreachable): the instance
+    /// stays in the spool and is tried again, and the drain reports why.
+    Later(String),
 }
 
 /// Counts of one pass over the spool.
@@ -41,6 +48,8 @@ pub enum Prepared {
 pub struct Drained {
     pub delivered: usize,
     pub held_back: usize,
+    /// Left unsent by the consent gate.
+    pub excluded: usize,
     /// Still in the spool after this pass.
     pub waiting: usize,
     /// Why the destination could not take instances (they stay in the spool).
@@ -84,6 +93,7 @@ impl Forwarder {
         for r in results {
             d.delivered += r.delivered;
             d.held_back += r.held_back;
+            d.excluded += r.excluded;
             d.failing = d.failing.take().or(r.failing);
         }
         if d.failing.is_some() {
@@ -137,6 +147,8 @@ impl Forwarder {
             d
         }) {
             d.held_back += r.held_back;
+            d.excluded += r.excluded;
+            d.failing = d.failing.take().or(r.failing);
         }
     }
 
@@ -157,6 +169,16 @@ impl Forwarder {
             Prepared::Series(key) => {
                 self.waiting.lock().unwrap().insert(path.to_path_buf(), key);
             }
+            Prepared::Excluded(_) => self.exclude(path, d),
+            Prepared::Later(why) => d.failing = Some(why),
+        }
+    }
+
+    /// An instance the consent gate keeps from this route's recipient leaves the spool unsent.
+    fn exclude(&self, path: &std::path::Path, d: &mut Drained) {
+        match self.spool.remove(path) {
+            Ok(()) => d.excluded += 1,
+            Err(e) => tracing::warn!("{e}"),
         }
     }
 
@@ -221,11 +243,21 @@ impl Forwarder {
             let mut out = Vec::new();
             for (p, outcome) in paths.into_iter().zip(outcomes) {
                 match outcome {
-                    Ok(bytes) => match self.spool.put_outgoing(&p, &bytes) {
+                    Prepared::Ready(Ok(bytes)) => match self.spool.put_outgoing(&p, &bytes) {
                         Ok(_) => out.push(p),
                         Err(e) => tracing::warn!("{e}"),
                     },
-                    Err((reason, detail)) => self.hold(&p, &reason, &detail, d),
+                    Prepared::Ready(Err((reason, detail))) => self.hold(&p, &reason, &detail, d),
+                    Prepared::Excluded(_) => self.exclude(&p, d),
+                    // Stays in the spool, without its series: once the registry or ledger is
+                    // back, it is held back as a late member rather than sent unrecorded.
+                    Prepared::Later(why) => d.failing = Some(why),
+                    Prepared::Series(_) => self.hold(
+                        &p,
+                        "series_stage",
+                        "the series stage did not take this instance",
+                        d,
+                    ),
                 }
             }
             // Outputs first, then the mark, then the originals: a crash anywhere in between
@@ -345,11 +377,12 @@ impl Forwarder {
     /// Adds a pass to the recorded state (`veil gateway status` reads it).
     fn record(&self, d: &Drained) {
         let mut s = self.spool.status();
-        if d.delivered == 0 && d.held_back == 0 && s.failing == d.failing {
+        if d.delivered == 0 && d.held_back == 0 && d.excluded == 0 && s.failing == d.failing {
             return;
         }
         s.delivered += d.delivered as u64;
         s.held_back += d.held_back as u64;
+        s.excluded += d.excluded as u64;
         if s.failing.is_none() && d.failing.is_some() {
             s.failing_since = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

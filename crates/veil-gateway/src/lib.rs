@@ -6,7 +6,8 @@
 //! dicom-rs registry reads); and the durable spool ([`spool`]) where every received instance is
 //! written, encrypted and fsync'd before the sender is told it was stored.
 //!
-//! It pulls cohorts ([`pull`]: C-FIND, then C-MOVE to itself) and drains the spool ([`forward`]): each instance is handed to a [`forward::Deidentify`]
+//! It pulls cohorts ([`pull`]: C-FIND, then C-MOVE to itself or C-GET; [`web_pull`]: QIDO-RS
+//! and WADO-RS) and drains the spool ([`forward`]): each instance is handed to a [`forward::Deidentify`]
 //! and the result stored at the route's destination with C-STORE ([`scu`]), then taken off the
 //! spool. Does not own: de-identification itself, consent and the ledger — the application layer
 //! builds the pipeline that implements [`forward::Deidentify`].
@@ -19,6 +20,7 @@ pub mod scp;
 pub mod scu;
 pub mod spool;
 pub mod stow;
+pub mod web_pull;
 
 pub use config::{ConfigError, GatewayConfig, Target};
 pub use forward::{Deidentify, Drained, Forwarder, Prepared};

@@ -14,7 +14,8 @@ use dicom_object::meta::FileMetaTableBuilder;
 use dicom_ul::association::server::AccessControl;
 use dicom_ul::association::Association;
 use dicom_ul::pdu::{
-    AssociationRJServiceUserReason, PDataValue, PDataValueType, Pdu, UserIdentity,
+    AssociationRJServiceUserReason, PDataValue, PDataValueType, Pdu, PresentationContextNegotiated,
+    UserIdentity,
 };
 use dicom_ul::ServerAssociationOptions;
 
@@ -139,7 +140,9 @@ fn association(socket: TcpStream, peer: SocketAddr, config: &GatewayConfig, spoo
         match pdu {
             Pdu::PData { data } => {
                 for pdv in data {
-                    let Some((pc, reply)) = exchange.take(pdv, &assoc, spool) else {
+                    let Some((pc, reply)) =
+                        exchange.take_with(pdv, assoc.presentation_contexts(), spool)
+                    else {
                         continue;
                     };
                     let pdu = Pdu::PData {
@@ -171,23 +174,21 @@ fn association(socket: TcpStream, peer: SocketAddr, config: &GatewayConfig, spoo
 
 /// One DIMSE message being received: its command, then its data set.
 #[derive(Default)]
-struct Exchange {
+pub(crate) struct Exchange {
     command: Vec<u8>,
     request: Option<Command>,
     data: Vec<u8>,
 }
 
 impl Exchange {
-    /// Takes one PDV; returns the presentation context and response when a message is complete.
-    fn take<S>(
+    /// Takes one PDV of an association whose negotiated contexts are `contexts`; returns the
+    /// presentation context and response when a message is complete.
+    pub(crate) fn take_with(
         &mut self,
         pdv: PDataValue,
-        assoc: &dicom_ul::association::ServerAssociation<S>,
+        contexts: &[PresentationContextNegotiated],
         spool: &Spool,
-    ) -> Option<(u8, Vec<u8>)>
-    where
-        S: std::io::Read + std::io::Write + dicom_ul::association::CloseSocket,
-    {
+    ) -> Option<(u8, Vec<u8>)> {
         let pc = pdv.presentation_context_id;
         match pdv.value_type {
             PDataValueType::Command => {
@@ -230,8 +231,7 @@ impl Exchange {
                 }
                 let data = std::mem::take(&mut self.data);
                 let request = self.request.take()?;
-                let ts = assoc
-                    .presentation_contexts()
+                let ts = contexts
                     .iter()
                     .find(|c| c.id == pc)
                     .map(|c| c.transfer_syntax.clone())
@@ -244,7 +244,7 @@ impl Exchange {
 }
 
 /// Spools one received data set as a Part 10 file; the C-STORE status to answer.
-fn store(request: &Command, transfer_syntax: &str, data: &[u8], spool: &Spool) -> u16 {
+pub(crate) fn store(request: &Command, transfer_syntax: &str, data: &[u8], spool: &Spool) -> u16 {
     if request.sop_class.is_empty() || request.sop_instance.is_empty() || transfer_syntax.is_empty()
     {
         return dimse::CANNOT_UNDERSTAND;

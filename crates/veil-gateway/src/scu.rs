@@ -110,6 +110,7 @@ pub(crate) fn associate(
     destination: &Destination,
     calling_ae: &str,
     contexts: &[(&str, &str)],
+    scp_role_for: &[&str],
     read_timeout: Duration,
 ) -> Result<
     (
@@ -125,6 +126,11 @@ pub(crate) fn associate(
         .read_timeout(read_timeout);
     for (class, ts) in contexts {
         options = options.with_presentation_context(*class, vec![*ts]);
+    }
+    // C-GET: the PACS stores the retrieved instances back on this association, so we offer to
+    // take the storage SCP role for their classes (SCP/SCU Role Selection, PS3.7 D.3.3.4).
+    for class in scp_role_for {
+        options = options.with_role_selection(*class, false, true);
     }
     let assoc = options
         .establish((destination.host.as_str(), destination.port))
@@ -193,8 +199,13 @@ impl Sender {
             .iter()
             .map(|(c, t)| (c.as_str(), t.as_str()))
             .collect();
-        let (assoc, accepted) =
-            associate(destination, calling_ae, &proposed, Duration::from_secs(60))?;
+        let (assoc, accepted) = associate(
+            destination,
+            calling_ae,
+            &proposed,
+            &[],
+            Duration::from_secs(60),
+        )?;
         let contexts = pairs
             .into_iter()
             .zip(accepted)

@@ -38,6 +38,10 @@ pub struct DrainStatus {
     pub delivered: u64,
     /// Instances held back since the spool was created.
     pub held_back: u64,
+    /// Instances a consent-gated route left unsent (the patient's consent does not allow the
+    /// route's purpose), since the spool was created.
+    #[serde(default)]
+    pub excluded: u64,
     /// The destination's last failure, while it lasts.
     pub failing: Option<String>,
     /// Seconds since the Unix epoch: when the current failure began.
@@ -76,6 +80,21 @@ impl Spool {
     /// Opens (creating, 0700) the spool at `dir`, and clears what an interrupted transfer left
     /// in `tmp/` (never acknowledged, so the sender still has it).
     pub fn open(dir: &Path, key: &Key) -> Result<Spool, SpoolError> {
+        let spool = Spool::join(dir, key)?;
+        let tmp = dir.join("tmp");
+        for entry in fs::read_dir(&tmp)
+            .map_err(io(&tmp, "cannot list"))?
+            .flatten()
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+        Ok(spool)
+    }
+
+    /// Opens (creating, 0700) a spool a running gateway may be writing to, to add instances
+    /// (a C-GET or WADO-RS pull): clears nothing, since `tmp/` may hold the gateway's own
+    /// transfers in progress.
+    pub fn join(dir: &Path, key: &Key) -> Result<Spool, SpoolError> {
         for sub in ["", "tmp", "incoming", "outgoing"] {
             let d = dir.join(sub);
             fs::DirBuilder::new()
@@ -83,13 +102,6 @@ impl Spool {
                 .mode(0o700)
                 .create(&d)
                 .map_err(io(&d, "cannot create the spool directory"))?;
-        }
-        let tmp = dir.join("tmp");
-        for entry in fs::read_dir(&tmp)
-            .map_err(io(&tmp, "cannot list"))?
-            .flatten()
-        {
-            let _ = fs::remove_file(entry.path());
         }
         Ok(Spool::sealed_with(dir, key))
     }

@@ -19,28 +19,7 @@ impl StowDestination {
     /// Checks a URL: `https://…`, or `http://` to this machine only (a token or an instance
     /// never crosses a network in clear).
     pub fn new(url: &str, token_env: Option<String>) -> Result<StowDestination, String> {
-        let (secure, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-            (Some(rest), _) => (true, rest),
-            (None, Some(rest)) => (false, rest),
-            _ => {
-                return Err(format!(
-                    "{url}: not an http(s) URL of a STOW-RS …/studies endpoint"
-                ))
-            }
-        };
-        let authority = rest.split('/').next().unwrap_or("");
-        let host = match authority.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => authority.split(':').next().unwrap_or(""),
-        };
-        if host.is_empty() {
-            return Err(format!("{url}: no host"));
-        }
-        if !secure && !matches!(host, "127.0.0.1" | "localhost" | "::1") {
-            return Err(format!(
-                "{url}: plain http only to this machine (127.0.0.1, localhost); use https"
-            ));
-        }
+        check_http_url(url, "a STOW-RS …/studies endpoint")?;
         Ok(StowDestination {
             url: url.to_string(),
             token_env,
@@ -78,10 +57,8 @@ impl StowDestination {
                 &format!("multipart/related; type=\"application/dicom\"; boundary={boundary}"),
             )
             .set("Accept", "application/dicom+json");
-        if let Some(var) = &self.token_env {
-            let token = std::env::var(var)
-                .map_err(|_| self.unavailable(format!("the token variable {var} is not set")))?;
-            request = request.set("Authorization", &format!("Bearer {token}"));
+        if let Some(auth) = bearer(self.token_env.as_deref()).map_err(|m| self.unavailable(m))? {
+            request = request.set("Authorization", &auth);
         }
         let (status, text) = match request.send_bytes(&body) {
             Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
@@ -107,6 +84,40 @@ impl StowDestination {
                 }),
             })
             .collect())
+    }
+}
+
+/// Checks that `url` is `https://…`, or `http://` to this machine only: a token or an instance
+/// never crosses a network in clear. `what` names the endpoint in errors.
+pub(crate) fn check_http_url(url: &str, what: &str) -> Result<(), String> {
+    let (secure, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        _ => return Err(format!("{url}: not an http(s) URL of {what}")),
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    if host.is_empty() {
+        return Err(format!("{url}: no host"));
+    }
+    if !secure && !matches!(host, "127.0.0.1" | "localhost" | "::1") {
+        return Err(format!(
+            "{url}: plain http only to this machine (127.0.0.1, localhost); use https"
+        ));
+    }
+    Ok(())
+}
+
+/// The bearer token named by `token_env`, as an Authorization header value.
+pub(crate) fn bearer(token_env: Option<&str>) -> Result<Option<String>, String> {
+    match token_env {
+        None => Ok(None),
+        Some(var) => std::env::var(var)
+            .map(|t| Some(format!("Bearer {t}")))
+            .map_err(|_| format!("the token variable {var} is not set")),
     }
 }
 

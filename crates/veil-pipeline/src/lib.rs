@@ -429,17 +429,32 @@ fn plan_series(
 }
 
 /// An in-memory instance's outcome, from its last hop.
-fn outcome_of(staged: Staged) -> InstanceOutcome {
+fn outcome_of(staged: Staged, observer: &dyn ReleaseObserver) -> InstanceOutcome {
     match staged {
-        Staged::Output(p) => InstanceOutcome::Released {
-            bytes: p.bytes,
-            relative: p.relative,
-        },
+        Staged::Output(p) => {
+            let instance = Box::new(CommittedInstance {
+                input: PathBuf::new(),
+                output: PathBuf::new(),
+                output_relative: p.relative.clone(),
+                patient_pseudonym: p.patient.patient_pseudonym.clone(),
+                patient: p.patient.clone(),
+                original: p.original.clone(),
+                released: p.released.clone(),
+                bytes: p.bytes.len() as u64,
+                sha256: match observer.wants_sha256() {
+                    true => hex::encode(Sha256::digest(&p.bytes)),
+                    false => String::new(),
+                },
+                consent_ref: p.consent_ref.clone(),
+            });
+            InstanceOutcome::Released {
+                bytes: p.bytes,
+                relative: p.relative,
+                instance,
+            }
+        }
         Staged::Suppressed => InstanceOutcome::Suppressed,
-        Staged::Excluded { reason } => InstanceOutcome::HeldBack {
-            reason,
-            detail: "excluded by the consent gate".into(),
-        },
+        Staged::Excluded { reason } => InstanceOutcome::Excluded { reason },
         Staged::Rejected { reason, detail } => InstanceOutcome::HeldBack {
             reason: reason.into(),
             detail,
@@ -452,10 +467,18 @@ fn outcome_of(staged: Staged) -> InstanceOutcome {
 /// What [`Pipeline::deidentify_bytes`] made of one instance.
 #[derive(Debug)]
 pub enum InstanceOutcome {
-    /// The verified de-identified instance (Part 10), and where `veil deid` would write it.
-    Released { bytes: Vec<u8>, relative: PathBuf },
+    /// The verified de-identified instance (Part 10), where `veil deid` would write it, and
+    /// what a release records of it (`input` and `output` are empty: nothing was read from or
+    /// written to a file).
+    Released {
+        bytes: Vec<u8>,
+        relative: PathBuf,
+        instance: Box<CommittedInstance>,
+    },
     /// The policy suppresses this kind of instance.
     Suppressed,
+    /// The release observer's consent gate did not admit the patient (its reason code).
+    Excluded { reason: String },
     /// Not released, with a reason code and a sentence (no identifying value in either).
     HeldBack { reason: String, detail: String },
     /// A series stage (defacing) needs the whole series, which `key` names (not identifying
@@ -573,19 +596,40 @@ impl Pipeline {
     /// instance a series stage wants with its whole series is [`InstanceOutcome::WaitsForSeries`]:
     /// give the series to [`Pipeline::deidentify_group`].
     pub fn deidentify_bytes(&self, bytes: &[u8]) -> InstanceOutcome {
-        outcome_of(self.stage(bytes, &NoObserver, None))
+        self.deidentify_bytes_with(bytes, &NoObserver)
+    }
+
+    /// [`Pipeline::deidentify_bytes`] with a release observer's consent gate
+    /// ([`ReleaseObserver::admit`]); recording the release is the caller's (nothing is written
+    /// here, so [`ReleaseObserver::commit`] is not called).
+    pub fn deidentify_bytes_with(
+        &self,
+        bytes: &[u8],
+        observer: &dyn ReleaseObserver,
+    ) -> InstanceOutcome {
+        outcome_of(self.stage(bytes, observer, None), observer)
     }
 
     /// De-identifies a group of instances held in memory — a whole series, as the gateway
     /// collects it — as a run over the same files would: members a series stage waits for are
     /// planned together (one volume), the others go on their own. Outcomes in member order.
     pub fn deidentify_group(&self, members: &[Vec<u8>]) -> Vec<InstanceOutcome> {
+        self.deidentify_group_with(members, &NoObserver)
+    }
+
+    /// [`Pipeline::deidentify_group`] with a release observer's consent gate, as
+    /// [`Pipeline::deidentify_bytes_with`].
+    pub fn deidentify_group_with(
+        &self,
+        members: &[Vec<u8>],
+        observer: &dyn ReleaseObserver,
+    ) -> Vec<InstanceOutcome> {
         let mut outcomes: Vec<Option<InstanceOutcome>> = (0..members.len()).map(|_| None).collect();
         let mut series: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, bytes) in members.iter().enumerate() {
-            match self.stage(bytes, &NoObserver, None) {
+            match self.stage(bytes, observer, None) {
                 Staged::Deferred { key } => series.entry(key).or_default().push(i),
-                other => outcomes[i] = Some(outcome_of(other)),
+                other => outcomes[i] = Some(outcome_of(other, observer)),
             }
         }
         for (_, group) in series {
@@ -595,11 +639,8 @@ impl Pipeline {
             match plan_series(stage.as_ref(), group.len(), &read) {
                 Ok(plan) => {
                     for &i in &group {
-                        outcomes[i] = Some(outcome_of(self.stage(
-                            &members[i],
-                            &NoObserver,
-                            Some(plan.as_ref()),
-                        )));
+                        let staged = self.stage(&members[i], observer, Some(plan.as_ref()));
+                        outcomes[i] = Some(outcome_of(staged, observer));
                     }
                 }
                 Err(refusal) => {

@@ -729,11 +729,11 @@ fn a_cohort_is_pulled_from_a_pacs_with_c_find_and_c_move() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("row 1: 1 study(ies), 1 instance(s) moved, 0 failed"),
+        text.contains("row 1: 1 study(ies), 1 instance(s) retrieved, 0 failed"),
         "{text}"
     );
     assert!(
-        text.contains("row 2: 1 study(ies), 1 instance(s) moved, 0 failed"),
+        text.contains("row 2: 1 study(ies), 1 instance(s) retrieved, 0 failed"),
         "{text}"
     );
     assert!(text.contains("row 3: 0 study(ies)"), "{text}");
@@ -747,6 +747,239 @@ fn a_cohort_is_pulled_from_a_pacs_with_c_find_and_c_move() {
         || dest.instances().len() == 2,
     );
     // De-identified as veil deid de-identifies what the PACS holds.
+    let held: Vec<PathBuf> = pacs
+        .instances()
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let p = dir.path().join(format!("pacs-{i}.dcm"));
+            std::fs::write(&p, pacs.file(id)).unwrap();
+            p
+        })
+        .collect();
+    let expected = veil_deid(&key, Some(&policy), &dir.path().join("deid-out"), &held);
+    assert_holds_veil_deid_output(&dest, &expected);
+}
+
+/// A consent-gated route: the route releases to a registered recipient for a purpose, so only
+/// patients whose consent allows that purpose are sent (1CT1 refused it, 4MR1 granted it), each
+/// instance sent is recorded in the disclosure ledger (the patient's `veil disclosures` shows
+/// the recipient), and what arrives is what `veil release` gives that recipient.
+#[test]
+fn a_consent_gated_route_sends_only_consenting_patients_and_records_each_in_the_ledger() {
+    let Some(files) = needs(
+        &["storescu", "Orthanc"],
+        &["pydicom/CT_small.dcm", "pydicom/MR_small.dcm"],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dest = Orthanc::start(dir.path());
+    let key = dir.path().join("site.key");
+    assert!(veil()
+        .args(["key", "new"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
+    let db = dir.path().join("veil.db");
+    let registry = |args: &[&str]| {
+        let out = veil()
+            .current_dir(dir.path())
+            .env("VEIL_DB", &db)
+            .env("VEIL_KEY_FILE", &key)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.code(), text, err)
+    };
+    for (patient, state) in [("1CT1", "refused"), ("4MR1", "granted")] {
+        let args = [
+            "consent",
+            "set",
+            patient,
+            "--purpose",
+            "internal-research",
+            "--state",
+            state,
+        ];
+        let (code, _, err) = registry(&args);
+        assert_eq!(code, Some(0), "{err}");
+    }
+    let (code, _, err) = registry(&["recipient", "add", "lab", "--purpose", "internal-research"]);
+    assert_eq!(code, Some(0), "{err}");
+    let policy = dir.path().join("route.toml");
+    std::fs::write(&policy, "[faces]\ndeface = false\n").unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\naddress = \"127.0.0.1:0\"\nae_title = \"VEIL\"\n\n[[allow]]\nae_title = \"SENDER\"\n\n[spool]\ndir = \"spool\"\nkey = \"site.key\"\n\n[route]\npolicy = \"route.toml\"\ndestination = \"dicom://ORTHANC@127.0.0.1:{}\"\nrecipient = \"lab\"\npurpose = \"internal-research\"\nstore = \"veil.db\"\n",
+            dest.dicom
+        ),
+    )
+    .unwrap();
+    let (_gateway, port) = start_gateway(&config);
+    assert!(storescu(port, &files), "storescu failed");
+    let status = || {
+        let out = veil()
+            .args(["gateway", "status", "--json", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    wait_for(
+        "one delivered, one excluded",
+        Duration::from_secs(120),
+        || {
+            let s = status();
+            s["drain"]["delivered"] == 1 && s["drain"]["excluded"] == 1 && s["waiting"] == 0
+        },
+    );
+    assert_eq!(dest.instances().len(), 1);
+    assert_eq!(
+        status()["held_back"],
+        serde_json::json!({}),
+        "nothing held back"
+    );
+    // The ledger: 4MR1's record names the recipient; 1CT1's names nobody.
+    let (code, text, err) = registry(&["disclosures", "4MR1", "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        text.contains("\"lab\"") && text.contains("internal-research"),
+        "{text}"
+    );
+    let (code, text, err) = registry(&["disclosures", "1CT1", "--format", "json"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!text.contains("\"lab\""), "{text}");
+    // What arrived is what `veil release` gives the same recipient for the same files.
+    let inputs = dir.path().join("in");
+    std::fs::create_dir_all(&inputs).unwrap();
+    for f in &files {
+        std::fs::copy(f, inputs.join(f.file_name().unwrap())).unwrap();
+    }
+    let (code, text, err) = registry(&[
+        "release",
+        "in",
+        "--recipient",
+        "lab",
+        "--purpose",
+        "internal-research",
+        "--policy",
+        "route.toml",
+        "--out",
+        "rel",
+    ]);
+    assert_eq!(code, Some(0), "{text}{err}");
+    let released: Vec<Vec<u8>> = walkdir::WalkDir::new(dir.path().join("rel"))
+        .into_iter()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "dcm"))
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    assert_eq!(released.len(), 1);
+    assert_holds_veil_deid_output(&dest, &released);
+}
+
+/// Pulling with C-GET and with WADO-RS: the PACS (a second Orthanc, with the DICOMweb plugin)
+/// sends the studies back on the pull's own association (C-GET; a JPEG 2000 instance stays JPEG
+/// 2000, since the pull offers every transfer syntax it reads) or in a WADO-RS multipart answer;
+/// both go into the gateway's spool, and the running gateway routes them to the destination
+/// exactly as `veil deid` de-identifies the PACS's files.
+#[test]
+fn a_cohort_is_pulled_with_c_get_and_with_wado_rs() {
+    let Some(files) = needs(
+        &["Orthanc", DICOMWEB_PLUGIN],
+        &[
+            "pydicom/CT_small.dcm",
+            "pydicom/JPEG2000.dcm",
+            "pydicom/MR_small.dcm",
+        ],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let dest = Orthanc::start(dir.path());
+    let key = dir.path().join("site.key");
+    assert!(veil()
+        .args(["key", "new"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
+    let policy = dir.path().join("route.toml");
+    std::fs::write(&policy, "[faces]\ndeface = false\n").unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\naddress = \"127.0.0.1:0\"\nae_title = \"VEIL\"\n\n[[allow]]\nae_title = \"NOBODY\"\n\n[spool]\ndir = \"spool\"\nkey = \"site.key\"\n\n[route]\npolicy = \"route.toml\"\ndestination = \"dicom://ORTHANC@127.0.0.1:{}\"\n",
+            dest.dicom
+        ),
+    )
+    .unwrap();
+    let (_gateway, port) = start_gateway(&config);
+    // The PACS knows the gateway (C-FIND and C-GET need a known modality in Orthanc) but the
+    // gateway does not accept it as a sender: nothing can arrive by C-MOVE or C-STORE.
+    let pacs = Orthanc::start_as(
+        dir.path(),
+        "PACS",
+        &[DICOMWEB_PLUGIN],
+        &format!(r#""DicomModalities": {{"veil": ["VEIL", "127.0.0.1", {port}]}},"#),
+    );
+    for f in &files {
+        assert_eq!(
+            post(pacs.http, "/instances", &std::fs::read(f).unwrap()),
+            Some(200)
+        );
+    }
+    let pull = |from: String, retrieve: Option<&str>, cohort: &str| {
+        let list = dir.path().join("cohort.csv");
+        std::fs::write(&list, cohort).unwrap();
+        let mut cmd = veil();
+        cmd.args(["gateway", "pull", "--config"])
+            .arg(&config)
+            .args(["--from", &from]);
+        if let Some(r) = retrieve {
+            cmd.args(["--retrieve", r]);
+        }
+        let out = cmd.arg(&list).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    let text = pull(
+        format!("dicom://PACS@127.0.0.1:{}", pacs.dicom),
+        Some("get"),
+        "patient_id\n1CT1\n8NM1\n",
+    );
+    for row in 1..=2 {
+        let line = format!("row {row}: 1 study(ies), 1 instance(s) retrieved, 0 failed");
+        assert!(text.contains(&line), "{text}");
+    }
+    wait_for(
+        "the C-GET instances at the destination",
+        Duration::from_secs(120),
+        || dest.instances().len() == 2,
+    );
+    let web = format!("http://127.0.0.1:{}/dicom-web", pacs.http);
+    let text = pull(web, None, "patient_id\n4MR1\n");
+    assert!(
+        text.contains("row 1: 1 study(ies), 1 instance(s) retrieved, 0 failed"),
+        "{text}"
+    );
+    wait_for(
+        "the WADO-RS instance at the destination",
+        Duration::from_secs(120),
+        || dest.instances().len() == 3,
+    );
     let held: Vec<PathBuf> = pacs
         .instances()
         .iter()

@@ -24,15 +24,23 @@ pub enum GatewayCommand {
     /// gateway (listed at the PACS under the gateway's AE title), which de-identifies and
     /// routes them. Rows are reported by number, never by value.
     #[command(
-        after_help = "Exit codes: 0 every row's studies moved; 2 bad configuration, --from or list; 3 finished, but some rows found no study or had failures (listed)."
+        after_help = "Exit codes: 0 every row's studies retrieved; 2 bad configuration, --from or list; 3 finished, but some rows found no study or had failures (listed)."
     )]
     Pull {
         /// The gateway's configuration file.
         #[arg(long)]
         config: PathBuf,
-        /// The PACS: dicom://AE_TITLE@host:port.
+        /// The PACS: dicom://AE_TITLE@host:port, or a DICOMweb root https://…/dicom-web
+        /// (QIDO-RS and WADO-RS; plain http only to this machine).
         #[arg(long)]
         from: String,
+        /// For a dicom:// source: move (C-MOVE to the running gateway, the default) or get
+        /// (C-GET into the spool; the PACS needs no route to the gateway).
+        #[arg(long, value_name = "move|get")]
+        retrieve: Option<String>,
+        /// For a DICOMweb source: environment variable holding a bearer token.
+        #[arg(long, value_name = "VAR")]
+        token_env: Option<String>,
         /// CSV whose first column's header is accession, patient_id or study_uid.
         cohort: PathBuf,
         /// Print one JSON document on stdout instead of the human-readable text.
@@ -72,13 +80,18 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
             Some(GatewayCommand::Pull {
                 config,
                 from,
+                retrieve,
+                token_env,
                 cohort,
                 json,
             }),
             _,
         ) => {
-            let rows =
-                veil_app::gateway::pull(&config, &from, &cohort).map_err(crate::exit::app_error)?;
+            let source =
+                veil_app::gateway::PullSource::parse(&from, retrieve.as_deref(), token_env)
+                    .map_err(crate::exit::app_error)?;
+            let rows = veil_app::gateway::pull(&config, &source, &cohort)
+                .map_err(crate::exit::app_error)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -89,8 +102,8 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
                         .map(|e| format!("; {e}"))
                         .unwrap_or_default();
                     println!(
-                        "row {}: {} study(ies), {} instance(s) moved, {} failed{error}",
-                        r.row, r.studies, r.moved, r.failed
+                        "row {}: {} study(ies), {} instance(s) retrieved, {} failed{error}",
+                        r.row, r.studies, r.retrieved, r.failed
                     );
                 }
             }
