@@ -41,6 +41,8 @@ pub struct GatewayConfig {
     pub ae_title: String,
     pub allow: Vec<AllowedPeer>,
     pub spool_dir: PathBuf,
+    /// DICOM TLS on the listener (None: associations in clear).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Key file (None: the key comes from the environment).
     pub key: Option<PathBuf>,
     /// Where de-identified instances go (None: receive and spool only).
@@ -212,27 +214,107 @@ impl GatewayConfig {
                         ))
                     }
                 },
-                policy: r.policy.map(|p| base.join(p.get_ref())),
-                destination: {
-                    let text = r.destination.get_ref();
-                    let target = match text.starts_with("dicom://") {
-                        true => text.parse().map(Target::Dimse),
-                        false => crate::stow::StowDestination::new(text, r.token_env.clone())
-                            .map(Target::Stow),
-                    };
-                    target.map_err(|m| at(r.destination.span(), "route.destination", m))?
-                },
+                policy: r.policy.as_ref().map(|p| base.join(p.get_ref())),
+                destination: route_target(&r, base, &at)?,
             }),
         };
+        let tls = listener_tls(&raw.listen, base, &at)?;
         Ok(GatewayConfig {
             listen,
             ae_title,
             allow,
+            tls,
             spool_dir: base.join(raw.spool.dir.get_ref()),
             key: raw.spool.key.map(|k| base.join(k.get_ref())),
             route,
         })
     }
+}
+
+type At<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError + 'a;
+
+/// The listener's TLS settings: certificate and key together, a client CA only with them.
+fn listener_tls(
+    raw: &RawListen,
+    base: &Path,
+    at: &At<'_>,
+) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>, ConfigError> {
+    let (cert, key) = match (&raw.tls_cert, &raw.tls_key, &raw.tls_client_ca) {
+        (None, None, None) => return Ok(None),
+        (Some(c), Some(k), _) => (c, k),
+        (Some(x), None, _) | (None, Some(x), _) | (None, None, Some(x)) => {
+            return Err(at(
+                x.span(),
+                "listen.tls_cert",
+                "DICOM TLS needs both tls_cert and tls_key (PEM files)".into(),
+            ))
+        }
+    };
+    let ca = raw.tls_client_ca.as_ref().map(|c| base.join(c.get_ref()));
+    crate::tls::server_config(
+        &base.join(cert.get_ref()),
+        &base.join(key.get_ref()),
+        ca.as_deref(),
+    )
+    .map(Some)
+    .map_err(|e| at(cert.span(), "listen.tls_cert", e.to_string()))
+}
+
+/// A route's destination, with its TLS settings.
+fn route_target(r: &RawRoute, base: &Path, at: &At<'_>) -> Result<Target, ConfigError> {
+    let text = r.destination.get_ref();
+    let target = match text.starts_with("dicom") {
+        true => text.parse().map(Target::Dimse),
+        false => crate::stow::StowDestination::new(text, r.token_env.clone()).map(Target::Stow),
+    };
+    let target = target.map_err(|m| at(r.destination.span(), "route.destination", m))?;
+    with_client_tls(target, r, base, at)
+}
+
+/// Attaches a route's TLS settings to a `dicom+tls://` destination; refuses them elsewhere.
+fn with_client_tls(
+    target: Target,
+    r: &RawRoute,
+    base: &Path,
+    at: &At<'_>,
+) -> Result<Target, ConfigError> {
+    let given = [&r.tls_ca, &r.tls_cert, &r.tls_key]
+        .into_iter()
+        .flatten()
+        .next();
+    let mut dest = match target {
+        Target::Dimse(d) if d.secure => d,
+        other => {
+            return match given {
+                None => Ok(other),
+                Some(x) => Err(at(
+                    x.span(),
+                    "route.tls_ca",
+                    "TLS settings need a dicom+tls:// destination".into(),
+                )),
+            }
+        }
+    };
+    let identity = match (&r.tls_cert, &r.tls_key) {
+        (None, None) => None,
+        (Some(c), Some(k)) => Some((base.join(c.get_ref()), base.join(k.get_ref()))),
+        (Some(x), None) | (None, Some(x)) => {
+            return Err(at(
+                x.span(),
+                "route.tls_cert",
+                "a client certificate needs both tls_cert and tls_key".into(),
+            ))
+        }
+    };
+    let ca = r.tls_ca.as_ref().map(|c| base.join(c.get_ref()));
+    let span = given.map(|g| g.span()).unwrap_or(r.destination.span());
+    let tls = crate::tls::ClientTls::load(
+        ca.as_deref(),
+        identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+    )
+    .map_err(|e| at(span, "route.tls_ca", e.to_string()))?;
+    dest.tls = Some(tls);
+    Ok(Target::Dimse(dest))
 }
 
 /// An AE title as PS3.8 allows it: 1–16 characters of the default repertoire, no backslash or
@@ -279,6 +361,9 @@ struct RawRoute {
     recipient: Option<Spanned<String>>,
     purpose: Option<Spanned<String>>,
     store: Option<String>,
+    tls_ca: Option<Spanned<String>>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -286,6 +371,9 @@ struct RawRoute {
 struct RawListen {
     address: Spanned<String>,
     ae_title: Spanned<String>,
+    tls_cert: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
+    tls_client_ca: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -379,5 +467,52 @@ mod tests {
             e.to_string().starts_with("g.toml:3:12: listen.ae_title:"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn tls_and_release_settings_are_checked_where_they_are_written() {
+        let half = GOOD.replace(
+            "ae_title = \"VEIL\"\n",
+            "ae_title = \"VEIL\"\ntls_cert = \"g.crt\"\n",
+        );
+        let e = GatewayConfig::parse(&half, "g.toml", Path::new(".")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("listen.tls_cert: DICOM TLS needs both"),
+            "{e}"
+        );
+        let both = half.replace(
+            "tls_cert = \"g.crt\"\n",
+            "tls_cert = \"g.crt\"\ntls_key = \"g.key\"\n",
+        );
+        let e = GatewayConfig::parse(&both, "g.toml", Path::new("/nonexistent")).unwrap_err();
+        assert!(
+            e.to_string().contains("/nonexistent/g.crt: cannot read"),
+            "{e}"
+        );
+        let routed = format!("{GOOD}\n[route]\ndestination = \"dicom://PACS@10.0.0.9:104\"\n");
+        let clear_with_ca = format!("{routed}tls_ca = \"ca.pem\"\n");
+        let e = GatewayConfig::parse(&clear_with_ca, "g.toml", Path::new(".")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("TLS settings need a dicom+tls:// destination"),
+            "{e}"
+        );
+        let secure = routed.replace("dicom://", "dicom+tls://");
+        let c = GatewayConfig::parse(&secure, "g.toml", Path::new(".")).unwrap();
+        assert_eq!(
+            c.route.unwrap().destination.to_string(),
+            "dicom+tls://PACS@10.0.0.9:104"
+        );
+        let lone = format!("{routed}recipient = \"lab\"\n");
+        let e = GatewayConfig::parse(&lone, "g.toml", Path::new(".")).unwrap_err();
+        assert!(
+            e.to_string().contains("both a recipient and a purpose"),
+            "{e}"
+        );
+        let gated = format!("{lone}purpose = \"internal-research\"\nstore = \"v.db\"\n");
+        let c = GatewayConfig::parse(&gated, "g.toml", Path::new("/etc/veil")).unwrap();
+        let release = c.route.unwrap().release.unwrap();
+        assert_eq!(release.store.as_deref(), Some("/etc/veil/v.db"));
     }
 }

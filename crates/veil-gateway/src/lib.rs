@@ -20,6 +20,7 @@ pub mod scp;
 pub mod scu;
 pub mod spool;
 pub mod stow;
+pub mod tls;
 pub mod web_pull;
 
 pub use config::{ConfigError, GatewayConfig, Target};

@@ -73,7 +73,7 @@ pub struct Moved {
 
 /// An open query/retrieve association with the PACS.
 struct Qr {
-    assoc: dicom_ul::ClientAssociation<std::net::TcpStream>,
+    assoc: crate::scu::Assoc,
     source: String,
     next_message: u16,
 }
@@ -194,7 +194,7 @@ impl Qr {
     }
 
     fn close(self) {
-        let _ = self.assoc.release();
+        self.assoc.release();
     }
 }
 

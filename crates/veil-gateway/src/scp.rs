@@ -13,6 +13,7 @@ use std::time::Duration;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_ul::association::server::AccessControl;
 use dicom_ul::association::Association;
+use dicom_ul::association::ServerAssociation;
 use dicom_ul::pdu::{
     AssociationRJServiceUserReason, PDataValue, PDataValueType, Pdu, PresentationContextNegotiated,
     UserIdentity,
@@ -109,7 +110,7 @@ impl AccessControl for Senders {
 
 fn association(socket: TcpStream, peer: SocketAddr, config: &GatewayConfig, spool: &Spool) {
     let _ = socket.set_nonblocking(false);
-    let options = ServerAssociationOptions::new()
+    let mut options = ServerAssociationOptions::new()
         .ae_access_control(Senders {
             allow: config.allow.clone(),
             from: peer.ip(),
@@ -118,13 +119,25 @@ fn association(socket: TcpStream, peer: SocketAddr, config: &GatewayConfig, spoo
         .with_abstract_syntax(VERIFICATION)
         .promiscuous(true)
         .read_timeout(IDLE);
-    let mut assoc = match options.establish(socket) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::info!("association from {peer} refused: {e}");
-            return;
+    let established = match &config.tls {
+        None => options.establish(socket).map(|a| exchange(a, peer, spool)),
+        Some(tls) => {
+            options = options.tls_config(tls.clone());
+            options
+                .establish_tls(socket)
+                .map(|a| exchange(a, peer, spool))
         }
     };
+    if let Err(e) = established {
+        tracing::info!("association from {peer} refused: {e}");
+    }
+}
+
+/// Serves one accepted association (in clear or over TLS) until it is released or dropped.
+fn exchange<S>(mut assoc: ServerAssociation<S>, peer: SocketAddr, spool: &Spool)
+where
+    S: std::io::Read + std::io::Write + dicom_ul::association::CloseSocket,
+{
     let calling = assoc.peer_ae_title().to_string();
     tracing::info!("association from {calling} at {peer}");
     let mut exchange = Exchange::default();

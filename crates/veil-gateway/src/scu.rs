@@ -4,25 +4,42 @@ use std::io::Write;
 use std::str::FromStr;
 use std::time::Duration;
 
-use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu, PresentationContextResultReason};
+use dicom_ul::pdu::{
+    PDataValue, PDataValueType, Pdu, PresentationContextNegotiated, PresentationContextResultReason,
+};
 use dicom_ul::ClientAssociationOptions;
 
 use crate::dimse::{self, Command};
+use crate::tls::ClientTls;
 
-/// A DIMSE destination, written `dicom://AE_TITLE@host:port`.
+/// A DIMSE destination, written `dicom://AE_TITLE@host:port`, or `dicom+tls://…` for DICOM
+/// TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Destination {
     pub ae_title: String,
     pub host: String,
     pub port: u16,
+    /// Over TLS (`dicom+tls://`).
+    pub secure: bool,
+    /// Trust and identity for TLS (None with `secure`: the system's trust store, no client
+    /// certificate).
+    pub tls: Option<ClientTls>,
 }
 
 impl FromStr for Destination {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Destination, String> {
-        let bad = || format!("{s:?} is not a destination such as dicom://PACS@10.1.2.3:104");
-        let rest = s.strip_prefix("dicom://").ok_or_else(bad)?;
+        let bad = || {
+            format!(
+                "{s:?} is not a destination such as dicom://PACS@10.1.2.3:104 (or dicom+tls://… for DICOM TLS)"
+            )
+        };
+        let (secure, rest) = match (s.strip_prefix("dicom://"), s.strip_prefix("dicom+tls://")) {
+            (Some(rest), _) => (false, rest),
+            (None, Some(rest)) => (true, rest),
+            _ => return Err(bad()),
+        };
         let (ae, hostport) = rest.split_once('@').ok_or_else(bad)?;
         let (host, port) = hostport.rsplit_once(':').ok_or_else(bad)?;
         let port = port.parse().map_err(|_| bad())?;
@@ -33,13 +50,73 @@ impl FromStr for Destination {
             ae_title: ae.to_string(),
             host: host.to_string(),
             port,
+            secure,
+            tls: None,
         })
     }
 }
 
 impl std::fmt::Display for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "dicom://{}@{}:{}", self.ae_title, self.host, self.port)
+        let scheme = if self.secure { "dicom+tls" } else { "dicom" };
+        write!(
+            f,
+            "{scheme}://{}@{}:{}",
+            self.ae_title, self.host, self.port
+        )
+    }
+}
+
+/// An association the gateway opened, in clear or over TLS.
+pub(crate) enum Assoc {
+    Plain(dicom_ul::ClientAssociation<std::net::TcpStream>),
+    // Boxed: a TLS connection's state is kilobytes, a plain one's a few hundred bytes.
+    Tls(Box<dicom_ul::ClientAssociation<dicom_ul::association::client::TlsStream>>),
+}
+
+impl Assoc {
+    pub(crate) fn send(&mut self, pdu: &Pdu) -> Result<(), String> {
+        match self {
+            Assoc::Plain(a) => a.send(pdu),
+            Assoc::Tls(a) => a.send(pdu),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn receive(&mut self) -> Result<Pdu, String> {
+        match self {
+            Assoc::Plain(a) => a.receive(),
+            Assoc::Tls(a) => a.receive(),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// Sends a data set in P-DATA fragments on context `pc`.
+    fn send_data(&mut self, pc: u8, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Assoc::Plain(a) => {
+                let mut w = a.send_pdata(pc);
+                w.write_all(data).and_then(|_| w.finish())
+            }
+            Assoc::Tls(a) => {
+                let mut w = a.send_pdata(pc);
+                w.write_all(data).and_then(|_| w.finish())
+            }
+        }
+    }
+
+    pub(crate) fn presentation_contexts(&self) -> &[PresentationContextNegotiated] {
+        match self {
+            Assoc::Plain(a) => a.presentation_contexts(),
+            Assoc::Tls(a) => a.presentation_contexts(),
+        }
+    }
+
+    pub(crate) fn release(self) {
+        let _ = match self {
+            Assoc::Plain(a) => a.release(),
+            Assoc::Tls(a) => (*a).release(),
+        };
     }
 }
 
@@ -112,13 +189,7 @@ pub(crate) fn associate(
     contexts: &[(&str, &str)],
     scp_role_for: &[&str],
     read_timeout: Duration,
-) -> Result<
-    (
-        dicom_ul::ClientAssociation<std::net::TcpStream>,
-        Vec<Option<u8>>,
-    ),
-    SendError,
-> {
+) -> Result<(Assoc, Vec<Option<u8>>), SendError> {
     let mut options = ClientAssociationOptions::new()
         .calling_ae_title(calling_ae)
         .called_ae_title(destination.ae_title.as_str())
@@ -132,12 +203,26 @@ pub(crate) fn associate(
     for class in scp_role_for {
         options = options.with_role_selection(*class, false, true);
     }
-    let assoc = options
-        .establish((destination.host.as_str(), destination.port))
-        .map_err(|e| SendError::Unavailable {
-            destination: destination.to_string(),
-            message: format!("association failed: {e}"),
-        })?;
+    let failed = |message: String| SendError::Unavailable {
+        destination: destination.to_string(),
+        message,
+    };
+    let address = (destination.host.as_str(), destination.port);
+    let assoc = match (destination.secure, &destination.tls) {
+        (false, _) => options.establish(address).map(Assoc::Plain),
+        (true, tls) => {
+            let tls = match tls {
+                Some(t) => t.clone(),
+                None => ClientTls::load(None, None).map_err(|e| failed(e.to_string()))?,
+            };
+            options
+                .tls_config(tls.config)
+                .server_name(&destination.host)
+                .establish_tls(address)
+                .map(|a| Assoc::Tls(Box::new(a)))
+        }
+    }
+    .map_err(|e| failed(format!("association failed: {e}")))?;
     // Contexts are numbered 1, 3, 5… in the order proposed.
     let accepted = (0..contexts.len())
         .map(|i| {
@@ -154,7 +239,7 @@ pub(crate) fn associate(
 
 /// An association to a destination, open for a batch of instances.
 pub struct Sender {
-    assoc: dicom_ul::ClientAssociation<std::net::TcpStream>,
+    assoc: Assoc,
     destination: String,
     /// Accepted presentation contexts: (SOP class, transfer syntax) → context ID.
     contexts: Vec<((String, String), u8)>,
@@ -254,8 +339,7 @@ impl Sender {
             }],
         });
         sent.map_err(|e| self.unavailable(format!("sending failed: {e}")))?;
-        let mut writer = self.assoc.send_pdata(pc);
-        let written = writer.write_all(o.data).and_then(|_| writer.finish());
+        let written = self.assoc.send_data(pc, o.data);
         written.map_err(|e| self.unavailable(format!("sending failed: {e}")))?;
         let status = match self.assoc.receive() {
             Ok(Pdu::PData { data }) => {
@@ -282,7 +366,7 @@ impl Sender {
 
     /// Releases the association.
     pub fn close(self) {
-        let _ = self.assoc.release();
+        self.assoc.release();
     }
 }
 
