@@ -193,7 +193,87 @@ pub struct Gateway {
     config: Arc<GatewayConfig>,
     spool: Arc<Spool>,
     listener: TcpListener,
-    forwarder: Option<Forwarder>,
+    /// One per lane (route and destination).
+    forwarders: Vec<Forwarder>,
+}
+
+/// A route's pipeline, built once for all its destinations.
+fn route_pipeline(
+    config: &GatewayConfig,
+    route: &veil_gateway::config::Route,
+    key: &veil_keys::Key,
+) -> Result<Arc<RoutePipeline>, AppError> {
+    let settings = Settings {
+        policy: route.policy.clone(),
+        // A pipeline that runs over files needs an output root; this one only de-identifies
+        // instances in memory and never writes there.
+        out: config.spool_dir.join("out-unused"),
+        ..Settings::default()
+    };
+    let (release, key) = match &route.release {
+        None => (None, key.clone()),
+        Some(r) => {
+            let (release, key) = open_release(r, key, &settings)?;
+            (Some(release), key)
+        }
+    };
+    let mut resolved = settings.resolve_with_key(key)?;
+    if release.is_some() {
+        // As `veil release`: pseudonyms are the recipient's keyed ones.
+        resolved.patient_map = None;
+    }
+    Ok(Arc::new(RoutePipeline {
+        pipeline: build(resolved),
+        release,
+    }))
+}
+
+/// Opens the spool with the configuration's lanes (each lane's `tmp/` cleared: nothing is
+/// under way at start).
+fn open_spool(config: &GatewayConfig, key: &veil_keys::Key) -> Result<Spool, AppError> {
+    let spool = Spool::open(&config.spool_dir, key)
+        .and_then(|s| s.with_lanes(&config.lane_names()))
+        .map_err(|e| AppError::Usage(format!("spool: {e}")))?;
+    for lane in spool.lanes() {
+        lane.clear_tmp()
+            .map_err(|e| AppError::Usage(format!("spool: {e}")))?;
+    }
+    refuse_orphans(config, &spool)?;
+    Ok(spool)
+}
+
+/// Instances waiting in a part of the spool no lane of this configuration drains (the routes
+/// changed while instances waited) stop the start: they would never be sent.
+fn refuse_orphans(config: &GatewayConfig, spool: &Spool) -> Result<(), AppError> {
+    let lanes = config.lane_names();
+    let lanes_dir = config.spool_dir.join("lanes");
+    let mut orphans: Vec<String> = Vec::new();
+    // The spool's own incoming/ and outgoing/ (not its lanes') are the single lane's.
+    let root_waiting =
+        spool.list().unwrap_or_default().len() + spool.list_outgoing().unwrap_or_default().len();
+    if !lanes.is_empty() && root_waiting > 0 {
+        orphans.push("the single-route spool".into());
+    }
+    for entry in std::fs::read_dir(&lanes_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let busy = ["incoming", "outgoing"].iter().any(|area| {
+            std::fs::read_dir(entry.path().join(area)).is_ok_and(|mut d| d.next().is_some())
+        });
+        if busy && !lanes.contains(&name) {
+            orphans.push(format!("lane {name}"));
+        }
+    }
+    match orphans.is_empty() {
+        true => Ok(()),
+        false => Err(AppError::Usage(format!(
+            "spool: instances wait in {} that this configuration's routes no longer drain; start the gateway with the routes they were received for until `veil gateway status` shows nothing waiting, then change the routes",
+            orphans.join(", ")
+        ))),
+    }
 }
 
 impl Gateway {
@@ -201,43 +281,29 @@ impl Gateway {
     pub fn open(config_path: &Path) -> Result<Gateway, AppError> {
         let config = check(config_path)?;
         let key = load_key(config.key.as_deref())?;
-        let spool = Spool::open(&config.spool_dir, &key)
-            .map_err(|e| AppError::Usage(format!("spool: {e}")))?;
-        let spool = Arc::new(spool);
-        let forwarder = match &config.route {
-            None => None,
-            Some(route) => {
-                let settings = Settings {
-                    policy: route.policy.clone(),
-                    // A pipeline that runs over files needs an output root; this one only
-                    // de-identifies instances in memory and never writes there.
-                    out: config.spool_dir.join("out-unused"),
-                    ..Settings::default()
-                };
-                let (release, key) = match &route.release {
-                    None => (None, key.clone()),
-                    Some(r) => {
-                        let (release, key) = open_release(r, &key, &settings)?;
-                        (Some(release), key)
-                    }
-                };
-                let mut resolved = settings.resolve_with_key(key)?;
-                if release.is_some() {
-                    // As `veil release`: pseudonyms are the recipient's keyed ones.
-                    resolved.patient_map = None;
-                }
-                let pipeline = build(resolved);
-                Some(Forwarder {
-                    spool: spool.clone(),
-                    deid: Box::new(RoutePipeline { pipeline, release }),
-                    destination: route.destination.clone(),
+        let spool = Arc::new(open_spool(&config, &key)?);
+        let pipelines = config
+            .routes
+            .iter()
+            .map(|route| route_pipeline(&config, route, &key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let forwarders = config
+            .lanes()
+            .into_iter()
+            .zip(spool.lanes())
+            .map(|(lane, lane_spool)| {
+                let route = &config.routes[lane.route];
+                Forwarder {
+                    spool: Arc::new(lane_spool),
+                    deid: pipelines[lane.route].clone(),
+                    destination: route.destinations[lane.destination].clone(),
                     calling_ae: config.ae_title.clone(),
                     connections: route.connections,
                     series_quiet: route.series_quiet,
                     waiting: Default::default(),
-                })
-            }
-        };
+                }
+            })
+            .collect();
         let listener = TcpListener::bind(config.listen).map_err(|error| AppError::Io {
             what: "cannot listen on",
             path: config.listen.to_string().into(),
@@ -247,7 +313,7 @@ impl Gateway {
             config: Arc::new(config),
             spool,
             listener,
-            forwarder,
+            forwarders,
         })
     }
 
@@ -264,45 +330,64 @@ impl Gateway {
     /// Serves until `stop` (a process is usually stopped by a signal: nothing acknowledged is
     /// lost, since every instance is spooled before its C-STORE response).
     pub fn serve(self, stop: Stop) -> Result<(), AppError> {
-        let drain = self.forwarder.map(|f| {
-            let stop = stop.clone();
-            std::thread::spawn(move || f.run(&stop, POLL, MAX_BACKOFF))
-        });
+        let drains: Vec<_> = self
+            .forwarders
+            .into_iter()
+            .map(|f| {
+                let stop = stop.clone();
+                std::thread::spawn(move || f.run(&stop, POLL, MAX_BACKOFF))
+            })
+            .collect();
         let served = veil_gateway::serve(self.config, self.spool, self.listener, stop.clone())
             .map_err(|e| AppError::Usage(e.to_string()));
         stop.stop();
-        if let Some(d) = drain {
+        for d in drains {
             let _ = d.join();
         }
         served
     }
 
-    /// The route's destination, if any.
-    pub fn destination(&self) -> Option<String> {
-        self.forwarder.as_ref().map(|f| f.destination.to_string())
+    /// The destinations instances go to (none: the gateway only receives).
+    pub fn destinations(&self) -> Vec<String> {
+        self.forwarders
+            .iter()
+            .map(|f| f.destination.to_string())
+            .collect()
     }
 }
 
-/// What `veil gateway status` reports: the queue, what was held back and why, and the drain.
+/// One lane's state: a route's destination, its queue, what it held back and its drain.
 #[derive(Debug, serde::Serialize)]
-pub struct GatewayStatus {
-    pub spool: std::path::PathBuf,
-    /// Instances received and not yet delivered (not yet de-identified, or de-identified and
-    /// waiting for the destination).
+pub struct LaneStatus {
+    pub route: String,
+    pub destination: String,
     pub waiting: usize,
     pub waiting_bytes: u64,
     /// Held-back instances by reason code.
     pub held_back: std::collections::BTreeMap<String, usize>,
-    pub destination: Option<String>,
     pub drain: DrainStatus,
 }
 
-/// Reads a gateway's state from its spool (while it runs or not).
-pub fn status(config_path: &Path) -> Result<GatewayStatus, AppError> {
-    let config = check(config_path)?;
-    let key = load_key(config.key.as_deref())?;
-    let spool = Spool::attach(&config.spool_dir, &key)
-        .map_err(|e| AppError::Usage(format!("spool: {e}")))?;
+/// What `veil gateway status` reports: the queue, what was held back and why, and the drain,
+/// summed over the lanes, then lane by lane.
+#[derive(Debug, serde::Serialize)]
+pub struct GatewayStatus {
+    pub spool: std::path::PathBuf,
+    /// Instances received and not yet delivered (not yet de-identified, or de-identified and
+    /// waiting for the destination), over every lane.
+    pub waiting: usize,
+    pub waiting_bytes: u64,
+    /// Held-back instances by reason code.
+    pub held_back: std::collections::BTreeMap<String, usize>,
+    /// The destinations, comma-separated (None: receive only).
+    pub destination: Option<String>,
+    /// Delivered, held back and excluded summed; the first failing destination's failure.
+    pub drain: DrainStatus,
+    pub lanes: Vec<LaneStatus>,
+}
+
+/// One lane's state, read from its spool.
+fn lane_status(spool: &Spool, route: String, destination: String) -> Result<LaneStatus, AppError> {
     let mut waiting = spool
         .list()
         .map_err(|e| AppError::Usage(format!("spool: {e}")))?;
@@ -312,14 +397,61 @@ pub fn status(config_path: &Path) -> Result<GatewayStatus, AppError> {
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
-    Ok(GatewayStatus {
-        spool: config.spool_dir.clone(),
+    Ok(LaneStatus {
+        route,
+        destination,
         waiting: waiting.len(),
         waiting_bytes,
         held_back: spool.held_reasons(),
-        destination: config.route.as_ref().map(|r| r.destination.to_string()),
         drain: spool.status(),
     })
+}
+
+/// Reads a gateway's state from its spool (while it runs or not).
+pub fn status(config_path: &Path) -> Result<GatewayStatus, AppError> {
+    let config = check(config_path)?;
+    let key = load_key(config.key.as_deref())?;
+    // Attached: a status never creates a spool; lanes a new route adds are created empty.
+    let spool = Spool::attach(&config.spool_dir, &key)
+        .and_then(|s| s.with_lanes(&config.lane_names()))
+        .map_err(|e| AppError::Usage(format!("spool: {e}")))?;
+    let mut lanes = Vec::new();
+    let mut destinations = Vec::new();
+    for (lane, lane_spool) in config.lanes().into_iter().zip(spool.lanes()) {
+        let route = &config.routes[lane.route];
+        let destination = route.destinations[lane.destination].to_string();
+        destinations.push(destination.clone());
+        lanes.push(lane_status(&lane_spool, route.name.clone(), destination)?);
+    }
+    if lanes.is_empty() {
+        // Receive only: the spool is its one lane, with no destination.
+        lanes.push(lane_status(&spool, String::new(), String::new())?);
+    }
+    let mut total = GatewayStatus {
+        spool: config.spool_dir.clone(),
+        waiting: 0,
+        waiting_bytes: 0,
+        held_back: Default::default(),
+        destination: (!destinations.is_empty()).then(|| destinations.join(", ")),
+        drain: DrainStatus::default(),
+        lanes: Vec::new(),
+    };
+    for l in &lanes {
+        total.waiting += l.waiting;
+        total.waiting_bytes += l.waiting_bytes;
+        for (reason, n) in &l.held_back {
+            *total.held_back.entry(reason.clone()).or_insert(0) += n;
+        }
+        total.drain.delivered += l.drain.delivered;
+        total.drain.held_back += l.drain.held_back;
+        total.drain.excluded += l.drain.excluded;
+        if total.drain.failing.is_none() {
+            total.drain.failing = l.drain.failing.clone();
+            total.drain.failing_since = l.drain.failing_since;
+        }
+    }
+    total.lanes = lanes;
+    Ok(total)
 }
 
 /// One cohort row's pull: how many studies the PACS found, and how many instances came.
@@ -420,7 +552,8 @@ pub fn pull(
         PullSource::Move(_) => None,
         PullSource::Get(_) | PullSource::Web(_) => {
             let key = load_key(config.key.as_deref())?;
-            let spool = Spool::join(&config.spool_dir, &key);
+            let spool = Spool::join(&config.spool_dir, &key)
+                .and_then(|s| s.with_lanes(&config.lane_names()));
             Some(spool.map_err(|e| AppError::Usage(format!("spool: {e}")))?)
         }
     };

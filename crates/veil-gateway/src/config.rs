@@ -45,16 +45,19 @@ pub struct GatewayConfig {
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// Key file (None: the key comes from the environment).
     pub key: Option<PathBuf>,
-    /// Where de-identified instances go (None: receive and spool only).
-    pub route: Option<Route>,
+    /// Where de-identified instances go (none: receive and spool only).
+    pub routes: Vec<Route>,
 }
 
 /// De-identify with a policy, then store at a destination.
 #[derive(Debug, Clone)]
 pub struct Route {
+    /// Names the route in status and in the spool (`route1`, `route2`… when not given).
+    pub name: String,
     /// Policy file (None: the built-in default).
     pub policy: Option<PathBuf>,
-    pub destination: Target,
+    /// Where it stores; each gets every instance the route releases.
+    pub destinations: Vec<Target>,
     /// Associations (or HTTP requests) open to the destination at once (1–16).
     pub connections: usize,
     /// A series waiting for a series stage (defacing) is complete when none of its instances
@@ -63,6 +66,18 @@ pub struct Route {
     /// A release to a registered recipient for a purpose: only patients whose consent allows
     /// it are sent, each sent instance recorded in the disclosure ledger.
     pub release: Option<RouteRelease>,
+}
+
+/// One destination of one route: what the spool keeps apart and a drain delivers on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lane {
+    /// Its directory under the spool's `lanes/` (empty: the spool's root, for a gateway with
+    /// one route to one destination).
+    pub name: String,
+    /// Index into [`GatewayConfig::routes`].
+    pub route: usize,
+    /// Index into that route's destinations.
+    pub destination: usize,
 }
 
 /// The consent-gated release a route makes.
@@ -101,6 +116,36 @@ pub struct AllowedPeer {
 }
 
 impl GatewayConfig {
+    /// The lanes: one per route and destination, each de-identifying and delivering on its own
+    /// (a destination that is down holds back no other). One route to one destination is one
+    /// lane at the spool's root.
+    pub fn lanes(&self) -> Vec<Lane> {
+        let single = self.routes.len() == 1 && self.routes[0].destinations.len() == 1;
+        let mut lanes = Vec::new();
+        for (r, route) in self.routes.iter().enumerate() {
+            for d in 0..route.destinations.len() {
+                lanes.push(Lane {
+                    name: match single {
+                        true => String::new(),
+                        false => format!("{}-{}", route.name, d + 1),
+                    },
+                    route: r,
+                    destination: d,
+                });
+            }
+        }
+        lanes
+    }
+
+    /// The names of the spool's lanes (none for a single lane at its root).
+    pub fn lane_names(&self) -> Vec<String> {
+        self.lanes()
+            .into_iter()
+            .map(|l| l.name)
+            .filter(|n| !n.is_empty())
+            .collect()
+    }
+
     /// Whether a sender calling with `ae_title` from `address` is on the list.
     pub fn allows(&self, ae_title: &str, address: IpAddr) -> bool {
         self.allow
@@ -172,52 +217,24 @@ impl GatewayConfig {
                 "no [[allow]] entry: the gateway would refuse every sender; list the AE titles that may send".into(),
             ));
         }
-        let route = match raw.route {
-            None => None,
-            Some(r) => Some(Route {
-                series_quiet: match &r.series_quiet_seconds {
-                    None => std::time::Duration::from_secs(30),
-                    Some(q) if (1..=3600).contains(q.get_ref()) => {
-                        std::time::Duration::from_secs(*q.get_ref() as u64)
-                    }
-                    Some(q) => {
-                        return Err(at(
-                            q.span(),
-                            "route.series_quiet_seconds",
-                            "between 1 and 3600".into(),
-                        ))
-                    }
-                },
-                connections: match &r.connections {
-                    None => 4,
-                    Some(c) if (1..=16).contains(c.get_ref()) => *c.get_ref() as usize,
-                    Some(c) => {
-                        return Err(at(c.span(), "route.connections", "between 1 and 16".into()))
-                    }
-                },
-                release: match (&r.recipient, &r.purpose) {
-                    (None, None) => None,
-                    (Some(recipient), Some(purpose)) => Some(RouteRelease {
-                        recipient: recipient.get_ref().clone(),
-                        purpose: purpose.get_ref().clone(),
-                        // A SQLite path is taken from the configuration's directory.
-                        store: r.store.as_ref().map(|db| match db.contains("://") {
-                            true => db.clone(),
-                            false => base.join(db).display().to_string(),
-                        }),
-                    }),
-                    (Some(x), None) | (None, Some(x)) => {
-                        return Err(at(
-                            x.span(),
-                            "route.recipient",
-                            "a consent-gated route names both a recipient and a purpose".into(),
-                        ))
-                    }
-                },
-                policy: r.policy.as_ref().map(|p| base.join(p.get_ref())),
-                destination: route_target(&r, base, &at)?,
-            }),
+        let raw_routes = match raw.route {
+            None => Vec::new(),
+            Some(OneOrMany::One(r)) => vec![r],
+            Some(OneOrMany::Many(rs)) => rs,
         };
+        let mut routes: Vec<Route> = Vec::new();
+        for (i, r) in raw_routes.iter().enumerate() {
+            let route = parse_route(r, i, base, &at)?;
+            if let Some(dup) = routes.iter().find(|other| other.name == route.name) {
+                let span = r.name.as_ref().map(|n| n.span()).unwrap_or(0..0);
+                return Err(at(
+                    span,
+                    "route.name",
+                    format!("two routes are named {:?}", dup.name),
+                ));
+            }
+            routes.push(route);
+        }
         let tls = listener_tls(&raw.listen, base, &at)?;
         Ok(GatewayConfig {
             listen,
@@ -226,12 +243,77 @@ impl GatewayConfig {
             tls,
             spool_dir: base.join(raw.spool.dir.get_ref()),
             key: raw.spool.key.map(|k| base.join(k.get_ref())),
-            route,
+            routes,
         })
     }
 }
 
 type At<'a> = dyn Fn(std::ops::Range<usize>, &str, String) -> ConfigError + 'a;
+
+/// One `[route]` (or `[[route]]` entry), the `index`th.
+fn parse_route(r: &RawRoute, index: usize, base: &Path, at: &At<'_>) -> Result<Route, ConfigError> {
+    let name = match &r.name {
+        None => format!("route{}", index + 1),
+        Some(n) => {
+            let ok = !n.get_ref().is_empty()
+                && n.get_ref().len() <= 32
+                && n.get_ref()
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                return Err(at(
+                    n.span(),
+                    "route.name",
+                    "1 to 32 letters, digits, - or _ (it names the route's part of the spool)"
+                        .into(),
+                ));
+            }
+            n.get_ref().clone()
+        }
+    };
+    Ok(Route {
+        name,
+        series_quiet: match &r.series_quiet_seconds {
+            None => std::time::Duration::from_secs(30),
+            Some(q) if (1..=3600).contains(q.get_ref()) => {
+                std::time::Duration::from_secs(*q.get_ref() as u64)
+            }
+            Some(q) => {
+                return Err(at(
+                    q.span(),
+                    "route.series_quiet_seconds",
+                    "between 1 and 3600".into(),
+                ))
+            }
+        },
+        connections: match &r.connections {
+            None => 4,
+            Some(c) if (1..=16).contains(c.get_ref()) => *c.get_ref() as usize,
+            Some(c) => return Err(at(c.span(), "route.connections", "between 1 and 16".into())),
+        },
+        release: match (&r.recipient, &r.purpose) {
+            (None, None) => None,
+            (Some(recipient), Some(purpose)) => Some(RouteRelease {
+                recipient: recipient.get_ref().clone(),
+                purpose: purpose.get_ref().clone(),
+                // A SQLite path is taken from the configuration's directory.
+                store: r.store.as_ref().map(|db| match db.contains("://") {
+                    true => db.clone(),
+                    false => base.join(db).display().to_string(),
+                }),
+            }),
+            (Some(x), None) | (None, Some(x)) => {
+                return Err(at(
+                    x.span(),
+                    "route.recipient",
+                    "a consent-gated route names both a recipient and a purpose".into(),
+                ))
+            }
+        },
+        policy: r.policy.as_ref().map(|p| base.join(p.get_ref())),
+        destinations: route_targets(r, base, at)?,
+    })
+}
 
 /// The listener's TLS settings: certificate and key together, a client CA only with them.
 fn listener_tls(
@@ -260,15 +342,35 @@ fn listener_tls(
     .map_err(|e| at(cert.span(), "listen.tls_cert", e.to_string()))
 }
 
-/// A route's destination, with its TLS settings.
-fn route_target(r: &RawRoute, base: &Path, at: &At<'_>) -> Result<Target, ConfigError> {
-    let text = r.destination.get_ref();
-    let target = match text.starts_with("dicom") {
-        true => text.parse().map(Target::Dimse),
-        false => crate::stow::StowDestination::new(text, r.token_env.clone()).map(Target::Stow),
+/// A route's destinations, with its TLS settings.
+fn route_targets(r: &RawRoute, base: &Path, at: &At<'_>) -> Result<Vec<Target>, ConfigError> {
+    let span = r.destination.span();
+    let texts = match r.destination.get_ref() {
+        OneOrMany::One(t) => vec![t.clone()],
+        OneOrMany::Many(ts) => ts.clone(),
     };
-    let target = target.map_err(|m| at(r.destination.span(), "route.destination", m))?;
-    with_client_tls(target, r, base, at)
+    if texts.is_empty() {
+        return Err(at(span, "route.destination", "no destination".into()));
+    }
+    let mut targets = Vec::new();
+    for text in texts {
+        let target = match text.starts_with("dicom") {
+            true => text.parse().map(Target::Dimse),
+            false => {
+                crate::stow::StowDestination::new(&text, r.token_env.clone()).map(Target::Stow)
+            }
+        };
+        let target = target.map_err(|m| at(span.clone(), "route.destination", m))?;
+        if targets.contains(&target) {
+            return Err(at(
+                span,
+                "route.destination",
+                format!("{text} is listed twice"),
+            ));
+        }
+        targets.push(with_client_tls(target, r, base, at)?);
+    }
+    Ok(targets)
 }
 
 /// Attaches a route's TLS settings to a `dicom+tls://` destination; refuses them elsewhere.
@@ -307,7 +409,9 @@ fn with_client_tls(
         }
     };
     let ca = r.tls_ca.as_ref().map(|c| base.join(c.get_ref()));
-    let span = given.map(|g| g.span()).unwrap_or(r.destination.span());
+    let span = given
+        .map(|g| g.span())
+        .unwrap_or_else(|| r.destination.span());
     let tls = crate::tls::ClientTls::load(
         ca.as_deref(),
         identity.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
@@ -347,14 +451,53 @@ struct RawConfig {
     #[serde(default)]
     allow: Vec<RawPeer>,
     spool: RawSpool,
-    route: Option<RawRoute>,
+    route: Option<OneOrMany<RawRoute>>,
+}
+
+/// A value written once or as a list: `[route]` or `[[route]]`, a destination or a list of
+/// them. Read through the document's own deserializer, so spans still reach the fields.
+enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("one value or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                let d = serde::de::value::StrDeserializer::<E>::new(v);
+                T::deserialize(d).map(OneOrMany::One)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(OneOrMany::One)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                Vec::<T>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(OneOrMany::Many)
+            }
+        }
+        d.deserialize_any(Visit(std::marker::PhantomData))
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRoute {
+    name: Option<Spanned<String>>,
     policy: Option<Spanned<String>>,
-    destination: Spanned<String>,
+    destination: Spanned<OneOrMany<String>>,
     connections: Option<Spanned<i64>>,
     token_env: Option<String>,
     series_quiet_seconds: Option<Spanned<i64>>,
@@ -442,9 +585,12 @@ mod tests {
         );
         let routed = format!("{GOOD}\n[route]\ndestination = \"dicom://PACS@10.0.0.9:104\"\n");
         let c = GatewayConfig::parse(&routed, "g.toml", Path::new(".")).unwrap();
-        let route = c.route.expect("a route");
+        let route = c.routes.into_iter().next().expect("a route");
         assert_eq!(route.connections, 4);
-        assert_eq!(route.destination.to_string(), "dicom://PACS@10.0.0.9:104");
+        assert_eq!(
+            route.destinations[0].to_string(),
+            "dicom://PACS@10.0.0.9:104"
+        );
         let web = routed.replace(
             "dicom://PACS@10.0.0.9:104",
             "http://10.0.0.9/dicom-web/studies",
@@ -501,7 +647,7 @@ mod tests {
         let secure = routed.replace("dicom://", "dicom+tls://");
         let c = GatewayConfig::parse(&secure, "g.toml", Path::new(".")).unwrap();
         assert_eq!(
-            c.route.unwrap().destination.to_string(),
+            c.routes[0].destinations[0].to_string(),
             "dicom+tls://PACS@10.0.0.9:104"
         );
         let lone = format!("{routed}recipient = \"lab\"\n");
@@ -512,7 +658,47 @@ mod tests {
         );
         let gated = format!("{lone}purpose = \"internal-research\"\nstore = \"v.db\"\n");
         let c = GatewayConfig::parse(&gated, "g.toml", Path::new("/etc/veil")).unwrap();
-        let release = c.route.unwrap().release.unwrap();
+        let release = c.routes[0].release.clone().unwrap();
         assert_eq!(release.store.as_deref(), Some("/etc/veil/v.db"));
+    }
+
+    #[test]
+    fn several_routes_and_destinations_make_one_lane_each() {
+        let one = format!("{GOOD}\n[route]\ndestination = \"dicom://PACS@10.0.0.9:104\"\n");
+        let c = GatewayConfig::parse(&one, "g.toml", Path::new(".")).unwrap();
+        assert_eq!(c.lanes().len(), 1);
+        assert!(
+            c.lane_names().is_empty(),
+            "one route to one destination: the spool's root"
+        );
+        let many = format!(
+            "{GOOD}\n[[route]]\nname = \"research\"\ndestination = [\"dicom://A@10.0.0.9:104\", \"https://x.example/dicom-web/studies\"]\n\n[[route]]\ndestination = \"dicom://B@10.0.0.9:104\"\n"
+        );
+        let c = GatewayConfig::parse(&many, "g.toml", Path::new(".")).unwrap();
+        assert_eq!(c.routes.len(), 2);
+        assert_eq!(c.routes[1].name, "route2");
+        assert_eq!(c.lane_names(), vec!["research-1", "research-2", "route2-1"]);
+        let twice = many.replace(
+            "https://x.example/dicom-web/studies",
+            "dicom://A@10.0.0.9:104",
+        );
+        let e = GatewayConfig::parse(&twice, "g.toml", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("listed twice"), "{e}");
+        let same = many.replace(
+            "[[route]]\ndestination",
+            "[[route]]\nname = \"research\"\ndestination",
+        );
+        let e = GatewayConfig::parse(&same, "g.toml", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("two routes are named"), "{e}");
+        let slash = many.replace("\"research\"", "\"a/b\"");
+        let e = GatewayConfig::parse(&slash, "g.toml", Path::new(".")).unwrap_err();
+        assert!(e.to_string().contains("route.name"), "{e}");
+        // Spans survive the list form: the error points into the file.
+        let bad = many.replace("dicom://B@10.0.0.9:104", "B@10.0.0.9");
+        let e = GatewayConfig::parse(&bad, "g.toml", Path::new(".")).unwrap_err();
+        assert!(
+            e.to_string().starts_with("g.toml:20:15: route.destination"),
+            "{e}"
+        );
     }
 }

@@ -58,8 +58,10 @@ pub struct Drained {
 
 /// Drains a spool to one destination.
 pub struct Forwarder {
+    /// The lane it drains.
     pub spool: Arc<Spool>,
-    pub deid: Box<dyn Deidentify>,
+    /// The route's de-identification (shared by the route's lanes).
+    pub deid: Arc<dyn Deidentify>,
     pub destination: Target,
     /// The gateway's AE title, used as the calling title.
     pub calling_ae: String,

@@ -23,7 +23,7 @@ pub mod stow;
 pub mod tls;
 pub mod web_pull;
 
-pub use config::{ConfigError, GatewayConfig, Target};
+pub use config::{ConfigError, GatewayConfig, Lane, Target};
 pub use forward::{Deidentify, Drained, Forwarder, Prepared};
 pub use scp::{serve, ServeError, Stop};
 pub use scu::Destination;

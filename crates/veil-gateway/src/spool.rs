@@ -53,6 +53,9 @@ pub struct Spool {
     dir: PathBuf,
     cipher: XChaCha20Poly1305,
     names: Key,
+    /// Lanes a received instance is put into, one per route and destination (empty: the spool
+    /// is its own single lane).
+    lanes: Vec<String>,
 }
 
 /// Why the spool cannot take or give back an instance.
@@ -81,13 +84,7 @@ impl Spool {
     /// in `tmp/` (never acknowledged, so the sender still has it).
     pub fn open(dir: &Path, key: &Key) -> Result<Spool, SpoolError> {
         let spool = Spool::join(dir, key)?;
-        let tmp = dir.join("tmp");
-        for entry in fs::read_dir(&tmp)
-            .map_err(io(&tmp, "cannot list"))?
-            .flatten()
-        {
-            let _ = fs::remove_file(entry.path());
-        }
+        spool.clear_tmp()?;
         Ok(spool)
     }
 
@@ -127,16 +124,77 @@ impl Spool {
             cipher: XChaCha20Poly1305::new_from_slice(sealing.as_bytes())
                 .expect("a Veil key is 32 bytes"),
             names: key.subkey("gateway", "spool-name"),
+            lanes: Vec::new(),
         }
     }
 
-    /// Seals and stores one received Part 10 instance durably; returns its path in `incoming/`.
+    /// Gives the spool `names` lanes (`lanes/<name>/` each, created 0700, with the layout of a
+    /// spool): [`Spool::put`] then puts every received instance into each lane, and each lane
+    /// is drained on its own ([`Spool::lanes`]). One route to one destination needs none.
+    pub fn with_lanes(mut self, names: &[String]) -> Result<Spool, SpoolError> {
+        for name in names {
+            let lane = self.at(&self.dir.join("lanes").join(name));
+            for sub in ["", "tmp", "incoming", "outgoing"] {
+                let d = lane.dir.join(sub);
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(&d)
+                    .map_err(io(&d, "cannot create the spool directory"))?;
+            }
+        }
+        self.lanes = names.to_vec();
+        Ok(self)
+    }
+
+    /// The lanes, each a spool of its own (the spool itself when it has none).
+    pub fn lanes(&self) -> Vec<Spool> {
+        match self.lanes.is_empty() {
+            true => vec![self.at(&self.dir)],
+            false => self
+                .lanes
+                .iter()
+                .map(|n| self.at(&self.dir.join("lanes").join(n)))
+                .collect(),
+        }
+    }
+
+    /// The same keys over another directory.
+    fn at(&self, dir: &Path) -> Spool {
+        Spool {
+            dir: dir.to_path_buf(),
+            cipher: self.cipher.clone(),
+            names: self.names.clone(),
+            lanes: Vec::new(),
+        }
+    }
+
+    /// Removes what interrupted transfers left in `tmp/` (never acknowledged, so the sender
+    /// still has them); only while no transfer is under way, at start.
+    pub fn clear_tmp(&self) -> Result<(), SpoolError> {
+        let tmp = self.dir.join("tmp");
+        for entry in fs::read_dir(&tmp)
+            .map_err(io(&tmp, "cannot list"))?
+            .flatten()
+        {
+            let _ = fs::remove_file(entry.path());
+        }
+        Ok(())
+    }
+
+    /// Seals and stores one received Part 10 instance durably, in every lane; returns its path
+    /// in (the first lane's) `incoming/`.
     pub fn put(&self, part10: &[u8]) -> Result<PathBuf, SpoolError> {
         let name = format!(
             "{}{SUFFIX}",
             hex::encode(&self.names.mac("gateway/spool-name", part10)[..16])
         );
-        self.seal_into("incoming", &name, part10)
+        let mut first = None;
+        for lane in self.lanes() {
+            let path = lane.seal_into("incoming", &name, part10)?;
+            first.get_or_insert(path);
+        }
+        Ok(first.expect("a spool has at least one lane"))
     }
 
     /// Seals and stores the de-identified form of the received instance at `original` in

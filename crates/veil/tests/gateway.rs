@@ -437,6 +437,13 @@ fn instances_arrive_in_orthanc_as_veil_deid_writes_them_and_wait_while_it_is_dow
         }
         c.output().unwrap()
     };
+    // The drain reports the failure once it has tried (the ultrasound is OCR'd first, which
+    // takes a few seconds on a busy machine).
+    wait_for(
+        "the status to report the failure",
+        Duration::from_secs(60),
+        || status(false).status.code() == Some(4),
+    );
     let down = status(false);
     let text = String::from_utf8_lossy(&down.stdout).to_string();
     assert_eq!(down.status.code(), Some(4), "{text}");
@@ -460,6 +467,123 @@ fn instances_arrive_in_orthanc_as_veil_deid_writes_them_and_wait_while_it_is_dow
     assert_eq!(up["waiting"], 0);
     assert_eq!(up["drain"]["delivered"], files.len() as u64 + 1);
     assert!(up["drain"]["failing"].is_null());
+}
+
+/// Two routes, three destinations: route "research" stores in Orthanc A and in a bit-preserving
+/// storescp, route "archive" in Orthanc B. Every instance reaches all three as `veil deid` writes
+/// it; with Orthanc B down, A and storescp still get the next instance while B's lane waits
+/// (status: that lane failing, exit 4), and B gets it once it is back.
+#[test]
+fn several_routes_and_destinations_each_get_every_instance_and_fail_apart() {
+    let Some(mut files) = needs(
+        &["storescu", "storescp", "Orthanc"],
+        &[
+            "pydicom/CT_small.dcm",
+            "pydicom/MR_small.dcm",
+            "pydicom/examples_overlay.dcm",
+        ],
+    ) else {
+        return;
+    };
+    let late = files.pop().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let a = Orthanc::start_as(dir.path(), "ORTHANC_A", &[], "");
+    let mut b = Orthanc::start_as(dir.path(), "ORTHANC_B", &[], "");
+    let received = dir.path().join("received");
+    let (_storescp, scp_port) = storescp(&received);
+    let key = dir.path().join("site.key");
+    assert!(veil()
+        .args(["key", "new"])
+        .arg(&key)
+        .status()
+        .unwrap()
+        .success());
+    let policy = dir.path().join("route.toml");
+    std::fs::write(&policy, "[faces]\ndeface = false\n").unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[listen]\naddress = \"127.0.0.1:0\"\nae_title = \"VEIL\"\n\n[[allow]]\nae_title = \"SENDER\"\n\n[spool]\ndir = \"spool\"\nkey = \"site.key\"\n\n[[route]]\nname = \"research\"\npolicy = \"route.toml\"\ndestination = [\"dicom://ORTHANC_A@127.0.0.1:{}\", \"dicom://STORESCP@127.0.0.1:{scp_port}\"]\n\n[[route]]\nname = \"archive\"\npolicy = \"route.toml\"\ndestination = \"dicom://ORTHANC_B@127.0.0.1:{}\"\n",
+            a.dicom, b.dicom
+        ),
+    )
+    .unwrap();
+    let (_gateway, port) = start_gateway(&config);
+    assert!(storescu(port, &files), "storescu failed");
+    let everywhere = |n: usize| a.instances().len() == n && files_in(&received).len() == n;
+    wait_for(
+        "both instances at A and storescp",
+        Duration::from_secs(120),
+        || everywhere(2),
+    );
+    wait_for("both instances at B", Duration::from_secs(120), || {
+        b.instances().len() == 2
+    });
+    let expected = veil_deid(&key, Some(&policy), &dir.path().join("deid-out"), &files);
+    assert_holds_veil_deid_output(&a, &expected);
+    assert_holds_veil_deid_output(&b, &expected);
+    assert_received_veil_deid_output(&received, &expected);
+
+    b.stop();
+    assert!(
+        storescu(port, std::slice::from_ref(&late)),
+        "storescu failed"
+    );
+    wait_for(
+        "the late instance at A and storescp",
+        Duration::from_secs(120),
+        || everywhere(3),
+    );
+    let status = || {
+        let out = veil()
+            .args(["gateway", "status", "--json", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), json)
+    };
+    wait_for(
+        "archive's lane to report the failure",
+        Duration::from_secs(60),
+        || {
+            let (code, s) = status();
+            let archive = s["lanes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|l| l["route"] == "archive")
+                .cloned();
+            code == Some(4)
+                && archive.is_some_and(|l| l["waiting"] == 1 && !l["drain"]["failing"].is_null())
+        },
+    );
+    // Research's lanes are not held up by archive's.
+    wait_for(
+        "research's lanes to be clear",
+        Duration::from_secs(30),
+        || {
+            let (_, s) = status();
+            let lanes = s["lanes"].as_array().unwrap().clone();
+            let research: Vec<_> = lanes.iter().filter(|l| l["route"] == "research").collect();
+            research.len() == 2
+                && research
+                    .iter()
+                    .all(|l| l["waiting"] == 0 && l["drain"]["delivered"] == 3)
+        },
+    );
+    b.restart();
+    wait_for("the late instance at B", Duration::from_secs(120), || {
+        b.instances().len() == 3
+    });
+    wait_for("the status to clear", Duration::from_secs(30), || {
+        status().0 == Some(0)
+    });
+    let mut all = files.clone();
+    all.push(late);
+    let expected = veil_deid(&key, Some(&policy), &dir.path().join("deid-all"), &all);
+    assert_holds_veil_deid_output(&b, &expected);
 }
 
 /// Sets up key, route policy and a gateway routed to `destination`; returns the key path, the

@@ -131,10 +131,11 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
         (None, Some(config)) => {
             let gateway =
                 veil_app::gateway::Gateway::open(&config).map_err(crate::exit::app_error)?;
-            let route = gateway
-                .destination()
-                .map(|d| format!("de-identified instances go to {d}"))
-                .unwrap_or_else(|| "no [route]: instances stay in the spool".into());
+            let destinations = gateway.destinations();
+            let route = match destinations.is_empty() {
+                true => "no [route]: instances stay in the spool".to_string(),
+                false => format!("de-identified instances go to {}", destinations.join(", ")),
+            };
             eprintln!(
                 "veil gateway: listening on {} as {}; {route} (stop with Ctrl-C; every acknowledged instance is already spooled)",
                 gateway.local_addr(),
@@ -166,16 +167,25 @@ fn print_status(s: &veil_app::gateway::GatewayStatus) {
     if !held.is_empty() {
         println!("held back (see held/ in the spool): {}", held.join(", "));
     }
-    match &s.destination {
-        None => println!("no [route]: instances stay in the spool"),
-        Some(d) => {
-            println!(
-                "{d}: {} delivered, {} held back since the spool was created",
-                s.drain.delivered, s.drain.held_back
-            );
-            if let Some(why) = &s.drain.failing {
-                println!("FAILING: {why} (instances wait and are retried)");
-            }
+    if s.destination.is_none() {
+        println!("no [route]: instances stay in the spool");
+        return;
+    }
+    for lane in &s.lanes {
+        let excluded = match lane.drain.excluded {
+            0 => String::new(),
+            n => format!(", {n} excluded by consent"),
+        };
+        let waiting = match s.lanes.len() {
+            1 => String::new(),
+            _ => format!(", {} waiting", lane.waiting),
+        };
+        println!(
+            "{} ({}): {} delivered, {} held back{excluded}{waiting} since the spool was created",
+            lane.destination, lane.route, lane.drain.delivered, lane.drain.held_back
+        );
+        if let Some(why) = &lane.drain.failing {
+            println!("FAILING: {why} (instances wait and are retried)");
         }
     }
 }
