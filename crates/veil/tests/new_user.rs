@@ -312,6 +312,11 @@ fn the_demo_script_installs_tesseract_for_the_demos_ultrasound() {
     let (code, out, err) = run(veil().arg("demo").arg("--dir").arg(work.path().join("d")));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("quarantined        0"), "{out}");
+    // The network stage: the export through a gateway to a receiving node, nothing planted left.
+    assert!(
+        out.contains("DICOM network:") && out.contains("0 still waiting; 0 planted values found"),
+        "{out}"
+    );
 }
 
 /// Item 4: every form of `veil verify` that its usage line and help show works.

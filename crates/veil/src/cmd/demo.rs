@@ -147,11 +147,15 @@ pub fn run(args: Args) -> anyhow::Result<u8> {
     }
     println!();
     let trusted = trust(dir, &input, &demo_key, &planted)?;
-    Ok(if hits.is_empty() && defaced.is_some() && trusted {
-        crate::exit::OK
-    } else {
-        crate::exit::FINDINGS
-    })
+    println!();
+    let networked = network(dir, &input, &key_path, &planted)?;
+    Ok(
+        if hits.is_empty() && defaced.is_some() && trusted && networked {
+            crate::exit::OK
+        } else {
+            crate::exit::FINDINGS
+        },
+    )
 }
 
 /// The consent gate, the ledger and its outside checks on the same export: one patient refuses
@@ -241,4 +245,105 @@ fn trust(
         && !caught.is_empty()
         && outcome.report.excluded > 0
         && hits.is_empty())
+}
+
+/// The DICOM network front on the same export: every file is sent with C-STORE to a gateway
+/// (as a modality would), which spools it sealed, de-identifies it with the default policy
+/// (the head CT as one series, once quiet) and forwards it to a second, receive-only gateway
+/// standing in for a research PACS. What arrives there is searched for every planted value.
+/// True when something arrived and nothing planted did.
+fn network(
+    dir: &std::path::Path,
+    input: &std::path::Path,
+    key_path: &std::path::Path,
+    planted: &[String],
+) -> anyhow::Result<bool> {
+    use veil_gateway::scu::{Outgoing, Sender};
+    let net = dir.join("network");
+    std::fs::create_dir_all(&net)?;
+    let key = key_path.display();
+    let node = |name: &str,
+                ae: &str,
+                allow: &str,
+                route: &str|
+     -> anyhow::Result<veil_app::gateway::Gateway> {
+        let config = net.join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!("[listen]\naddress = \"127.0.0.1:0\"\nae_title = \"{ae}\"\n\n[[allow]]\nae_title = \"{allow}\"\n\n[spool]\ndir = \"{name}-spool\"\nkey = \"{key}\"\n{route}"),
+        )?;
+        veil_app::gateway::Gateway::open(&config).map_err(crate::exit::app_error)
+    };
+    let receiver = node("research-pacs", "RESEARCH", "VEIL", "")?;
+    let route = format!(
+        "\n[route]\ndestination = \"dicom://RESEARCH@{}\"\nseries_quiet_seconds = 1\n",
+        receiver.local_addr()
+    );
+    let gateway = node("gateway", "VEIL", "MODALITY", &route)?;
+    let to_gateway: veil_gateway::Destination = format!("dicom://VEIL@{}", gateway.local_addr())
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let stop = veil_gateway::Stop::default();
+    let serving: Vec<_> = [receiver, gateway]
+        .into_iter()
+        .map(|g| {
+            let stop = stop.clone();
+            std::thread::spawn(move || g.serve(stop))
+        })
+        .collect();
+    // The modality: every file of the export, in batches of one association each.
+    let files: Vec<Vec<u8>> = walkdir::WalkDir::new(input)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .collect();
+    let outgoing: Vec<Outgoing> = files.iter().filter_map(|b| Outgoing::of(b).ok()).collect();
+    let mut acknowledged = 0;
+    for batch in outgoing.chunks(32) {
+        let refs: Vec<&Outgoing> = batch.iter().collect();
+        let mut sender = Sender::open(&to_gateway, "MODALITY", &refs)?;
+        acknowledged += batch.iter().filter(|o| sender.store(o).is_ok()).count();
+        sender.close();
+    }
+    // Delivered once the gateway's queue is empty.
+    let status =
+        veil_app::gateway::status(&net.join("gateway.toml")).map_err(crate::exit::app_error);
+    let started = std::time::Instant::now();
+    let mut last = status?;
+    while last.waiting > 0 && started.elapsed() < std::time::Duration::from_secs(180) {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        last =
+            veil_app::gateway::status(&net.join("gateway.toml")).map_err(crate::exit::app_error)?;
+    }
+    stop.stop();
+    for s in serving {
+        let _ = s.join();
+    }
+    // What the research PACS holds, opened with the key only to search it.
+    let spool =
+        veil_gateway::Spool::attach(&net.join("research-pacs-spool"), &Key::load(key_path)?)?;
+    let arrived = net.join("arrived");
+    std::fs::create_dir_all(&arrived)?;
+    let list = spool.list()?;
+    for (i, p) in list.iter().enumerate() {
+        std::fs::write(arrived.join(format!("{i:04}.dcm")), spool.read(p)?)?;
+    }
+    let (_, _, hits) = scan(&arrived, planted).map_err(|e| crate::exit::app_error(e.into()))?;
+    println!(
+        "DICOM network: the export's {} DICOM files sent with C-STORE to a gateway (AE VEIL), {acknowledged} acknowledged, each only once sealed and fsync'd in its spool; de-identified and forwarded to a receiving node: {} arrived, {} held back, {} still waiting; {} planted values found in what arrived",
+        outgoing.len(),
+        list.len(),
+        last.drain.held_back,
+        last.waiting,
+        hits.len()
+    );
+    for h in hits.iter().take(10) {
+        println!("  LEAK {h}");
+    }
+    println!(
+        "  serve it for real: veil gateway --config {} (its AE title VEIL accepts MODALITY)",
+        net.join("gateway.toml").display()
+    );
+    Ok(!list.is_empty() && hits.is_empty() && last.waiting == 0)
 }
