@@ -432,21 +432,12 @@ fn plan_series(
 fn outcome_of(staged: Staged, observer: &dyn ReleaseObserver) -> InstanceOutcome {
     match staged {
         Staged::Output(p) => {
-            let instance = Box::new(CommittedInstance {
-                input: PathBuf::new(),
-                output: PathBuf::new(),
-                output_relative: p.relative.clone(),
-                patient_pseudonym: p.patient.patient_pseudonym.clone(),
-                patient: p.patient.clone(),
-                original: p.original.clone(),
-                released: p.released.clone(),
-                bytes: p.bytes.len() as u64,
-                sha256: match observer.wants_sha256() {
-                    true => hex::encode(Sha256::digest(&p.bytes)),
-                    false => String::new(),
-                },
-                consent_ref: p.consent_ref.clone(),
-            });
+            let instance = Box::new(committed_instance(
+                Path::new(""),
+                Path::new(""),
+                &p,
+                observer,
+            ));
             InstanceOutcome::Released {
                 bytes: p.bytes,
                 relative: p.relative,
@@ -1137,7 +1128,7 @@ impl Pipeline {
         // Resume: an identical file from an earlier run is already in place.
         if let Ok(existing) = std::fs::read(&final_path) {
             if existing == p.bytes {
-                let instance = self.committed(path, &final_path, &p, observer);
+                let instance = committed_instance(path, &final_path, &p, observer);
                 observer
                     .commit(&instance, &mut || Ok(()))
                     .map_err(StateError::Commit)?;
@@ -1164,7 +1155,7 @@ impl Pipeline {
             );
         }
         let temp = state.write_temp(&p.bytes, self.config.fsync)?;
-        let instance = self.committed(path, &final_path, &p, observer);
+        let instance = committed_instance(path, &final_path, &p, observer);
         let mut renamed = false;
         let result = observer.commit(&instance, &mut || {
             if let Some(parent) = final_path.parent() {
@@ -1234,30 +1225,30 @@ impl Pipeline {
         }
         Ok(())
     }
+}
 
-    fn committed(
-        &self,
-        input: &Path,
-        final_path: &Path,
-        p: &Produced,
-        observer: &dyn ReleaseObserver,
-    ) -> CommittedInstance {
-        CommittedInstance {
-            input: input.to_path_buf(),
-            output: final_path.to_path_buf(),
-            output_relative: p.relative.clone(),
-            patient_pseudonym: p.patient.patient_pseudonym.clone(),
-            patient: p.patient.clone(),
-            original: p.original.clone(),
-            released: p.released.clone(),
-            bytes: p.bytes.len() as u64,
-            sha256: if observer.wants_sha256() {
-                hex::encode(Sha256::digest(&p.bytes))
-            } else {
-                String::new()
-            },
-            consent_ref: p.consent_ref.clone(),
-        }
+/// What a release records of a produced output read from `input` and published at `output`.
+fn committed_instance(
+    input: &Path,
+    output: &Path,
+    p: &Produced,
+    observer: &dyn ReleaseObserver,
+) -> CommittedInstance {
+    CommittedInstance {
+        input: input.to_path_buf(),
+        output: output.to_path_buf(),
+        output_relative: p.relative.clone(),
+        patient_pseudonym: p.patient.patient_pseudonym.clone(),
+        patient: p.patient.clone(),
+        original: p.original.clone(),
+        released: p.released.clone(),
+        bytes: p.bytes.len() as u64,
+        sha256: if observer.wants_sha256() {
+            hex::encode(Sha256::digest(&p.bytes))
+        } else {
+            String::new()
+        },
+        consent_ref: p.consent_ref.clone(),
     }
 }
 

@@ -85,6 +85,19 @@ struct Orthanc {
 const DICOMWEB_PLUGIN: &str = "/usr/share/orthanc/plugins/libOrthancDicomWeb.so";
 
 impl Orthanc {
+    /// Writes every instance it holds into `dir` as `pacs-<n>.dcm` (what a PACS would export).
+    fn export_to(&self, dir: &Path) -> Vec<PathBuf> {
+        self.instances()
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let p = dir.join(format!("pacs-{i}.dcm"));
+                std::fs::write(&p, self.file(id)).unwrap();
+                p
+            })
+            .collect()
+    }
+
     fn start(dir: &Path) -> Orthanc {
         Orthanc::start_with(dir, &[])
     }
@@ -1033,16 +1046,7 @@ fn a_cohort_is_pulled_from_a_pacs_with_c_find_and_c_move() {
         || dest.instances().len() == 2,
     );
     // De-identified as veil deid de-identifies what the PACS holds.
-    let held: Vec<PathBuf> = pacs
-        .instances()
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let p = dir.path().join(format!("pacs-{i}.dcm"));
-            std::fs::write(&p, pacs.file(id)).unwrap();
-            p
-        })
-        .collect();
+    let held = pacs.export_to(dir.path());
     let expected = veil_deid(&key, Some(&policy), &dir.path().join("deid-out"), &held);
     assert_holds_veil_deid_output(&dest, &expected);
 }
@@ -1266,16 +1270,7 @@ fn a_cohort_is_pulled_with_c_get_and_with_wado_rs() {
         Duration::from_secs(120),
         || dest.instances().len() == 3,
     );
-    let held: Vec<PathBuf> = pacs
-        .instances()
-        .iter()
-        .enumerate()
-        .map(|(i, id)| {
-            let p = dir.path().join(format!("pacs-{i}.dcm"));
-            std::fs::write(&p, pacs.file(id)).unwrap();
-            p
-        })
-        .collect();
+    let held = pacs.export_to(dir.path());
     let expected = veil_deid(&key, Some(&policy), &dir.path().join("deid-out"), &held);
     assert_holds_veil_deid_output(&dest, &expected);
 }
