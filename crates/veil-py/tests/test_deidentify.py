@@ -15,16 +15,38 @@ def corpus_files(corpus: Path):
     return sorted(p for p in corpus.rglob("*") if p.is_file())
 
 
+def series_of(files):
+    """Files grouped by Series Instance UID (header only); unreadable files alone."""
+    import pydicom
+    groups = {}
+    for f in files:
+        try:
+            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            key = (str(ds.SeriesInstanceUID), str(getattr(ds, "Modality", "")))
+        except Exception:
+            key = (str(f), "")
+        groups.setdefault(key, []).append(f)
+    return groups
+
+
 def test_deidentify_equals_cli_file_by_file(corpus, cli_run, key_path):
     out, report = cli_run
     key = veil.Key.load(str(key_path))
     released = {}  # relative path -> set of output digests
     results = {}
-    for f in corpus_files(corpus):
-        r = veil.deidentify(f, key=key)
-        results[f] = r
-        if r.released:
-            released.setdefault(r.relative_path, set()).add(hashlib.sha256(r.data).hexdigest())
+    alone_differs = []
+    for (_, modality), members in series_of(corpus_files(corpus)).items():
+        together = veil.deidentify_series(members, key=key)
+        for f, r in zip(members, together):
+            results[f] = r
+            if r.released:
+                released.setdefault(r.relative_path, set()).add(hashlib.sha256(r.data).hexdigest())
+            alone = veil.deidentify(f, key=key)
+            if (alone.outcome, alone.data, alone.reason) != (r.outcome, r.data, r.reason):
+                alone_differs.append((f, modality, len(members)))
+    # Only the defacing stage looks at a whole series (CT and MR volumes): elsewhere one file
+    # alone gives what it gives in its series.
+    assert all(m in ("CT", "MR") and n > 1 for _, m, n in alone_differs), alone_differs[:3]
     # Several inputs that are one instance with different outputs: the CLI releases none.
     conflicted = {rel for rel, digests in released.items() if len(digests) > 1}
     cli_tree = tree(out)
@@ -37,7 +59,8 @@ def test_deidentify_equals_cli_file_by_file(corpus, cli_run, key_path):
         if r.released and r.relative_path in cli_tree:
             assert r.data == cli_tree[r.relative_path], f"{f}: bytes differ from veil deid"
             compared += 1
-    assert compared >= 150, f"only {compared} files compared"
+    # Identical versions of one instance are compared once each.
+    assert compared >= len(cli_tree) >= 80, f"only {compared} files compared"
     assert len(cli_tree) == report["written"]
     held = [r for r in results.values() if not r.released]
     assert held, "the corpus holds files the CLI holds back; so must veil.deidentify"
@@ -134,7 +157,7 @@ def test_verify_equals_cli(cli_run, corpus):
     import json
     out, _ = cli_run
     clean = veil.verify(out)
-    assert clean.exit_code == 0 and clean.clean and clean["files_scanned"] > 100
+    assert clean.exit_code == 0 and clean.clean and clean["files_scanned"] == len(tree(out)) >= 80
     checked = veil.verify(out, against=corpus)
     cli = json.loads(run_cli("verify", str(out), "--against", str(corpus), "--json",
                              check_codes=(0, 4)).stdout)
