@@ -27,7 +27,7 @@ def veil_bin() -> Path:
     pytest.fail("no veil binary: build it (cargo build -p veil) or set VEIL_BIN=/path/to/veil")
 
 
-def testdata(name: str) -> Path:
+def data_dir(name: str) -> Path:
     p = REPO / "testdata" / name
     if not p.is_dir():
         pytest.fail(f"{p} is missing: run ./scripts/fetch-testdata.sh")
@@ -64,7 +64,7 @@ def corpus(tmp_path_factory) -> Path:
     modified, and the copy proves it)."""
     root = tmp_path_factory.mktemp("corpus")
     for name in ("pydicom", "charsets", "deid-data"):
-        shutil.copytree(testdata(name), root / name, symlinks=False)
+        shutil.copytree(data_dir(name), root / name, symlinks=False)
     return root
 
 

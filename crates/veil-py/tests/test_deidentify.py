@@ -139,9 +139,9 @@ def test_deid_paths_tree_equals_cli(tmp_path, corpus, cli_run, key_path):
     with pytest.raises(veil.HeldBack):
         report.raise_for_outcome()
     # Inputs are never modified: the corpus is still the test data it was copied from.
-    from conftest import testdata
+    from conftest import data_dir
     for name in ("pydicom", "charsets", "deid-data"):
-        assert tree(corpus / name) == tree(testdata(name)), name
+        assert tree(corpus / name) == tree(data_dir(name)), name
 
 
 def test_progress_exception_is_raised_after_the_run(tmp_path, corpus, key_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, testdata, tree
+from conftest import data_dir, run_cli, tree
 
 if os.environ.get("VEIL_SKIP_SPARK") == "1":
     pytest.skip("VEIL_SKIP_SPARK=1: Spark tests left out on purpose", allow_module_level=True)
@@ -49,8 +49,8 @@ def spark_corpus(tmp_path_factory):
     """pydicom's test files (every transfer syntax, instances repeated across files) and
     deid-data's CT and burned-in text images."""
     root = tmp_path_factory.mktemp("spark-corpus")
-    shutil.copytree(testdata("pydicom"), root / "pydicom")
-    shutil.copytree(testdata("deid-data"), root / "deid-data")
+    shutil.copytree(data_dir("pydicom"), root / "pydicom")
+    shutil.copytree(data_dir("deid-data"), root / "deid-data")
     return root
 
 
@@ -59,7 +59,7 @@ def cli_tree(tmp_path_factory, spark_corpus, key_path):
     out = tmp_path_factory.mktemp("spark-cli") / "out"
     run_cli("deid", str(spark_corpus), "--key", str(key_path), "--out", str(out))
     files = tree(out)
-    assert len(files) > 100
+    assert len(files) >= 60
     return files
 
 
