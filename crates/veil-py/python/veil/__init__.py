@@ -103,9 +103,16 @@ def _key(key: Union["Key", PathLike, None]) -> "Key":
     raise UsageError("key: give a veil.Key, a key file path, or None (VEIL_KEY_FILE / VEIL_KEY)")
 
 
+_default_policy: Optional["Policy"] = None
+
+
 def _policy(policy: Union["Policy", PathLike, None]) -> "Policy":
+    global _default_policy
     if policy is None:
-        return Policy.default()
+        # Built once: checking and hashing the rules costs more than de-identifying a small file.
+        if _default_policy is None:
+            _default_policy = Policy.default()
+        return _default_policy
     if isinstance(policy, Policy):
         return policy
     if isinstance(policy, (str, os.PathLike)):

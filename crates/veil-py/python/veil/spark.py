@@ -140,8 +140,10 @@ def deidentify(source: Any, key_path: Union[str, "os.PathLike[str]"],
         from pyspark.sql import SparkSession
         spark = SparkSession.builder.getOrCreate()
     paths_df = _paths_frame(spark, source)
-    refs = paths_df.mapInPandas(_refs_task(key_path), _REFS_SCHEMA)
     n = partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
+    # The file source makes a task per few dozen small files; the pre-pass reads only headers,
+    # so it runs in as many tasks as the write stage (no shuffle: coalesce).
+    refs = paths_df.coalesce(n).mapInPandas(_refs_task(key_path), _REFS_SCHEMA)
     by_series = refs.repartition(n, "series_ref").sortWithinPartitions("series_ref", "path")
     outcomes = by_series.mapInPandas(
         _write_task(key_path, policy_path, out, fsync, on_written), OUTCOME_SCHEMA)
