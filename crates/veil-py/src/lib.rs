@@ -2,8 +2,8 @@
 //!
 //! This crate owns the boundary between Python and Veil: handing bytes, paths, keys and
 //! policies from Python to the application layer (`veil-app`), outcomes and reports back, and
-//! Veil's errors as Python exceptions with the CLI's exit codes ([`errors`]). It also owns the
-//! per-task work of the Spark scale-out ([`spark`]): keyed references of an instance for the
+//! Veil's errors as Python exceptions with the CLI's exit codes (module `errors`). It also owns the
+//! per-task work of the Spark scale-out (module `spark`): keyed references of an instance for the
 //! pre-pass, and writing one series' outputs atomically. It does not own any rule,
 //! transformation or check: the pipeline every front end runs is built by `veil_app::build`,
 //! so what Python writes is what `veil deid` writes, byte for byte. The Python side

@@ -72,7 +72,11 @@ pub fn deid_paths(
         return Err(e);
     }
     let json = serde_json::to_string(&report).map_err(|e| errors::runtime(e.to_string()))?;
-    let code = if report.all_released() { 0 } else { QUARANTINED };
+    let code = if report.all_released() {
+        0
+    } else {
+        QUARANTINED
+    };
     Ok((json, code))
 }
 
@@ -101,6 +105,10 @@ pub fn verify(
     });
     let report = report.map_err(errors::app_error)?;
     let json = serde_json::to_string(&report).map_err(|e| errors::runtime(e.to_string()))?;
-    let code = if report.findings.is_empty() { 0 } else { FINDINGS };
+    let code = if report.findings.is_empty() {
+        0
+    } else {
+        FINDINGS
+    };
     Ok((json, code))
 }

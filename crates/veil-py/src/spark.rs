@@ -42,7 +42,10 @@ fn header_uids(path: &Path) -> Option<(String, String)> {
             .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
             .filter(|s| !s.is_empty())
     };
-    Some((get(tags::SERIES_INSTANCE_UID)?, get(tags::SOP_INSTANCE_UID)?))
+    Some((
+        get(tags::SERIES_INSTANCE_UID)?,
+        get(tags::SOP_INSTANCE_UID)?,
+    ))
 }
 
 /// For each path: (series reference, instance reference), keyed so that the shuffle and the
@@ -183,8 +186,15 @@ fn series_rows(
             Err(detail) => held_row(input, "unreadable", &detail),
             Ok(InstanceOutcome::Released { bytes, relative }) => {
                 let sha256 = hex::encode(Sha256::digest(&bytes));
-                let claim = Released { index, bytes, sha256 };
-                claims.entry(relative.display().to_string()).or_default().push(claim);
+                let claim = Released {
+                    index,
+                    bytes,
+                    sha256,
+                };
+                claims
+                    .entry(relative.display().to_string())
+                    .or_default()
+                    .push(claim);
                 continue;
             }
             Ok(InstanceOutcome::Suppressed) => (
@@ -208,7 +218,10 @@ fn series_rows(
             rows[index] = Some(row);
         }
     }
-    Ok(rows.into_iter().map(|r| r.expect("every input has a row")).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| r.expect("every input has a row"))
+        .collect())
 }
 
 /// Every version of one output path: written once, duplicates named, conflicts held back.
@@ -246,7 +259,10 @@ fn settle_claim(
         rows.push(row(first.index, "written", &first.sha256));
     } else {
         let detail = "the output path already holds a different file (another key or policy wrote to this output directory?)";
-        rows.push((first.index, held_row(&inputs[first.index], "output_conflict", detail)));
+        rows.push((
+            first.index,
+            held_row(&inputs[first.index], "output_conflict", detail),
+        ));
     }
     for v in &versions[1..] {
         rows.push(row(v.index, "duplicate", &v.sha256));

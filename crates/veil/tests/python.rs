@@ -28,10 +28,20 @@ fn python_package_tests_pass() {
         String::from_utf8_lossy(&import.stderr)
     );
     let status = Command::new("python3")
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "crates/veil-py/tests"])
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "crates/veil-py/tests",
+        ])
         .current_dir(&repo)
         .env("VEIL_BIN", env!("CARGO_BIN_EXE_veil"))
         .status()
         .expect("pytest runs");
-    assert!(status.success(), "the Python package's tests failed (output above)");
+    assert!(
+        status.success(),
+        "the Python package's tests failed (output above)"
+    );
 }
