@@ -6,9 +6,11 @@ Needs pyspark and Java (scripts/setup.d/python.sh installs both). Missing either
 suite; VEIL_SKIP_SPARK=1 leaves these tests out on purpose.
 """
 
+import json
 import os
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -55,12 +57,12 @@ def spark_corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cli_tree(tmp_path_factory, spark_corpus, key_path):
+def cli_deid(tmp_path_factory, spark_corpus, key_path):
     out = tmp_path_factory.mktemp("spark-cli") / "out"
-    run_cli("deid", str(spark_corpus), "--key", str(key_path), "--out", str(out))
+    proc = run_cli("deid", str(spark_corpus), "--key", str(key_path), "--out", str(out), "--json")
     files = tree(out)
     assert len(files) >= 60
-    return files
+    return files, json.loads(proc.stdout)
 
 
 def listed_inputs(corpus: Path):
@@ -69,7 +71,8 @@ def listed_inputs(corpus: Path):
             if p.is_file() and not any(part[0] in "._" for part in p.relative_to(corpus).parts)}
 
 
-def check_outcomes(outcomes, corpus, cli_files):
+def check_outcomes(outcomes, corpus, cli):
+    cli_files, cli_report = cli
     rows = outcomes.collect()
     inputs = [r.input for r in rows]
     assert len(inputs) == len(set(inputs)), "an input has more than one outcome row"
@@ -82,21 +85,27 @@ def check_outcomes(outcomes, corpus, cli_files):
         assert hashlib.sha256(cli_files[rel]).hexdigest() == sha
     held = [r for r in rows if r.status == "held_back"]
     assert held and all(r.reason for r in held)
+    # Versions of one instance settled as the CLI settles them, series-level holds included
+    # (the corpus has both: pydicom's files repeat instances, deid-data's CT is a volume).
+    reasons = Counter(r.reason for r in held)
+    for reason in ("conflicting_duplicate", "face_unchecked", "pixel_stage"):
+        assert reasons[reason] == cli_report["reasons"].get(reason, 0) > 0, reason
+    assert sum(r.status == "duplicate" for r in rows) == cli_report["duplicates"] > 0
     return rows
 
 
-def test_spark_equals_cli(spark, tmp_path, spark_corpus, cli_tree, key_path):
+def test_spark_equals_cli(spark, tmp_path, spark_corpus, cli_deid, key_path):
     out = tmp_path / "out"
     outcomes = veil_spark.deidentify(str(spark_corpus), key_path=key_path, out=out, spark=spark)
-    check_outcomes(outcomes, spark_corpus, cli_tree)
-    assert tree(out) == cli_tree
+    check_outcomes(outcomes, spark_corpus, cli_deid)
+    assert tree(out) == cli_deid[0]
     assert not (out / veil_spark.TMP_DIR).exists()
     # The shuffle carries keyed references only, never a UID in clear.
     refs = outcomes.select("series_ref").collect()
     assert all(not r.series_ref.startswith("1.") for r in refs)
 
 
-def test_killed_worker_is_retried_without_duplicates(spark, tmp_path, spark_corpus, cli_tree,
+def test_killed_worker_is_retried_without_duplicates(spark, tmp_path, spark_corpus, cli_deid,
                                                      key_path):
     out = tmp_path / "out"
     marker = tmp_path / "killed-once"
@@ -119,8 +128,8 @@ def test_killed_worker_is_retried_without_duplicates(spark, tmp_path, spark_corp
     outcomes = veil_spark.deidentify([str(spark_corpus)], key_path=str(key_path), out=str(out),
                                      spark=spark, on_written=kill_first_attempt)
     assert marker.exists(), "no worker was killed: the test did not test retries"
-    check_outcomes(outcomes, spark_corpus, cli_tree)
-    assert tree(out) == cli_tree
+    check_outcomes(outcomes, spark_corpus, cli_deid)
+    assert tree(out) == cli_deid[0]
     assert not (out / veil_spark.TMP_DIR).exists()
 
 
