@@ -373,7 +373,9 @@ fn hold_back(
     ))
 }
 
-fn conflict_reason() -> (String, String) {
+/// The reason code and sentence for every version of an instance whose versions differ (also
+/// used by the Spark scale-out, which settles claims per series).
+pub fn conflict_reason() -> (String, String) {
     (
         "conflicting_duplicate".to_string(),
         "several inputs of this run are the same instance (same SOP Instance UID) with different content; none is released".to_string(),
