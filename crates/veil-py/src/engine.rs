@@ -119,7 +119,7 @@ pub type Outcome = (
 
 fn to_python(py: Python<'_>, o: InstanceOutcome) -> Outcome {
     match o {
-        InstanceOutcome::Released { bytes, relative } => (
+        InstanceOutcome::Released { bytes, relative, .. } => (
             "released",
             Some(PyBytes::new_bound(py, &bytes).unbind()),
             Some(relative.display().to_string()),
@@ -136,6 +136,14 @@ fn to_python(py: Python<'_>, o: InstanceOutcome) -> Outcome {
         InstanceOutcome::HeldBack { reason, detail } => {
             ("held_back", None, None, Some(reason), Some(detail))
         }
+        // The bindings run no consent gate; should one exclude a patient, nothing is released.
+        InstanceOutcome::Excluded { reason } => (
+            "held_back",
+            None,
+            None,
+            Some(reason),
+            Some("excluded by the consent gate".into()),
+        ),
         // Only a group call can settle a series; a caller never sees this.
         InstanceOutcome::WaitsForSeries { .. } => (
             "held_back",

@@ -184,7 +184,7 @@ fn series_rows(
         let input = &inputs[index];
         rows[index] = Some(match outcome {
             Err(detail) => held_row(input, "unreadable", &detail),
-            Ok(InstanceOutcome::Released { bytes, relative }) => {
+            Ok(InstanceOutcome::Released { bytes, relative, .. }) => {
                 let sha256 = hex::encode(Sha256::digest(&bytes));
                 let claim = Released {
                     index,
@@ -206,6 +206,9 @@ fn series_rows(
                 None,
             ),
             Ok(InstanceOutcome::HeldBack { reason, detail }) => held_row(input, &reason, &detail),
+            Ok(InstanceOutcome::Excluded { reason }) => {
+                held_row(input, &reason, "excluded by the consent gate")
+            }
             Ok(InstanceOutcome::WaitsForSeries { .. }) => held_row(
                 input,
                 "internal_error",
