@@ -141,45 +141,16 @@ fn a_patient_sees_exactly_their_own_record_and_opting_out_excludes_them_from_the
         "the withdrawal is a valid ledger entry: {verify}{err}"
     );
     // The next release for that purpose leaves A out and still includes C.
-    let before = site.identifiers_of(PATIENT_A).len();
-    let (rc, out, err) = veil(
-        site.path(),
-        &[
-            "release",
-            site.input.to_str().unwrap(),
-            "--recipient",
-            HOSTILE_RECIPIENT,
-            "--purpose",
-            "commercial-ai-training",
-            "--out",
-            "acme-2",
-            "--json",
-        ],
-    );
-    assert_eq!(rc, 0, "{out}{err}");
-    let rel: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(
-        rel["excluded"].as_i64().unwrap_or(0) > 0 || out.contains("excluded"),
-        "{out}"
-    );
-    assert_eq!(
-        site.identifiers_of(PATIENT_A).len(),
-        before,
-        "A gained no disclosure"
-    );
-    let c_after: serde_json::Value =
-        serde_json::from_str(&veil(site.path(), &["disclosures", PATIENT_C, "--format", "json"]).1)
-            .unwrap();
-    assert!(
-        c_after["disclosures"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|d| d["purpose"] == "commercial-ai-training")
-            .count()
-            >= 2,
-        "C is still released"
-    );
+    let count = |patient: &str| {
+        let out = veil(site.path(), &["disclosures", patient, "--format", "json"]).1;
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        doc["disclosures"].as_array().unwrap().len()
+    };
+    let (a_before, c_before) = (count(PATIENT_A), count(PATIENT_C));
+    let out = release(site.path(), &site.input, "acme-2");
+    assert!(out.contains("excluded by consent (2 patient(s))"), "A and the demo's refusing patient: {out}");
+    assert_eq!(count(PATIENT_A), a_before, "A gained no disclosure");
+    assert!(count(PATIENT_C) > c_before, "C is released again");
     // The server's log names no patient.
     let log = server.log_text();
     for id in mine.iter().chain(&theirs) {
@@ -394,24 +365,24 @@ fn attacks_on_sign_in_sessions_and_forms_fail() {
     store.close();
     assert_eq!(again.patient_sign_in(&expiring).status, 401);
 
-    // Officer password guessing: the fifth failure locks the account, then even the right
-    // password and code are refused.
-    let mut o = server.client();
+    // Officer password guessing (a server of its own: the address limit above is in memory):
+    // the fifth failure locks the account, and the lock is stored, so the right password and
+    // code are refused even by a restarted server.
+    let guessing = site.serve(&[]);
+    let mut o = guessing.client();
     for i in 0..5 {
         let r = o.officer_sign_in("wrong password", &site.totp_now());
-        assert!(
-            r.status == 401 || r.status == 429,
-            "attempt {i}: {}",
-            r.status
-        );
+        let expect = if i == 4 { 429 } else { 401 };
+        assert_eq!(r.status, expect, "attempt {i}: {}", r.body);
         if i == 4 {
             assert!(r.body.contains("This account is locked"), "{}", r.body);
         }
     }
-    let r = server
-        .client()
-        .officer_sign_in(OFFICER_PASSWORD, &site.totp_now());
+    drop(guessing);
+    let restarted = site.serve(&[]);
+    let r = restarted.client().officer_sign_in(OFFICER_PASSWORD, &site.totp_now());
     assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.contains("This account is locked"), "{}", r.body);
 
     // Code guessing from one address: after the lockout a valid code is refused too.
     let server2 = site.serve(&["--tree-heads", "heads2.jsonl"]);

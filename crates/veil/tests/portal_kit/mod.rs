@@ -53,6 +53,14 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     out
 }
 
+/// `veil release INPUT` to the hostile recipient for commercial AI training into OUT: exit 0, or
+/// 3 (the demo's export holds a file the release holds back by design); its stdout.
+pub fn release(dir: &Path, input: &Path, out: &str) -> String {
+    let (rc, stdout, err) = veil(dir, &["release", input.to_str().unwrap(), "--recipient", HOSTILE_RECIPIENT, "--purpose", "commercial-ai-training", "--out", out]);
+    assert!(rc == 0 || rc == 3, "release: exit {rc}: {stdout}{err}");
+    stdout
+}
+
 /// The demo (run once per test process): its key, store and synthetic export.
 fn demo() -> &'static Path {
     static DEMO: OnceLock<PathBuf> = OnceLock::new();
@@ -126,19 +134,7 @@ impl Site {
             );
         }
         let input = demo.join("input/export");
-        ok(
-            d,
-            &[
-                "release",
-                input.to_str().unwrap(),
-                "--recipient",
-                HOSTILE_RECIPIENT,
-                "--purpose",
-                "commercial-ai-training",
-                "--out",
-                "acme-1",
-            ],
-        );
+        release(d, &input, "acme-1");
         let (rc, out, err) = veil_env(
             d,
             &["portal", "officer", "add", OFFICER],
@@ -225,7 +221,9 @@ pub struct Server {
 
 impl Server {
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
-        let log = dir.join(format!("serve-{}.log", extra.len()));
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = dir.join(format!("serve-{n}.log"));
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "-vv"];
         args.extend_from_slice(extra);
         let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
