@@ -148,7 +148,10 @@ fn a_patient_sees_exactly_their_own_record_and_opting_out_excludes_them_from_the
     };
     let (a_before, c_before) = (count(PATIENT_A), count(PATIENT_C));
     let out = release(site.path(), &site.input, "acme-2");
-    assert!(out.contains("excluded by consent (2 patient(s))"), "A and the demo's refusing patient: {out}");
+    assert!(
+        out.contains("excluded by consent (2 patient(s))"),
+        "A and the demo's refusing patient: {out}"
+    );
     assert_eq!(count(PATIENT_A), a_before, "A gained no disclosure");
     assert!(count(PATIENT_C) > c_before, "C is released again");
     // The server's log names no patient.
@@ -380,7 +383,9 @@ fn attacks_on_sign_in_sessions_and_forms_fail() {
     }
     drop(guessing);
     let restarted = site.serve(&[]);
-    let r = restarted.client().officer_sign_in(OFFICER_PASSWORD, &site.totp_now());
+    let r = restarted
+        .client()
+        .officer_sign_in(OFFICER_PASSWORD, &site.totp_now());
     assert_eq!(r.status, 429, "{}", r.body);
     assert!(r.body.contains("This account is locked"), "{}", r.body);
 

@@ -56,7 +56,19 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 /// `veil release INPUT` to the hostile recipient for commercial AI training into OUT: exit 0, or
 /// 3 (the demo's export holds a file the release holds back by design); its stdout.
 pub fn release(dir: &Path, input: &Path, out: &str) -> String {
-    let (rc, stdout, err) = veil(dir, &["release", input.to_str().unwrap(), "--recipient", HOSTILE_RECIPIENT, "--purpose", "commercial-ai-training", "--out", out]);
+    let (rc, stdout, err) = veil(
+        dir,
+        &[
+            "release",
+            input.to_str().unwrap(),
+            "--recipient",
+            HOSTILE_RECIPIENT,
+            "--purpose",
+            "commercial-ai-training",
+            "--out",
+            out,
+        ],
+    );
     assert!(rc == 0 || rc == 3, "release: exit {rc}: {stdout}{err}");
     stdout
 }
