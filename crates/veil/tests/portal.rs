@@ -471,3 +471,132 @@ fn plain_http_is_refused_off_loopback_and_https_sets_secure_cookies() {
         "{headers}"
     );
 }
+
+/// A fresh PostgreSQL database from VEIL_TEST_POSTGRES_URL (scripts/setup.d/postgres.sh;
+/// required when CI=true), or None on a developer box without one.
+fn postgres_store(tag: &str) -> Option<String> {
+    let Ok(admin) = std::env::var("VEIL_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true needs VEIL_TEST_POSTGRES_URL"
+        );
+        eprintln!("SKIPPED: the portal on PostgreSQL (no VEIL_TEST_POSTGRES_URL)");
+        return None;
+    };
+    let name = format!("veil_portal_{tag}_{}", std::process::id());
+    let st = std::process::Command::new("psql")
+        .args([
+            &admin,
+            "-q",
+            "-c",
+            &format!("DROP DATABASE IF EXISTS {name}"),
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
+}
+
+#[test]
+fn the_portal_runs_on_postgresql() {
+    let Some(pg) = postgres_store("flow") else {
+        return;
+    };
+    let site = Site::new();
+    let d = site.path();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--db", pg.as_str()]);
+        let (rc, out, err) = veil_env(d, &all, &[("VEIL_OFFICER_PASSWORD", OFFICER_PASSWORD)]);
+        assert!(
+            rc == 0 || (rc == 3 && args[0] == "release"),
+            "{args:?}: {out}{err}"
+        );
+        out
+    };
+    run(&[
+        "recipient",
+        "add",
+        HOSTILE_RECIPIENT,
+        "--purpose",
+        "commercial-ai-training",
+        "--contact",
+        "dpo@acme.test",
+    ]);
+    run(&[
+        "consent",
+        "set",
+        PATIENT_A,
+        "--purpose",
+        "commercial-ai-training",
+        "--state",
+        "granted",
+    ]);
+    run(&[
+        "release",
+        site.input.to_str().unwrap(),
+        "--recipient",
+        HOSTILE_RECIPIENT,
+        "--purpose",
+        "commercial-ai-training",
+        "--out",
+        "pg-1",
+    ]);
+    let officer = run(&["portal", "officer", "add", OFFICER]);
+    let secret = officer
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("TOTP secret: "))
+        .unwrap()
+        .to_string();
+    let code = run(&["portal", "code", PATIENT_A]).trim().to_string();
+    let server = site.serve(&["--store", &pg]);
+    let mut p = server.client();
+    assert_eq!(p.patient_sign_in(&code).location, "/me");
+    let page = p.get("/me/disclosures");
+    assert!(
+        page.body.contains("Acme &lt;script&gt;")
+            && page.body.contains("Confirmed")
+            && page.body.contains("(4)"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("demo-lab"),
+        "the SQLite store's releases are not in this one"
+    );
+    let consent = p.get("/me/consent");
+    let done = p.post(
+        "/me/consent",
+        &[
+            ("csrf", &consent.csrf()),
+            ("purpose", "commercial-ai-training"),
+        ],
+    );
+    assert!(done.body.contains("dpo@acme.test"), "{}", done.body);
+    assert!(run(&["consent", "show", PATIENT_A]).contains("withdrawn"));
+    let mut o = server.client();
+    let totp = {
+        let secret = totp_rs::Secret::Encoded(secret).to_bytes().unwrap();
+        totp_rs::TOTP::new(
+            totp_rs::Algorithm::SHA1,
+            6,
+            1,
+            30,
+            secret,
+            None,
+            String::new(),
+        )
+        .unwrap()
+        .generate_current()
+        .unwrap()
+    };
+    assert_eq!(
+        o.officer_sign_in(OFFICER_PASSWORD, &totp).location,
+        "/office"
+    );
+    let w = o.get("/office/withdrawals");
+    assert!(w.body.contains("Mark C-"), "{}", w.body);
+    assert!(o.get("/office/audit").body.contains("<td>withdraw</td>"));
+}
