@@ -21,15 +21,24 @@ cargo build $flag -q -p veil
 cargo build $flag -q -p veil-portal --example portal_bench
 veil="$target/$dir/veil"
 bench="$target/$dir/examples/portal_bench"
-work="$root/bench/portal/work"
-rm -rf "$work"
-mkdir -p "$work"
-trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+# KEEP=1 keeps the store (and reuses it on the next run with the same sizes; its codes are
+# single use, so fresh ones are issued).
+work="$root/bench/portal/work/$PATIENTS-$PER_PATIENT"
+server=
+if [ "${KEEP:-0}" = 1 ]; then trap 'kill "$server" 2>/dev/null || true' EXIT
+else trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT; fi
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
-t0=$(date +%s)
-"$bench" make "$work" "$PATIENTS" "$PER_PATIENT" "$SESSIONS"
-echo "store made in $(( $(date +%s) - t0 )) s"
+if [ -f "$work/made" ]; then
+  "$bench" codes "$work" "$SESSIONS"
+else
+  rm -rf "$work"
+  mkdir -p "$work"
+  t0=$(date +%s)
+  "$bench" make "$work" "$PATIENTS" "$PER_PATIENT" "$SESSIONS"
+  echo "store made in $(( $(date +%s) - t0 )) s"
+  touch "$work/made"
+fi
 export VEIL_DB="$work/veil.db" VEIL_KEY_FILE="$work/bench.key"
 "$veil" serve --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
 server=$!

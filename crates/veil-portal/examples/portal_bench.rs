@@ -6,6 +6,8 @@
 //! SESSIONS one-time codes written to DIR/codes.txt (0600) with the patient IDs of the first
 //! SESSIONS patients in DIR/patients.txt.
 //!
+//! `portal_bench codes DIR SESSIONS`: fresh codes for a store `make` made.
+//!
 //! `portal_bench load URL CODES SECONDS`: one thread per code signs in and reads the patient's
 //! pages in turn for SECONDS; prints requests, errors, p50/p90/p99/max latency.
 
@@ -19,8 +21,9 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("make") => make(&args[1], num(&args[2]), num(&args[3]), num(&args[4])),
         Some("load") => load(&args[1], &args[2], num(&args[3])),
+        Some("codes") => codes(&args[1], num(&args[2])),
         _ => {
-            eprintln!("usage: portal_bench make DIR PATIENTS ENTRIES_PER_PATIENT SESSIONS | load URL CODES SECONDS");
+            eprintln!("usage: portal_bench make DIR PATIENTS ENTRIES_PER_PATIENT SESSIONS | codes DIR SESSIONS | load URL CODES SECONDS");
             std::process::exit(2);
         }
     }
@@ -48,7 +51,6 @@ fn make(dir: &str, patients: usize, per_patient: usize, sessions: usize) {
             )
             .unwrap();
     }
-    let id = |p: usize| format!("BENCH-{p:07}");
     let t0 = Instant::now();
     for chunk in (0..patients).collect::<Vec<_>>().chunks(5_000) {
         let consents: Vec<veil_store::ConsentInput> = chunk
@@ -125,6 +127,17 @@ fn make(dir: &str, patients: usize, per_patient: usize, sessions: usize) {
         "ledger: {total} entries in {:.1} s",
         t0.elapsed().as_secs_f64()
     );
+    write_codes(&store, dir, sessions);
+    store.close();
+}
+
+fn id(p: usize) -> String {
+    format!("BENCH-{p:07}")
+}
+
+/// Issues a code for each of the first `sessions` patients: DIR/codes.txt (0600), and their
+/// IDs in DIR/patients.txt.
+fn write_codes(store: &veil_store::Store, dir: &std::path::Path, sessions: usize) {
     let mut codes = std::fs::File::create(dir.join("codes.txt")).unwrap();
     let mut ids = std::fs::File::create(dir.join("patients.txt")).unwrap();
     #[cfg(unix)]
@@ -137,10 +150,19 @@ fn make(dir: &str, patients: usize, per_patient: usize, sessions: usize) {
         .unwrap();
     }
     for p in 0..sessions {
-        let issued = veil_portal::access::issue_code(&store, &id(p), "", "bench", 1).unwrap();
+        let issued = veil_portal::access::issue_code(store, &id(p), "", "bench", 1).unwrap();
         writeln!(codes, "{}", issued.code).unwrap();
         writeln!(ids, "{}", id(p)).unwrap();
     }
+}
+
+/// `codes DIR SESSIONS`: fresh codes for a store `make` made.
+fn codes(dir: &str, sessions: usize) {
+    let dir = std::path::Path::new(dir);
+    let key = veil_keys::Key::load(&dir.join("bench.key")).unwrap();
+    let db = dir.join("veil.db").display().to_string();
+    let store = veil_store::Store::open(Some(&db), Some(&key)).unwrap();
+    write_codes(&store, dir, sessions);
     store.close();
 }
 

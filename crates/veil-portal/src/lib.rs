@@ -67,8 +67,12 @@ pub fn serve(
         what: "listener".into(),
         error,
     })?;
-    let state = web::AppState::new(options.store, options.settings, tls.is_some());
-    let app = web::router(Arc::new(state));
+    let state = Arc::new(web::AppState::new(
+        options.store,
+        options.settings,
+        tls.is_some(),
+    ));
+    let app = web::router(state.clone());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -77,6 +81,15 @@ pub fn serve(
             error,
         })?;
     runtime.block_on(async move {
+        // The ledger's Merkle tree, which every disclosure page's proofs need, is built once now
+        // in the background rather than by the first patient to open a page (seconds on a
+        // million entries; requests that come sooner wait for it, once).
+        let store = state.store.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = store.receipts(&[1]) {
+                tracing::warn!("portal: ledger tree not prepared: {e}");
+            }
+        });
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
         let io = |error| PortalError::Io {
             what: format!("serving {bound}"),

@@ -153,6 +153,18 @@ impl Browser {
             .to_string()
     }
 
+    /// Waits (up to 10 s) until the browser is at a URL ending in `path`; the URL it is at.
+    fn wait_for_path(&self, path: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let url = self.current();
+            if url.ends_with(path) || Instant::now() > deadline {
+                return url;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn current(&self) -> String {
         wd("GET", &format!("{}/url", self.url), None)
             .as_str()
@@ -213,26 +225,32 @@ fn officer_issues_a_code_and_the_patient_opts_out_in_a_real_browser() {
     b.type_into("#password", OFFICER_PASSWORD);
     b.type_into("#totp", &site.totp_now());
     b.click("button[type=submit]");
-    assert!(b.current().ends_with("/office"), "{}", b.current());
+    let at = b.wait_for_path("/office");
+    assert!(at.ends_with("/office"), "{at}");
     b.shot("02-office-overview");
     b.go(&format!("{}/office/consent", server.base));
     b.shot("03-office-consent");
     b.go(&format!("{}/office/codes", server.base));
     b.type_into("#patient_id", PATIENT_A);
     b.click("form[action='/office/codes'] button");
+    b.find("#new-code"); // the page after the post (waited for)
     let issued = b.source();
     assert!(issued.contains("id=\"new-code\""), "{issued}");
     let code = b.text("#new-code");
     assert_eq!(code.len(), 14, "{code}");
     b.shot("04-office-code-issued");
     b.click(".sign-out button");
+    assert!(b
+        .wait_for_path("/office/sign-in")
+        .ends_with("/office/sign-in"));
 
     // The patient: the code typed into the form (never in a URL).
     b.go(&format!("{}/sign-in", server.base));
     b.shot("05-patient-sign-in");
     b.type_into("#code", &code.to_lowercase());
     b.click("form[action='/sign-in'] button");
-    assert!(b.current().ends_with("/me"), "{}", b.current());
+    let at = b.wait_for_path("/me");
+    assert!(at.ends_with("/me"), "{at}: {}", b.source());
     assert!(!b.current().contains(&code), "the code is not in the URL");
     b.shot("06-patient-imaging");
     let me = b.source();
@@ -269,6 +287,7 @@ fn officer_issues_a_code_and_the_patient_opts_out_in_a_real_browser() {
     b.go(&format!("{}/me/consent", server.base));
     b.shot("08-patient-choices");
     b.click("form:has(input[value='commercial-ai-training']) button");
+    b.find("main p[role=status]"); // the confirmation page (waited for)
     let done = b.source();
     assert!(
         done.contains("Your choice is recorded") && done.contains("dpo@acme.test"),
