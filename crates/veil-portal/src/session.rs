@@ -70,6 +70,12 @@ impl Sessions {
         if map.len() >= SWEEP_AT {
             map.retain(|_, e| !e.expired(now));
         }
+        // Still full: someone is opening sign-in forms by the thousand. Anonymous sessions hold
+        // only a form's token, so they go (a person mid-sign-in reloads the form); signed-in
+        // sessions are never pushed out.
+        if map.len() >= SWEEP_AT {
+            map.retain(|_, e| e.who != Who::Anonymous);
+        }
         map.insert(
             id.clone(),
             Entry {
@@ -124,5 +130,18 @@ mod tests {
         s.end(&b.id);
         assert!(s.get(&b.id).is_none());
         assert!(s.get("unknown").is_none());
+    }
+
+    #[test]
+    fn a_flood_of_sign_in_forms_pushes_out_anonymous_sessions_only() {
+        let s = Sessions::default();
+        let officer = s.create(Who::Officer { name: "o".into() });
+        for _ in 0..SWEEP_AT {
+            s.create(Who::Anonymous);
+        }
+        let last = s.create(Who::Anonymous);
+        assert!(s.get(&officer.id).is_some(), "a signed-in session stays");
+        assert!(s.get(&last.id).is_some());
+        assert!(s.map.lock().unwrap().len() <= 3, "the flood is gone");
     }
 }
