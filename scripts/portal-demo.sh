@@ -12,7 +12,7 @@ LISTEN=${LISTEN:-127.0.0.1:8080}
 # shellcheck source=setup.d/pixels.sh
 source scripts/setup.d/pixels.sh
 cargo build --release --quiet -p veil
-veil=./target/release/veil
+veil=${CARGO_TARGET_DIR:-target}/release/veil
 "$veil" demo --dir "$DIR" >/dev/null
 export VEIL_DB="$DIR/veil.db" VEIL_KEY_FILE="$DIR/demo.key"
 password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
