@@ -63,9 +63,7 @@ pub fn disclosures_document(
     issuer: &str,
     format: DocumentFormat,
 ) -> Result<Vec<u8>, AppError> {
-    require_known_patient(store, patient, issuer)?;
-    let mut d = store.disclosures(patient, issuer)?;
-    attach_proofs(store, &mut d)?;
+    let d = disclosures_with_proofs(store, patient, issuer)?;
     let pref = veil_store::short_ref(&store.patient_ref(patient, issuer)?);
     Ok(match format {
         DocumentFormat::Json => serde_json::to_vec_pretty(&serde_json::json!({
@@ -77,6 +75,19 @@ pub fn disclosures_document(
         .expect("JSON of plain data"),
         DocumentFormat::Html => crate::pages::disclosures_html(&pref, &d)?.into_bytes(),
     })
+}
+
+/// The patient's disclosures, each with its entries' inclusion proofs checked against the
+/// latest signed tree head (what the record documents and the portal's pages show).
+pub fn disclosures_with_proofs(
+    store: &Store,
+    patient: &str,
+    issuer: &str,
+) -> Result<Vec<veil_store::queries::Disclosure>, AppError> {
+    require_known_patient(store, patient, issuer)?;
+    let mut d = store.disclosures(patient, issuer)?;
+    attach_proofs(store, &mut d)?;
+    Ok(d)
 }
 
 /// Attaches to each disclosure the inclusion proofs of its ledger entries against the latest

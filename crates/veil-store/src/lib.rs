@@ -12,6 +12,7 @@
 //! - recipients and releases;
 //! - the hash-chained, Ed25519-checkpointed ledger ([`ledger`]) and the questions it answers
 //!   (disclosures, breach, trace, withdraw: [`queries`]);
+//! - the web portal's tables ([`portal`]: access codes, officer accounts, audit log, breaches);
 //! - publishing a release's outputs so that a crash leaves neither an output without its ledger
 //!   entry nor an entry without its output ([`publish`]).
 //!
@@ -26,6 +27,7 @@ pub mod csv_import;
 pub mod fhir;
 pub mod ledger;
 pub mod merkle;
+pub mod portal;
 pub mod publish;
 pub mod queries;
 pub mod studies;
@@ -58,6 +60,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tree_heads",
         include_str!("../migrations/0002_tree_heads.sql"),
     ),
+    (3, "portal", include_str!("../migrations/0003_portal.sql")),
 ];
 
 /// Which database engine a store runs on.
@@ -125,6 +128,10 @@ pub struct Store {
     pub(crate) witness: Option<PathBuf>,
     /// A failure to append to the witness file, kept for the caller to report.
     pub(crate) witness_failure: Mutex<Option<String>>,
+    /// The ledger's Merkle tree as last built for receipts, reused while it matches the latest
+    /// signed head (a long-running reader, the portal, would otherwise read every entry's hash
+    /// for each patient's page).
+    pub(crate) tree_cache: Mutex<Option<std::sync::Arc<merkle::Tree>>>,
 }
 
 /// Turns `--db` / `VEIL_DB` / the default into a connection URL and a printable location.
@@ -266,6 +273,7 @@ impl Store {
             backend,
             witness: tree_head::witness_file(sqlite_path.as_deref()),
             witness_failure: Mutex::new(None),
+            tree_cache: Mutex::new(None),
             sqlite_path,
             location,
             keys,

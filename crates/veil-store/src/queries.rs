@@ -268,7 +268,7 @@ impl Store {
         Ok(crate::ledger::without_retracted(entries))
     }
 
-    fn patient_refs(&self, patient_id: &str, issuer: &str) -> Result<Vec<String>> {
+    pub(crate) fn patient_refs(&self, patient_id: &str, issuer: &str) -> Result<Vec<String>> {
         let mut refs = vec![self.patient_ref(patient_id, issuer)?];
         if !issuer.trim().is_empty() {
             refs.push(self.patient_ref(patient_id, "")?);

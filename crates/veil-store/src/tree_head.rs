@@ -484,13 +484,30 @@ impl Store {
         })
     }
 
+    /// The ledger's tree for receipts against `head`: the cached one when its root at the
+    /// head's size is the head's root, else built afresh from the entries (and cached). A
+    /// cached tree cannot make a wrong receipt check: every receipt is checked against the
+    /// signed head, with the entry read from the database now.
+    fn tree_for(&self, head: &TreeHead) -> Result<std::sync::Arc<Tree>> {
+        let mut cache = self.tree_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = cache.as_ref() {
+            let size = head.size as u64;
+            if t.size() >= size && head.root_hash() == Some(t.root_at(size)) {
+                return Ok(t.clone());
+            }
+        }
+        let t = std::sync::Arc::new(self.ledger_tree()?);
+        *cache = Some(t.clone());
+        Ok(t)
+    }
+
     /// Receipts for these entries against the latest head (None for an entry the head does not
     /// cover).
     pub fn receipts(&self, seqs: &[i64]) -> Result<Vec<Option<Receipt>>> {
         let Some(head) = self.latest_tree_head()? else {
             return Ok(vec![None; seqs.len()]);
         };
-        let tree = self.ledger_tree()?;
+        let tree = self.tree_for(&head)?;
         if (head.size as u64) > tree.size() {
             return Err(StoreError::Usage(format!(
                 "the latest tree head covers {} entries but the ledger holds {}: run `veil ledger verify`",

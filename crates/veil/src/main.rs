@@ -103,6 +103,19 @@ enum Command {
     Risk(cmd::risk::Args),
     #[command(flatten)]
     Registry(cmd::registry::RegistryCommand),
+    /// Run the web portal: patients see their imaging, every disclosure and their consent, and
+    /// can opt out; the privacy office sees releases, consent, withdrawals, breaches and the ledger.
+    ///
+    /// Patients sign in with a one-time code from `veil portal code`; officers with a password
+    /// and TOTP (`veil portal officer add`). Needs the store's key. Plain HTTP only on loopback.
+    #[command(
+        after_help = "Exit codes: 0 stopped; 1 runtime failure (the address cannot be bound, database); 2 usage or configuration error (plain HTTP on a non-loopback address, unreadable TLS files, no key)."
+    )]
+    Serve(cmd::portal::ServeArgs),
+    /// Portal access: patients' one-time codes and privacy-office accounts.
+    #[command(subcommand)]
+    #[command(after_help = "Exit codes: see `veil portal code --help`.")]
+    Portal(cmd::portal::PortalCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -133,6 +146,8 @@ fn main() -> std::process::ExitCode {
         Command::Pixels(c) => cmd::pixels::run(c),
         Command::Risk(args) => cmd::risk::run(args),
         Command::Registry(c) => cmd::registry::run(c),
+        Command::Serve(args) => cmd::portal::serve(args),
+        Command::Portal(c) => cmd::portal::run(c),
     };
     exit::finish(result)
 }

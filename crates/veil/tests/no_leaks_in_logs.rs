@@ -597,6 +597,14 @@ fn no_identifier_or_key_material_in_any_log_report_or_reason() {
         false,
         &[0],
     );
+    // The portal's access code (issue 21): printed for the letter, stored only as a keyed hash,
+    // the patient it opens sealed; neither log nor database may name the patient.
+    r.check(
+        &secrets,
+        &["portal", "code", PATIENT, "--key", "k.key"],
+        false,
+        &[0],
+    );
 
     // Everything left behind: run reports, journals, quarantine reasons, ledger export, risk
     // report, and the registry database (identifiers there must be keyed or encrypted).

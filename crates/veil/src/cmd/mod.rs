@@ -6,6 +6,7 @@ pub mod gateway;
 pub mod key;
 pub mod pixels;
 pub mod policy;
+pub mod portal;
 pub mod quarantine;
 pub mod registry;
 pub mod risk;
