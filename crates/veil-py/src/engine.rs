@@ -119,7 +119,9 @@ pub type Outcome = (
 
 fn to_python(py: Python<'_>, o: InstanceOutcome) -> Outcome {
     match o {
-        InstanceOutcome::Released { bytes, relative, .. } => (
+        InstanceOutcome::Released {
+            bytes, relative, ..
+        } => (
             "released",
             Some(PyBytes::new_bound(py, &bytes).unbind()),
             Some(relative.display().to_string()),

@@ -184,7 +184,9 @@ fn series_rows(
         let input = &inputs[index];
         rows[index] = Some(match outcome {
             Err(detail) => held_row(input, "unreadable", &detail),
-            Ok(InstanceOutcome::Released { bytes, relative, .. }) => {
+            Ok(InstanceOutcome::Released {
+                bytes, relative, ..
+            }) => {
                 let sha256 = hex::encode(Sha256::digest(&bytes));
                 let claim = Released {
                     index,

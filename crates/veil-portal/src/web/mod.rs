@@ -202,6 +202,40 @@ pub fn client(info: &ConnectInfo<SocketAddr>) -> std::net::IpAddr {
     info.0.ip()
 }
 
+/// What every sign-in form passes first: a session of this site, its CSRF token, and the
+/// sign-in limits for the caller's address. Returns the session and the address.
+pub fn sign_in_gate(
+    state: &AppState,
+    headers: &HeaderMap,
+    info: &ConnectInfo<SocketAddr>,
+    csrf: &str,
+) -> Result<(Session, std::net::IpAddr), Fail> {
+    let session = state.session(headers).ok_or(Fail::BadToken)?;
+    check_csrf(&session, csrf)?;
+    let addr = client(info);
+    if !state.limits.allowed(addr) {
+        return Err(Fail::TooManyAttempts);
+    }
+    Ok((session, addr))
+}
+
+/// A signed-in session replaces `session` (a new id: a session planted before sign-in is
+/// worth nothing), and the browser goes on to `to`.
+pub fn signed_in(
+    state: &AppState,
+    session: &Session,
+    who: Who,
+    to: &str,
+) -> Result<Response, Fail> {
+    let (_, cookie) = state.rotate(session, who);
+    let mut r = see_other(to);
+    let cookie = cookie
+        .parse()
+        .map_err(|_| Fail::Internal("cookie".into()))?;
+    r.headers_mut().insert(header::SET_COOKIE, cookie);
+    Ok(r)
+}
+
 /// Headers every response carries: no scripts, styles only from here, no framing, no caching of
 /// personal pages, no referrer, and HSTS over HTTPS.
 async fn security_headers(

@@ -7,12 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use minijinja::context;
 
-use super::{check_csrf, client, page, see_other, AppState, Fail};
+use super::{check_csrf, page, see_other, sign_in_gate, signed_in, AppState, Fail};
 use crate::access::OfficerCheck;
 use crate::pages::pages;
 use crate::session::{Session, Who};
@@ -72,12 +72,7 @@ pub async fn sign_in(
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Result<Response, Fail> {
-    let session = state.session(&headers).ok_or(Fail::BadToken)?;
-    check_csrf(&session, &form.csrf)?;
-    let addr = client(&info);
-    if !state.limits.allowed(addr) {
-        return Err(Fail::TooManyAttempts);
-    }
+    let (session, addr) = sign_in_gate(&state, &headers, &info, &form.csrf)?;
     let name = form.name.trim().to_string();
     let (n, pw, code) = (name.clone(), form.password, form.totp);
     let outcome = state
@@ -89,15 +84,7 @@ pub async fn sign_in(
         OfficerCheck::Accepted => {
             state.limits.succeeded(addr);
             state.audit(name.clone(), "sign-in", String::new()).await?;
-            let (_, cookie) = state.rotate(&session, Who::Officer { name });
-            let mut r = see_other("/office");
-            r.headers_mut().insert(
-                header::SET_COOKIE,
-                cookie
-                    .parse()
-                    .map_err(|_| Fail::Internal("cookie".into()))?,
-            );
-            Ok(r)
+            signed_in(&state, &session, Who::Officer { name }, "/office")
         }
         OfficerCheck::Refused | OfficerCheck::Locked => {
             state.limits.failed(addr);

@@ -12,7 +12,7 @@ use axum::Form;
 use minijinja::context;
 use veil_app::registry::DocumentFormat;
 
-use super::{check_csrf, client, page, see_other, AppState, Fail};
+use super::{check_csrf, page, see_other, sign_in_gate, signed_in, AppState, Fail};
 use crate::pages::pages;
 use crate::session::{Session, Who};
 
@@ -76,12 +76,7 @@ pub async fn sign_in(
     headers: HeaderMap,
     Form(form): Form<CodeForm>,
 ) -> Result<Response, Fail> {
-    let session = state.session(&headers).ok_or(Fail::BadToken)?;
-    check_csrf(&session, &form.csrf)?;
-    let addr = client(&info);
-    if !state.limits.allowed(addr) {
-        return Err(Fail::TooManyAttempts);
-    }
+    let (session, addr) = sign_in_gate(&state, &headers, &info, &form.csrf)?;
     let redeemed = match crate::access::normalise_code(&form.code) {
         None => Err("malformed code"),
         Some(code) => {
@@ -106,15 +101,7 @@ pub async fn sign_in(
                 issuer: holder.issuer,
                 short_ref: holder.short_ref,
             };
-            let (_, cookie) = state.rotate(&session, who);
-            let mut r = see_other("/me");
-            r.headers_mut().insert(
-                header::SET_COOKIE,
-                cookie
-                    .parse()
-                    .map_err(|_| Fail::Internal("cookie".into()))?,
-            );
-            Ok(r)
+            signed_in(&state, &session, who, "/me")
         }
         Err(why) => {
             state.limits.failed(addr);
