@@ -261,6 +261,8 @@ fn network(
     use veil_gateway::scu::{Outgoing, Sender};
     let net = dir.join("network");
     std::fs::create_dir_all(&net)?;
+    // Absolute: the configuration files take relative paths from their own directory.
+    let key_path = &std::fs::canonicalize(key_path)?;
     let key = key_path.display();
     let node = |name: &str,
                 ae: &str,
