@@ -134,22 +134,36 @@ impl Qr {
         identifier
             .write_dataset_with_ts(&mut data, &IMPLICIT_VR_LITTLE_ENDIAN.erased())
             .map_err(|e| self.unavailable(format!("cannot encode the query: {e}")))?;
-        for (value_type, bytes) in [
-            (PDataValueType::Command, command),
-            (PDataValueType::Data, data),
-        ] {
-            let pdu = Pdu::PData {
-                data: vec![PDataValue {
-                    presentation_context_id: 1,
-                    value_type,
-                    is_last: true,
-                    data: bytes,
-                }],
-            };
-            let sent = self.assoc.send(&pdu);
-            sent.map_err(|e| self.unavailable(format!("sending failed: {e}")))?;
+        self.send(1, PDataValueType::Command, command)?;
+        self.send(1, PDataValueType::Data, data)
+    }
+
+    /// Sends one whole message part (a command or a data set) on context `pc`.
+    fn send(
+        &mut self,
+        pc: u8,
+        value_type: PDataValueType,
+        bytes: Vec<u8>,
+    ) -> Result<(), SendError> {
+        let pdu = Pdu::PData {
+            data: vec![PDataValue {
+                presentation_context_id: pc,
+                value_type,
+                is_last: true,
+                data: bytes,
+            }],
+        };
+        let sent = self.assoc.send(&pdu);
+        sent.map_err(|e| self.unavailable(format!("sending failed: {e}")))
+    }
+
+    /// The PDVs of the next P-DATA the peer sends (anything else ends the exchange).
+    fn receive_pdvs(&mut self) -> Result<Vec<PDataValue>, SendError> {
+        let pdu = self.assoc.receive();
+        match pdu.map_err(|e| self.unavailable(format!("no answer: {e}")))? {
+            Pdu::PData { data } => Ok(data),
+            other => Err(self.unavailable(format!("unexpected answer {other:?}"))),
         }
-        Ok(())
     }
 
     /// Reads one response: its command set, and its data set when one follows.
@@ -157,12 +171,7 @@ impl Qr {
         let (mut command, mut data) = (Vec::new(), Vec::new());
         let mut parsed: Option<InMemDicomObject> = None;
         loop {
-            let pdu = self.assoc.receive();
-            let pdu = pdu.map_err(|e| self.unavailable(format!("no answer: {e}")))?;
-            let Pdu::PData { data: pdvs } = pdu else {
-                return Err(self.unavailable(format!("unexpected answer {pdu:?}")));
-            };
-            for pdv in pdvs {
+            for pdv in self.receive_pdvs()? {
                 match pdv.value_type {
                     PDataValueType::Command => {
                         command.extend_from_slice(&pdv.data);
@@ -428,17 +437,13 @@ impl Qr {
     fn serve_get(&mut self, spool: &Spool) -> Result<Moved, SendError> {
         let mut command = Vec::new();
         let mut store = crate::scp::Exchange::default();
+        // Negotiated once, at association: the storage contexts the PACS sends on.
+        let contexts = self.assoc.presentation_contexts().to_vec();
         loop {
-            let pdu = self.assoc.receive();
-            let pdu = pdu.map_err(|e| self.unavailable(format!("no answer: {e}")))?;
-            let Pdu::PData { data: pdvs } = pdu else {
-                return Err(self.unavailable(format!("unexpected answer {pdu:?}")));
-            };
-            for pdv in pdvs {
+            for pdv in self.receive_pdvs()? {
                 if pdv.presentation_context_id != 1 {
-                    let contexts = self.assoc.presentation_contexts().to_vec();
                     if let Some((pc, reply)) = store.take_with(pdv, &contexts, spool) {
-                        self.reply(pc, reply)?;
+                        self.send(pc, PDataValueType::Command, reply)?;
                     }
                     continue;
                 }
@@ -459,19 +464,6 @@ impl Qr {
                 }
             }
         }
-    }
-
-    fn reply(&mut self, pc: u8, command: Vec<u8>) -> Result<(), SendError> {
-        let pdu = Pdu::PData {
-            data: vec![PDataValue {
-                presentation_context_id: pc,
-                value_type: PDataValueType::Command,
-                is_last: true,
-                data: command,
-            }],
-        };
-        let sent = self.assoc.send(&pdu);
-        sent.map_err(|e| self.unavailable(format!("sending failed: {e}")))
     }
 }
 

@@ -368,27 +368,10 @@ impl Store {
                     .bind(pref)
                     .fetch_all(&self.pool),
             )?;
-            for r in rows {
-                let d = by.entry(r.try_get(0)?).or_default();
-                let date = keys
-                    .sealer
-                    .open("study.date", &r.try_get::<String, _>(1)?)?;
-                let modality = keys
-                    .sealer
-                    .open("study.modality", &r.try_get::<String, _>(2)?)?;
-                let description = keys
-                    .sealer
-                    .open("study.description", &r.try_get::<String, _>(3)?)?;
-                if d.date.is_empty() {
-                    d.date = date;
-                }
-                if d.description.is_empty() {
-                    d.description = description;
-                }
-                if !modality.is_empty() && !d.modalities.contains(&modality) {
-                    d.modalities.push(modality);
-                    d.modalities.sort();
-                }
+            for r in &rows {
+                by.entry(r.try_get(0)?)
+                    .or_default()
+                    .add_recorded(keys, r, 1)?;
             }
         }
         let mut v: Vec<StudyDetails> = by.into_values().collect();

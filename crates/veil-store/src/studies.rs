@@ -17,6 +17,36 @@ pub struct StudyDetails {
     pub description: String,
 }
 
+impl StudyDetails {
+    /// Adds one recorded row of `released_studies` whose sealed date, modality and description
+    /// start at column `first`: the first non-empty date and description are kept, each
+    /// modality once, sorted.
+    pub(crate) fn add_recorded(
+        &mut self,
+        keys: &crate::StoreKeys,
+        r: &sqlx::any::AnyRow,
+        first: usize,
+    ) -> Result<()> {
+        let open = |what: &'static str, column: usize| -> Result<String> {
+            keys.sealer.open(what, &r.try_get::<String, _>(column)?)
+        };
+        let date = open("study.date", first)?;
+        let modality = open("study.modality", first + 1)?;
+        let description = open("study.description", first + 2)?;
+        if self.date.is_empty() {
+            self.date = date;
+        }
+        if self.description.is_empty() {
+            self.description = description;
+        }
+        if !modality.is_empty() && !self.modalities.contains(&modality) {
+            self.modalities.push(modality);
+            self.modalities.sort();
+        }
+        Ok(())
+    }
+}
+
 fn study_ref(master: &veil_keys::Key, study_uid: &str) -> String {
     hex::encode(master.mac("veil-store/study-ref", study_uid.trim().as_bytes()))
 }
@@ -61,27 +91,9 @@ impl Store {
                 .fetch_all(&self.pool),
         )?;
         let mut d = StudyDetails::default();
-        for r in rows {
-            let date = keys
-                .sealer
-                .open("study.date", &r.try_get::<String, _>(0)?)?;
-            let modality = keys
-                .sealer
-                .open("study.modality", &r.try_get::<String, _>(1)?)?;
-            let description = keys
-                .sealer
-                .open("study.description", &r.try_get::<String, _>(2)?)?;
-            if d.date.is_empty() {
-                d.date = date;
-            }
-            if d.description.is_empty() {
-                d.description = description;
-            }
-            if !modality.is_empty() && !d.modalities.contains(&modality) {
-                d.modalities.push(modality);
-            }
+        for r in &rows {
+            d.add_recorded(keys, r, 0)?;
         }
-        d.modalities.sort();
         Ok(d)
     }
 }

@@ -1193,27 +1193,14 @@ fn a_cohort_is_pulled_with_c_get_and_with_wado_rs() {
     };
     let dir = tempfile::tempdir().unwrap();
     let dest = Orthanc::start(dir.path());
-    let key = dir.path().join("site.key");
-    assert!(veil()
-        .args(["key", "new"])
-        .arg(&key)
-        .status()
-        .unwrap()
-        .success());
-    let policy = dir.path().join("route.toml");
-    std::fs::write(&policy, "[faces]\ndeface = false\n").unwrap();
+    let (key, policy, _gateway, port) = gateway_to(
+        dir.path(),
+        &format!("dicom://ORTHANC@127.0.0.1:{}", dest.dicom),
+    );
     let config = dir.path().join("gateway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[listen]\naddress = \"127.0.0.1:0\"\nae_title = \"VEIL\"\n\n[[allow]]\nae_title = \"NOBODY\"\n\n[spool]\ndir = \"spool\"\nkey = \"site.key\"\n\n[route]\npolicy = \"route.toml\"\ndestination = \"dicom://ORTHANC@127.0.0.1:{}\"\n",
-            dest.dicom
-        ),
-    )
-    .unwrap();
-    let (_gateway, port) = start_gateway(&config);
     // The PACS knows the gateway (C-FIND and C-GET need a known modality in Orthanc) but the
-    // gateway does not accept it as a sender: nothing can arrive by C-MOVE or C-STORE.
+    // gateway does not accept it as a sender (only SENDER): nothing can arrive by C-MOVE or
+    // C-STORE.
     let pacs = Orthanc::start_as(
         dir.path(),
         "PACS",
