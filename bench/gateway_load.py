@@ -13,61 +13,16 @@ one run, each against a fresh Orthanc (Debian package) on free ports:
 
 and prints instances/s, MB/s and the gateway's peak RSS (VmHWM), as a Markdown table.
 """
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
+
+from orthanc_peer import Orthanc, http
 
 veil, work, scale, senders = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(port, path, body=None):
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data)
-    with urllib.request.urlopen(req, timeout=600) as r:
-        return json.loads(r.read() or b"null")
-
-
-class Orthanc:
-    def __init__(self, name):
-        self.dir = os.path.join(work, f"orthanc-{name}")
-        shutil.rmtree(self.dir, ignore_errors=True)
-        os.makedirs(self.dir)
-        self.dicom, self.http = free_port(), free_port()
-        config = os.path.join(self.dir, "orthanc.json")
-        with open(config, "w") as f:
-            json.dump({"Name": name, "StorageDirectory": self.dir, "IndexDirectory": self.dir,
-                       "DicomAet": "ORTHANC", "DicomPort": self.dicom, "HttpPort": self.http,
-                       "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-                       "DicomAlwaysAllowStore": True, "Plugins": [], "StorageCompression": False,
-                       "ConcurrentJobs": 2}, f)
-        self.proc = subprocess.Popen(["Orthanc", config], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        for _ in range(300):
-            try:
-                http(self.http, "/system")
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit("Orthanc did not start")
-
-    def count(self):
-        return http(self.http, "/statistics")["CountInstances"]
-
-    def stop(self):
-        self.proc.kill()
-        self.proc.wait()
 
 
 def send_all(port, called, parts):
@@ -115,7 +70,7 @@ def wait_count(orthanc, target, limit=3600):
 
 
 # plain storescu -> Orthanc
-o = Orthanc("plain")
+o = Orthanc(work, "plain", ConcurrentJobs=2)
 t0 = time.time()
 for p in send_all(o.dicom, "ORTHANC", parts):
     p.wait()
@@ -131,7 +86,7 @@ row("Orthanc /studies/{id}/anonymize (synchronous, study by study)", time.time()
 o.stop()
 
 # storescu -> veil gateway -> Orthanc
-o = Orthanc("veil")
+o = Orthanc(work, "veil", ConcurrentJobs=2)
 gw = os.path.join(work, "gateway")
 shutil.rmtree(gw, ignore_errors=True)
 os.makedirs(gw)

@@ -18,60 +18,15 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
+
+from orthanc_peer import Orthanc, free_port
 
 veil, work, minutes, outage = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 50
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def http(port, path):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60) as r:
-        return json.loads(r.read() or b"null")
-
-
-class Orthanc:
-    def __init__(self):
-        self.dir = os.path.join(work, "orthanc-soak")
-        shutil.rmtree(self.dir, ignore_errors=True)
-        os.makedirs(self.dir)
-        self.dicom, self.http = free_port(), free_port()
-        self.config = os.path.join(self.dir, "orthanc.json")
-        with open(self.config, "w") as f:
-            json.dump({"Name": "soak", "StorageDirectory": self.dir, "IndexDirectory": self.dir,
-                       "DicomAet": "ORTHANC", "DicomPort": self.dicom, "HttpPort": self.http,
-                       "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-                       "DicomAlwaysAllowStore": True, "Plugins": [],
-                       "StorageCompression": False}, f)
-        self.start()
-
-    def start(self):
-        self.proc = subprocess.Popen(["Orthanc", self.config], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        for _ in range(300):
-            try:
-                http(self.http, "/system")
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit("Orthanc did not start")
-
-    def count(self):
-        return http(self.http, "/statistics")["CountInstances"]
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
 
 
 # A corpus big enough that no instance is sent twice except as a retry.
@@ -85,7 +40,7 @@ if not os.path.exists(os.path.join(corpus, ".complete")):
 files = sorted(os.path.join(dp, f) for dp, _, fs in os.walk(corpus) for f in fs
                if f.endswith(".dcm"))
 
-orthanc = Orthanc()
+orthanc = Orthanc(work, "soak")
 gw = os.path.join(work, "gateway-soak")
 shutil.rmtree(gw, ignore_errors=True)
 os.makedirs(gw)
@@ -138,7 +93,7 @@ while time.time() < end and i < len(files):
     batch = files[i:i + BATCH]
     now = time.time()
     if not down and not restored and now >= outage_at:
-        orthanc.kill()
+        orthanc.stop()
         down, restore_at = True, now + outage
         print(f"{now - t0:7.1f} s  Orthanc killed", flush=True)
     if down and now >= restore_at:
@@ -178,7 +133,7 @@ held = orthanc.count()
 hwm(gateway)
 st = status()
 gateway.kill()
-orthanc.kill()
+orthanc.stop()
 print()
 print(f"Soak: {minutes:g} min, one storescu in batches of {BATCH}, Orthanc down {outage:g} s at "
       f"a quarter of the run, the gateway SIGKILLed at half; {os.cpu_count()} cores.")
