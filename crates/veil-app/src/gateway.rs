@@ -91,7 +91,14 @@ impl RoutePipeline {
                 Ok(()) => Prepared::Ready(Ok(bytes)),
                 Err(why) => Prepared::Later(why),
             },
-            (other, _) => Prepared::Ready(released(other)),
+            (InstanceOutcome::Released { bytes, .. }, None) => Prepared::Ready(Ok(bytes)),
+            (InstanceOutcome::Suppressed, _) => Prepared::Ready(Err((
+                "suppressed".into(),
+                "the policy does not release this kind of instance".into(),
+            ))),
+            (InstanceOutcome::HeldBack { reason, detail }, _) => {
+                Prepared::Ready(Err((reason, detail)))
+            }
         }
     }
 
@@ -118,25 +125,6 @@ impl Deidentify for RoutePipeline {
             Some(gate) => self.pipeline.deidentify_group_with(members, &Admit(&gate)),
         };
         outcomes.into_iter().map(|o| self.prepared(o)).collect()
-    }
-}
-
-/// The bytes to send, or why not.
-fn released(outcome: InstanceOutcome) -> Result<Vec<u8>, (String, String)> {
-    match outcome {
-        InstanceOutcome::Released { bytes, .. } => Ok(bytes),
-        InstanceOutcome::Suppressed => Err((
-            "suppressed".into(),
-            "the policy does not release this kind of instance".into(),
-        )),
-        InstanceOutcome::HeldBack { reason, detail } => Err((reason, detail)),
-        InstanceOutcome::Excluded { reason } => {
-            Err((reason, "excluded by the consent gate".into()))
-        }
-        InstanceOutcome::WaitsForSeries { .. } => Err((
-            "series_stage".into(),
-            "the series stage did not take this instance".into(),
-        )),
     }
 }
 
