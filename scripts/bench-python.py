@@ -129,6 +129,42 @@ def bench_spark(corpus: Path, key: Path, work: Path, cores: int, n: int, results
     spark.stop()
 
 
+def release_store(veil: str, key: Path, work: Path) -> Path:
+    """A SQLite store with the recipient `lab` (research is opt-out: every patient admitted)."""
+    db = work / "release.db"
+    for p in work.glob("release.db*"):
+        p.unlink()
+    subprocess.run([veil, "recipient", "add", "lab", "--purpose", "internal-research",
+                    "--key", str(key)], check=True, stdout=subprocess.DEVNULL,
+                   env={**os.environ, "VEIL_DB": str(db)})
+    return db
+
+
+def bench_release(veil: str, corpus: Path, key: Path, work: Path, n: int, results: dict) -> None:
+    """`veil release` with 1 and 2 threads beside `veil.spark.release` in local[1] and local[2],
+    every output recorded in one SQLite ledger."""
+    from pyspark.sql import SparkSession
+    from veil import spark as veil_spark
+    db = release_store(veil, key, work)
+    env = {**os.environ, "VEIL_DB": str(db)}
+    for threads in (1, 2):
+        timed(f"veil release (CLI, --threads {threads})", n, lambda: subprocess.run(
+            [veil, "release", str(corpus), "--recipient", "lab", "--purpose", "internal-research",
+             "--out", str(fresh(work / f"release-cli{threads}")), "--key", str(key),
+             "--threads", str(threads), "--json"], check=True, stdout=subprocess.DEVNULL, env=env),
+            results)
+    for cores in (1, 2):
+        spark = (SparkSession.builder.master(f"local[{cores}]").appName("veil-bench")
+                 .config("spark.sql.shuffle.partitions", str(max(2, 2 * cores)))
+                 .config("spark.ui.enabled", "false").getOrCreate())
+        spark.sparkContext.setLogLevel("ERROR")
+        kw = dict(store=str(db), recipient="lab", purpose="internal-research", spark=spark)
+        veil_spark.release(str(corpus), str(key), str(fresh(work / "release-warm")), **kw)
+        timed(f"veil.spark.release local[{cores}]", n, lambda: veil_spark.release(
+            str(corpus), str(key), str(fresh(work / f"release-spark{cores}")), **kw), results)
+        spark.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--veil", required=True)
@@ -136,6 +172,8 @@ def main() -> None:
     ap.add_argument("--work", required=True, type=Path)
     ap.add_argument("-n", type=int, default=2000)
     ap.add_argument("--spark", action="store_true")
+    ap.add_argument("--release", action="store_true",
+                    help="also time consent-gated releases: the CLI beside veil.spark.release")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     work = args.work
@@ -165,6 +203,8 @@ def main() -> None:
     if args.spark:
         for cores in (1, 2):
             bench_spark(corpus, key, work, cores, n, results)
+    if args.release:
+        bench_release(args.veil, corpus, key, work, n, results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -3,7 +3,8 @@
 # CLI, dicognito, dicom-anonymizer and deid on the same files in the same run) and veil.spark's
 # local throughput with 1 and 2 cores. Not part of CI. Needs the package installed
 # (scripts/setup.d/python.sh) and a release CLI; installs the three comparison tools (pinned).
-#   scripts/bench-python.sh [N_FILES] [--spark]
+#   scripts/bench-python.sh [N_FILES] [--spark] [--release]
+# (--release: `veil release` with 1 and 2 threads beside veil.spark.release in local[1]/local[2])
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-2000}

@@ -81,7 +81,7 @@ impl RoutePipeline {
     fn prepared(&self, outcome: InstanceOutcome) -> Prepared {
         match (outcome, &self.release) {
             (InstanceOutcome::WaitsForSeries { key }, _) => Prepared::Series(key),
-            (InstanceOutcome::Excluded { reason }, _) => Prepared::Excluded(reason),
+            (InstanceOutcome::Excluded { reason, .. }, _) => Prepared::Excluded(reason),
             (
                 InstanceOutcome::Released {
                     bytes, instance, ..

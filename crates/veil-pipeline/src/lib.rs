@@ -404,6 +404,7 @@ enum Staged {
     },
     Excluded {
         reason: String,
+        patient: Box<PatientContext>,
     },
     Suppressed,
     /// Waits for its whole series (the key groups it).
@@ -447,7 +448,7 @@ fn outcome_of(staged: Staged, observer: &dyn ReleaseObserver) -> InstanceOutcome
             }
         }
         Staged::Suppressed => InstanceOutcome::Suppressed,
-        Staged::Excluded { reason } => InstanceOutcome::Excluded { reason },
+        Staged::Excluded { reason, patient } => InstanceOutcome::Excluded { reason, patient },
         Staged::Rejected { reason, detail } => InstanceOutcome::HeldBack {
             reason: reason.into(),
             detail,
@@ -470,8 +471,13 @@ pub enum InstanceOutcome {
     },
     /// The policy suppresses this kind of instance.
     Suppressed,
-    /// The release observer's consent gate did not admit the patient (its reason code).
-    Excluded { reason: String },
+    /// The release observer's consent gate did not admit the patient (its reason code), and
+    /// who the gate was asked about (so that a release run elsewhere can name the patient in
+    /// the operator's report by a keyed reference).
+    Excluded {
+        reason: String,
+        patient: Box<PatientContext>,
+    },
     /// Not released, with a reason code and a sentence (no identifying value in either).
     HeldBack { reason: String, detail: String },
     /// A series stage (defacing) needs the whole series, which `key` names (not identifying
@@ -899,7 +905,7 @@ impl Pipeline {
             Staged::Rejected { reason, detail } => {
                 FileOutcome::rejected(path, &input_ref, reason, detail)
             }
-            Staged::Excluded { reason } => FileOutcome::excluded(path, &input_ref, reason),
+            Staged::Excluded { reason, .. } => FileOutcome::excluded(path, &input_ref, reason),
             Staged::Suppressed => FileOutcome::suppressed(path, &input_ref),
             Staged::Deferred { key } => return Ok(Processed::Waiting(Some(key))),
             Staged::Quarantine {
@@ -1431,7 +1437,10 @@ fn admit(
     };
     match observer.admit(&patient) {
         Admission::Admit { consent_ref } => Ok((patient, consent_ref)),
-        Admission::Exclude { reason } => Err(Staged::Excluded { reason }),
+        Admission::Exclude { reason } => Err(Staged::Excluded {
+            reason,
+            patient: Box::new(patient),
+        }),
     }
 }
 

@@ -139,7 +139,7 @@ fn to_python(py: Python<'_>, o: InstanceOutcome) -> Outcome {
             ("held_back", None, None, Some(reason), Some(detail))
         }
         // The bindings run no consent gate; should one exclude a patient, nothing is released.
-        InstanceOutcome::Excluded { reason } => (
+        InstanceOutcome::Excluded { reason, .. } => (
             "held_back",
             None,
             None,

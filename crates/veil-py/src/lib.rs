@@ -4,7 +4,8 @@
 //! policies from Python to the application layer (`veil-app`), outcomes and reports back, and
 //! Veil's errors as Python exceptions with the CLI's exit codes (module `errors`). It also owns the
 //! per-task work of the Spark scale-out (module `spark`): keyed references of an instance for the
-//! pre-pass, and writing one series' outputs atomically. It does not own any rule,
+//! pre-pass, writing one series' outputs atomically, and the driver's and executors' sides of a
+//! consent-gated release with its ledger entries (module `release`). It does not own any rule,
 //! transformation or check: the pipeline every front end runs is built by `veil_app::build`,
 //! so what Python writes is what `veil deid` writes, byte for byte. The Python side
 //! (`python/veil/`) owns argument conversion (pandas/Arrow tables, pydicom datasets, paths)
@@ -21,6 +22,7 @@ use pyo3::prelude::*;
 
 mod engine;
 mod errors;
+mod release;
 mod risk;
 mod run;
 mod spark;
@@ -37,5 +39,9 @@ fn _veil(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(risk::risk_csv, m)?)?;
     m.add_function(wrap_pyfunction!(spark::instance_refs, m)?)?;
     m.add_function(wrap_pyfunction!(spark::write_series, m)?)?;
+    m.add_function(wrap_pyfunction!(spark::walk_inputs, m)?)?;
+    m.add_class::<release::ReleaseJob>()?;
+    m.add_class::<release::ReleaseWorker>()?;
+    m.add_function(wrap_pyfunction!(release::release_partition, m)?)?;
     Ok(())
 }

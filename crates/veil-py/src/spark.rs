@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 
 use pyo3::prelude::*;
 use sha2::{Digest, Sha256};
-use veil_pipeline::InstanceOutcome;
+use veil_app::release_job::WorkerTask;
+use veil_pipeline::{InstanceOutcome, Pipeline};
+use veil_store::publish::Published;
 
 use crate::engine::{Deidentifier, Key};
 use crate::errors;
@@ -75,8 +77,10 @@ pub fn instance_refs(py: Python<'_>, key: &Key, paths: Vec<PathBuf>) -> Vec<(Str
 }
 
 /// One input's row in the Spark job's outcomes: (input, status, output path relative to the
-/// output root, SHA-256 of the output, reason code, detail). Statuses: `written`,
-/// `duplicate`, `suppressed`, `held_back`.
+/// output root, SHA-256 of the output, reason code, detail, keyed reference of an excluded
+/// patient, ledger). Statuses: `written`, `duplicate`, `suppressed`, `held_back`, and in a
+/// release `excluded`; ledger (releases only): `recorded`, or `already_recorded` when the output
+/// was found in place and recorded by an earlier attempt.
 pub type Row = (
     String,
     &'static str,
@@ -84,17 +88,28 @@ pub type Row = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<String>,
+    Option<&'static str>,
 );
 
-fn held_row(input: &Path, reason: &str, detail: &str) -> Row {
+fn row(input: &Path, status: &'static str, output: Option<&str>, sha256: Option<&str>) -> Row {
     (
         input.display().to_string(),
-        "held_back",
+        status,
+        output.map(str::to_string),
+        sha256.map(str::to_string),
         None,
         None,
-        Some(reason.to_string()),
-        Some(detail.to_string()),
+        None,
+        None,
     )
+}
+
+fn held_row(input: &Path, reason: &str, detail: &str) -> Row {
+    let mut r = row(input, "held_back", None, None);
+    r.4 = Some(reason.to_string());
+    r.5 = Some(detail.to_string());
+    r
 }
 
 /// A released output waiting for its claim to be settled.
@@ -102,17 +117,41 @@ struct Released {
     index: usize,
     bytes: Vec<u8>,
     sha256: String,
+    instance: Box<veil_pipeline::CommittedInstance>,
+}
+
+/// What the outputs of a group are written for: a plain run, or one task of a release (the
+/// consent gate admits, every output is published with its ledger entry).
+#[derive(Clone, Copy)]
+pub(crate) enum Sink<'a> {
+    Deid(&'a Pipeline),
+    Release(&'a Pipeline, &'a WorkerTask<'a>),
+}
+
+impl Sink<'_> {
+    fn one(&self, bytes: &[u8]) -> InstanceOutcome {
+        match self {
+            Sink::Deid(p) => p.deidentify_bytes(bytes),
+            Sink::Release(p, task) => p.deidentify_bytes_with(bytes, *task),
+        }
+    }
+
+    fn group(&self, members: &[Vec<u8>]) -> Vec<InstanceOutcome> {
+        match self {
+            Sink::Deid(p) => p.deidentify_group(members),
+            Sink::Release(p, task) => p.deidentify_group_with(members, *task),
+        }
+    }
 }
 
 /// De-identifies the inputs: instances the series stage waits for go together as one group.
-fn deidentify_all(deid: &Deidentifier, inputs: &[PathBuf]) -> Vec<Result<InstanceOutcome, String>> {
-    let pipeline = deid.pipeline();
+fn deidentify_all(sink: Sink<'_>, inputs: &[PathBuf]) -> Vec<Result<InstanceOutcome, String>> {
     let mut outcomes: Vec<Option<Result<InstanceOutcome, String>>> = Vec::new();
     let mut waiting: Vec<(usize, Vec<u8>)> = Vec::new();
     for (i, path) in inputs.iter().enumerate() {
-        let outcome = match std::fs::read(path) {
-            Err(e) => Err(format!("cannot read the input: {e}")),
-            Ok(bytes) => match pipeline.deidentify_bytes(&bytes) {
+        let outcome = match read_input(path) {
+            Err(e) => Err(e),
+            Ok(bytes) => match sink.one(&bytes) {
                 InstanceOutcome::WaitsForSeries { .. } => {
                     waiting.push((i, bytes));
                     outcomes.push(None);
@@ -124,7 +163,7 @@ fn deidentify_all(deid: &Deidentifier, inputs: &[PathBuf]) -> Vec<Result<Instanc
         outcomes.push(Some(outcome));
     }
     let (indices, members): (Vec<usize>, Vec<Vec<u8>>) = waiting.into_iter().unzip();
-    for (i, o) in indices.into_iter().zip(pipeline.deidentify_group(&members)) {
+    for (i, o) in indices.into_iter().zip(sink.group(&members)) {
         outcomes[i] = Some(Ok(o));
     }
     outcomes
@@ -133,11 +172,15 @@ fn deidentify_all(deid: &Deidentifier, inputs: &[PathBuf]) -> Vec<Result<Instanc
         .collect()
 }
 
+fn read_input(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read the input: {e}"))
+}
+
 /// Writes `bytes` to `final_path` through a temporary file in `tmp` (same file system) and a
-/// rename. Returns false, writing nothing, when the path already holds other bytes.
-fn write_atomic(final_path: &Path, tmp: &Path, bytes: &[u8], fsync: bool) -> std::io::Result<bool> {
-    if let Ok(existing) = std::fs::read(final_path) {
-        return Ok(existing == bytes);
+/// rename. Does nothing when the path already holds these bytes (a retried task).
+fn write_atomic(final_path: &Path, tmp: &Path, bytes: &[u8], fsync: bool) -> std::io::Result<()> {
+    if holds(final_path, bytes)? == Some(true) {
+        return Ok(());
     }
     std::fs::create_dir_all(tmp)?;
     let mut temp = tempfile::Builder::new().prefix("veil-").tempfile_in(tmp)?;
@@ -149,7 +192,16 @@ fn write_atomic(final_path: &Path, tmp: &Path, bytes: &[u8], fsync: bool) -> std
         std::fs::create_dir_all(parent)?;
     }
     temp.persist(final_path).map_err(|e| e.error)?;
-    Ok(true)
+    Ok(())
+}
+
+/// Does `path` hold exactly `bytes` (None: there is no file)?
+fn holds(path: &Path, bytes: &[u8]) -> std::io::Result<Option<bool>> {
+    match std::fs::read(path) {
+        Ok(existing) => Ok(Some(existing == bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// De-identifies one series (or any group of inputs holding every version of each instance)
@@ -167,31 +219,55 @@ pub fn write_series(
 ) -> PyResult<Vec<Row>> {
     // The order a run sees inputs in decides which of identical versions is the `written` one.
     inputs.sort();
-    let rows = py.allow_threads(|| series_rows(deid, &inputs, &out, &tmp, fsync));
+    let places = Places {
+        out: &out,
+        tmp: &tmp,
+        fsync,
+    };
+    let rows = py.allow_threads(|| series_rows(Sink::Deid(deid.pipeline()), &inputs, &places));
     rows.map_err(|e| errors::runtime(format!("writing under {}: {e}", out.display())))
 }
 
-fn series_rows(
-    deid: &Deidentifier,
+/// Where a task writes.
+pub(crate) struct Places<'a> {
+    pub(crate) out: &'a Path,
+    pub(crate) tmp: &'a Path,
+    pub(crate) fsync: bool,
+}
+
+/// Why a group could not be written.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WriteError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The registry or ledger failed: the task must fail (and be retried), never go on.
+    #[error(transparent)]
+    Release(#[from] veil_app::AppError),
+}
+
+/// Rows of one group (see [`write_series`]) written into `sink`.
+pub(crate) fn series_rows(
+    sink: Sink<'_>,
     inputs: &[PathBuf],
-    out: &Path,
-    tmp: &Path,
-    fsync: bool,
-) -> std::io::Result<Vec<Row>> {
+    places: &Places<'_>,
+) -> Result<Vec<Row>, WriteError> {
     let mut rows: Vec<Option<Row>> = vec![None; inputs.len()];
     let mut claims: BTreeMap<String, Vec<Released>> = BTreeMap::new();
-    for (index, outcome) in deidentify_all(deid, inputs).into_iter().enumerate() {
+    for (index, outcome) in deidentify_all(sink, inputs).into_iter().enumerate() {
         let input = &inputs[index];
         rows[index] = Some(match outcome {
             Err(detail) => held_row(input, "unreadable", &detail),
             Ok(InstanceOutcome::Released {
-                bytes, relative, ..
+                bytes,
+                relative,
+                instance,
             }) => {
                 let sha256 = hex::encode(Sha256::digest(&bytes));
                 let claim = Released {
                     index,
                     bytes,
                     sha256,
+                    instance,
                 };
                 claims
                     .entry(relative.display().to_string())
@@ -199,17 +275,20 @@ fn series_rows(
                     .push(claim);
                 continue;
             }
-            Ok(InstanceOutcome::Suppressed) => (
-                input.display().to_string(),
-                "suppressed",
-                None,
-                None,
-                Some("suppressed".into()),
-                None,
-            ),
+            Ok(InstanceOutcome::Suppressed) => {
+                let mut r = row(input, "suppressed", None, None);
+                r.4 = Some("suppressed".into());
+                r
+            }
             Ok(InstanceOutcome::HeldBack { reason, detail }) => held_row(input, &reason, &detail),
-            Ok(InstanceOutcome::Excluded { reason }) => {
-                held_row(input, &reason, "excluded by the consent gate")
+            Ok(InstanceOutcome::Excluded { reason, patient }) => {
+                let mut r = row(input, "excluded", None, None);
+                r.4 = Some(reason);
+                r.5 = Some("excluded by the consent gate".into());
+                if let Sink::Release(_, task) = sink {
+                    r.6 = Some(task.patient_ref(&patient));
+                }
+                r
             }
             Ok(InstanceOutcome::WaitsForSeries { .. }) => held_row(
                 input,
@@ -219,7 +298,7 @@ fn series_rows(
         });
     }
     for (relative, versions) in claims {
-        for (index, row) in settle_claim(&relative, versions, inputs, out, tmp, fsync)? {
+        for (index, row) in settle_claim(sink, &relative, versions, inputs, places)? {
             rows[index] = Some(row);
         }
     }
@@ -229,28 +308,15 @@ fn series_rows(
         .collect())
 }
 
-/// Every version of one output path: written once, duplicates named, conflicts held back.
+/// Every version of one output path: written once (and in a release published with its ledger
+/// entry), duplicates named, conflicts held back.
 fn settle_claim(
+    sink: Sink<'_>,
     relative: &str,
-    versions: Vec<Released>,
+    mut versions: Vec<Released>,
     inputs: &[PathBuf],
-    out: &Path,
-    tmp: &Path,
-    fsync: bool,
-) -> std::io::Result<Vec<(usize, Row)>> {
-    let row = |index: usize, status, sha: &str| {
-        (
-            index,
-            (
-                inputs[index].display().to_string(),
-                status,
-                Some(relative.to_string()),
-                Some(sha.to_string()),
-                None,
-                None,
-            ),
-        )
-    };
+    places: &Places<'_>,
+) -> Result<Vec<(usize, Row)>, WriteError> {
     if versions.iter().any(|v| v.sha256 != versions[0].sha256) {
         let (reason, detail) = veil_pipeline::conflict_reason();
         return Ok(versions
@@ -258,19 +324,55 @@ fn settle_claim(
             .map(|v| (v.index, held_row(&inputs[v.index], &reason, &detail)))
             .collect());
     }
-    let first = &versions[0];
-    let mut rows = Vec::with_capacity(versions.len());
-    if write_atomic(&out.join(relative), tmp, &first.bytes, fsync)? {
-        rows.push(row(first.index, "written", &first.sha256));
-    } else {
+    let first = versions.remove(0);
+    let input = &inputs[first.index];
+    let output = places.out.join(relative);
+    let mut rows = Vec::with_capacity(versions.len() + 1);
+    if holds(&output, &first.bytes)? == Some(false) {
         let detail = "the output path already holds a different file (another key or policy wrote to this output directory?)";
+        rows.push((first.index, held_row(input, "output_conflict", detail)));
+    } else {
+        let mut written = row(input, "written", Some(relative), Some(&first.sha256));
+        let mut rename = || write_atomic(&output, places.tmp, &first.bytes, places.fsync);
+        match sink {
+            Sink::Deid(_) => rename()?,
+            Sink::Release(_, task) => {
+                let mut instance = first.instance;
+                instance.output.clone_from(&output);
+                instance.sha256.clone_from(&first.sha256);
+                written.7 = Some(match task.publish(&instance, &mut rename)? {
+                    Published::Queued => "recorded",
+                    Published::AlreadyRecorded => "already_recorded",
+                });
+            }
+        }
+        rows.push((first.index, written));
+    }
+    for v in &versions {
         rows.push((
-            first.index,
-            held_row(&inputs[first.index], "output_conflict", detail),
+            v.index,
+            row(
+                &inputs[v.index],
+                "duplicate",
+                Some(relative),
+                Some(&v.sha256),
+            ),
         ));
     }
-    for v in &versions[1..] {
-        rows.push(row(v.index, "duplicate", &v.sha256));
-    }
     Ok(rows)
+}
+
+/// The files under `inputs` as `veil deid` lists them (sorted, hidden files included, `exclude`
+/// directories skipped): what a Spark job given paths runs over, so that it sees what the CLI
+/// sees (Spark's own file source leaves out names starting with `.` or `_`).
+#[pyfunction]
+#[pyo3(signature = (inputs, exclude=Vec::new()))]
+pub fn walk_inputs(
+    py: Python<'_>,
+    inputs: Vec<PathBuf>,
+    exclude: Vec<PathBuf>,
+) -> PyResult<Vec<PathBuf>> {
+    let excluded: Vec<&Path> = exclude.iter().map(PathBuf::as_path).collect();
+    py.allow_threads(|| veil_pipeline::walk_inputs(&inputs, &excluded))
+        .map_err(|e| errors::usage(e.to_string()))
 }

@@ -34,8 +34,11 @@ def data_dir(name: str) -> Path:
     return p
 
 
-def run_cli(*args: str, check_codes=(0, 3)) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(veil_bin()), *args], capture_output=True, text=True)
+def run_cli(*args: str, check_codes=(0, 3), env=None, cwd=None) -> subprocess.CompletedProcess:
+    """The CLI with `args`; `env` adds to the environment."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([str(veil_bin()), *args], capture_output=True, text=True, env=full_env,
+                          cwd=cwd)
     if proc.returncode not in check_codes:
         pytest.fail(f"veil {' '.join(args)} exited {proc.returncode}: {proc.stderr}")
     return proc

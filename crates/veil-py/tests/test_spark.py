@@ -9,9 +9,11 @@ suite; VEIL_SKIP_SPARK=1 leaves these tests out on purpose.
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -53,6 +55,13 @@ def spark_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("spark-corpus")
     shutil.copytree(data_dir("pydicom"), root / "pydicom")
     shutil.copytree(data_dir("deid-data"), root / "deid-data")
+    # A hidden file in a hidden directory, an instance of its own: `veil deid` reads it, so a
+    # Spark job given the same paths must too (Spark's own file source would leave it out).
+    import pydicom
+    ds = pydicom.dcmread(root / "pydicom" / "CT_small.dcm")
+    ds.SOPInstanceUID = ds.SOPInstanceUID + ".9"
+    (root / "_hidden").mkdir()
+    ds.save_as(root / "_hidden" / ".ct.dcm")
     return root
 
 
@@ -66,9 +75,8 @@ def cli_deid(tmp_path_factory, spark_corpus, key_path):
 
 
 def listed_inputs(corpus: Path):
-    """What Spark's file source lists: hidden files (`.x`, `_x`) are left out."""
-    return {str(p) for p in corpus.rglob("*")
-            if p.is_file() and not any(part[0] in "._" for part in p.relative_to(corpus).parts)}
+    """What `veil deid` lists: every file, hidden ones (`.x`, `_x`) included."""
+    return {str(p) for p in corpus.rglob("*") if p.is_file()}
 
 
 def check_outcomes(outcomes, corpus, cli):
@@ -97,7 +105,9 @@ def check_outcomes(outcomes, corpus, cli):
 def test_spark_equals_cli(spark, tmp_path, spark_corpus, cli_deid, key_path):
     out = tmp_path / "out"
     outcomes = veil_spark.deidentify(str(spark_corpus), key_path=key_path, out=out, spark=spark)
-    check_outcomes(outcomes, spark_corpus, cli_deid)
+    rows = check_outcomes(outcomes, spark_corpus, cli_deid)
+    hidden = [r for r in rows if r.input.endswith(os.path.join("_hidden", ".ct.dcm"))]
+    assert [r.status for r in hidden] == ["written"]
     assert tree(out) == cli_deid[0]
     assert not (out / veil_spark.TMP_DIR).exists()
     # The shuffle carries keyed references only, never a UID in clear.
@@ -138,3 +148,179 @@ def test_bad_key_fails_on_the_driver(spark, tmp_path, spark_corpus):
     with pytest.raises(veil.UsageError):
         veil_spark.deidentify(str(spark_corpus), key_path=tmp_path / "none.key", out=tmp_path / "o",
                               spark=spark)
+
+
+# ---------------------------------------------------------------------------------------------
+# Consent-gated releases (veil.spark.release): the consent registry and ledger on PostgreSQL
+# (VEIL_TEST_POSTGRES_URL from scripts/setup.d/postgres.sh; required when CI=true) reached by
+# every task, and on SQLite for the crash tests.
+
+RECIPIENT, PURPOSE = "lab", "internal-research"
+REFUSING = "1CT1"  # CT_small.dcm's patient: refuses research (opt-out purpose)
+
+
+def seeded_store(db: str, key_path: Path, cwd: Path) -> str:
+    """A store with the recipient and one refusal, made with the CLI."""
+    env = {"VEIL_DB": db}
+    run_cli("recipient", "add", RECIPIENT, "--purpose", PURPOSE, "--key", str(key_path),
+            check_codes=(0,), env=env, cwd=cwd)
+    run_cli("consent", "set", REFUSING, "--purpose", PURPOSE, "--state", "refused",
+            "--key", str(key_path), check_codes=(0,), env=env, cwd=cwd)
+    return db
+
+
+def postgres_db(tag: str) -> Optional[str]:
+    admin = os.environ.get("VEIL_TEST_POSTGRES_URL")
+    if not admin:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true needs VEIL_TEST_POSTGRES_URL (scripts/setup.d/postgres.sh)")
+        return None
+    name = f"veil_spark_{tag}_{os.getpid()}"
+    subprocess.run(["psql", admin, "-q", "-c", f"DROP DATABASE IF EXISTS {name}",
+                    "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    return admin.rsplit("/", 1)[0] + "/" + name
+
+
+def ledger_query(db: str, sql: str) -> list:
+    """The first column of `sql`'s rows, read in another process: this process has the store
+    open through the `veil` module's own SQLite, and a second SQLite library in one process
+    breaks the first one's POSIX locks when it closes the file (SQLite's documented way to
+    corrupt a database)."""
+    if db.startswith("postgres"):
+        cmd = ["psql", db, "-At", "-c", sql]
+    else:
+        cmd = [sys.executable, "-c",
+               "import sqlite3, sys\n"
+               "for r in sqlite3.connect(sys.argv[1]).execute(sys.argv[2]): print(r[0])",
+               db, sql]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if line]
+
+
+def ledger_outputs(db: str, release_id: str) -> Counter:
+    """Output path -> number of ledger entries of the release (retractions would show too)."""
+    return Counter(ledger_query(db, f"SELECT output_path FROM ledger WHERE release_id = '{release_id}'"))
+
+
+@pytest.fixture(scope="module")
+def cli_release(tmp_path_factory, spark_corpus, key_path):
+    """`veil release` over the corpus on SQLite: (output tree, operator's report)."""
+    work = tmp_path_factory.mktemp("cli-release")
+    db = seeded_store(str(work / "veil.db"), key_path, work)
+    proc = run_cli("release", str(spark_corpus), "--recipient", RECIPIENT, "--purpose", PURPOSE,
+                   "--out", str(work / "out"), "--key", str(key_path), "--json",
+                   env={"VEIL_DB": db}, cwd=work)
+    report = json.loads(proc.stdout)
+    assert report["excluded_instances"] > 0 and report["recorded_in_ledger"] > 20
+    return tree(work / "out"), report
+
+
+def check_release(result, out: Path, db: str, cli, key_path: Path, cwd: Path):
+    cli_files, cli_report = cli
+    assert tree(out) == cli_files, "the Spark release differs from `veil release`"
+    report = result.report
+    assert report["excluded_instances"] == cli_report["excluded_instances"]
+    assert report["excluded_patients"] == cli_report["excluded_patients"]
+    rows = result.outcomes.collect()
+    released = {r.output for r in rows if r.status == "written"}
+    assert set(cli_files) == released
+    # Every output is recorded exactly once, and nothing else is.
+    entries = ledger_outputs(db, result.release_id)
+    assert set(entries) == released and set(entries.values()) == {1}, entries.most_common(3)
+    recorded = report["recorded_in_ledger"] + report["already_recorded_by_an_interrupted_run"]
+    assert recorded == len(released)
+    assert not list((out / ".veil").glob("ledger-intents.d/*.tsv")), "an intent log was left"
+    assert (out / ".veil" / f"release-{result.release_id}.json").is_file()
+    env = {"VEIL_DB": db}
+    run_cli("ledger", "verify", "--key", str(key_path), check_codes=(0,), env=env, cwd=cwd)
+    refusing = run_cli("disclosures", REFUSING, "--format", "json", "--key", str(key_path),
+                       check_codes=(0,), env=env, cwd=cwd).stdout
+    assert f'"{RECIPIENT}"' not in refusing
+    excluded = [r for r in rows if r.status == "excluded"]
+    # The refusing patient, and files without a Patient ID (nobody's consent covers them).
+    assert excluded and all(r.reason.startswith("consent-") and r.patient_ref for r in excluded)
+    assert {r.reason for r in excluded} == {"consent-refused", "consent-no-patient-id"}
+
+
+def test_spark_release_equals_cli_release_on_postgres(spark, tmp_path, spark_corpus, key_path,
+                                                      cli_release):
+    db = postgres_db("release") or str(tmp_path / "veil.db")
+    seeded_store(db, key_path, tmp_path)
+    out = tmp_path / "out"
+    result = veil_spark.release(str(spark_corpus), key_path, out, store=db, recipient=RECIPIENT,
+                                purpose=PURPOSE, spark=spark, ledger_batch=16)
+    check_release(result, out, db, cli_release, key_path, tmp_path)
+    assert result.exit_code == 3  # held-back inputs, as `veil release` exits
+
+
+def test_killed_release_worker_records_every_output_once(spark, tmp_path, spark_corpus, key_path,
+                                                         cli_release):
+    db = seeded_store(str(tmp_path / "veil.db"), key_path, tmp_path)
+    out = tmp_path / "out"
+    marker = tmp_path / "killed-once"
+
+    def kill_before_commit(rows):
+        # Outputs renamed into place, their intents logged, their entries not committed yet
+        # (the batch is larger than the task): the worker dies as the OOM killer kills it.
+        from pyspark import TaskContext
+        if TaskContext.get().attemptNumber() == 0 and any(r[1] == "written" for r in rows):
+            try:
+                fd = os.open(str(marker), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return
+            os.close(fd)
+            os._exit(1)
+
+    result = veil_spark.release(str(spark_corpus), key_path, out, store=db, recipient=RECIPIENT,
+                                purpose=PURPOSE, spark=spark, ledger_batch=100_000,
+                                on_written=kill_before_commit)
+    assert marker.exists(), "no worker was killed: the test did not test retries"
+    check_release(result, out, db, cli_release, key_path, tmp_path)
+
+
+def test_failed_release_job_leaves_no_output_without_its_entry(spark, tmp_path, spark_corpus,
+                                                               key_path, cli_release):
+    db = seeded_store(str(tmp_path / "veil.db"), key_path, tmp_path)
+    out = tmp_path / "out"
+
+    def always_fail_after_publishing(rows):
+        # Every attempt of the tasks that write fails after publishing (before committing):
+        # Spark gives up after four attempts and the job fails.
+        if any(r[1] == "written" for r in rows):
+            raise RuntimeError("injected failure after publishing")
+
+    with pytest.raises(Exception, match="injected failure"):
+        veil_spark.release(str(spark_corpus), key_path, out, store=db, recipient=RECIPIENT,
+                           purpose=PURPOSE, spark=spark, ledger_batch=100_000,
+                           on_written=always_fail_after_publishing)
+    # What is left in OUT is exactly what the ledger records, and no intent is left to settle.
+    left = {rel for rel in tree(out) if rel.endswith(".dcm")}
+    # (Entries without an output are the consent statements the ledger also records.)
+    recorded = set(ledger_query(db, "SELECT output_path FROM ledger WHERE output_path != ''"))
+    assert left == recorded
+    assert not list((out / ".veil").glob("ledger-intents.d/*.tsv"))
+    # Run again without the fault: the tree is `veil release`'s, each output recorded once.
+    result = veil_spark.release(str(spark_corpus), key_path, out, store=db, recipient=RECIPIENT,
+                                purpose=PURPOSE, spark=spark)
+    assert tree(out) == cli_release[0]
+    entries = ledger_outputs(db, result.release_id)
+    earlier = Counter(ledger_query(db, "SELECT output_path FROM ledger WHERE output_path != '' "
+                                       f"AND release_id != '{result.release_id}'"))
+    assert set(entries) | set(earlier) == set(cli_release[0])
+    assert all(n == 1 for n in (entries + earlier).values())
+
+
+def test_release_settings_are_checked_on_the_driver(spark, tmp_path, spark_corpus, key_path):
+    import veil
+    db = seeded_store(str(tmp_path / "veil.db"), key_path, tmp_path)
+    kw = dict(spark=spark, recipient=RECIPIENT, purpose=PURPOSE)
+    with pytest.raises(veil.UsageError, match="PGPASSWORD"):
+        veil_spark.release(str(spark_corpus), key_path, tmp_path / "o1",
+                           store="postgres://veil:secret@127.0.0.1/veil", **kw)
+    with pytest.raises(veil.UsageError, match="no recipient `nobody`"):
+        veil_spark.release(str(spark_corpus), key_path, tmp_path / "o2", store=db,
+                           recipient="nobody", purpose=PURPOSE, spark=spark)
+    with pytest.raises(veil.UsageError, match="commercial-ai-training"):
+        veil_spark.release(str(spark_corpus), key_path, tmp_path / "o3", store=db,
+                           recipient=RECIPIENT, purpose="commercial-ai-training", spark=spark)
+    assert not (tmp_path / "o2").exists() or not any((tmp_path / "o2").rglob("*.dcm"))

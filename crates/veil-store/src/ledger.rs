@@ -780,7 +780,8 @@ impl Store {
                 public_key: hex::encode(keys.signer.verifying_key().as_bytes()),
                 signature: hex::encode(sig.to_bytes()),
             };
-            sqlx::query("INSERT INTO ledger_checkpoints (seq, entry_hash, signed_at, public_key, signature) VALUES ($1, $2, $3, $4, $5)")
+            // Several writers (a Spark job's tasks) may sign the same tip at once: one row stays.
+            sqlx::query("INSERT INTO ledger_checkpoints (seq, entry_hash, signed_at, public_key, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING")
                 .bind(c.seq)
                 .bind(&c.entry_hash)
                 .bind(&c.signed_at)

@@ -22,6 +22,21 @@
 //! identical file again: it is recognised as already recorded ([`Store::is_recorded`]) and gets
 //! no second entry.
 //!
+//! **Releases with several writers.** A release whose outputs are published by many processes (a
+//! Spark job's tasks, `veil.spark.release`) has one coordinator that holds the directory's lock
+//! ([`OutLock`]) from before the first task until after the last, and settles the directory at
+//! both ends. Each task publishes through [`Publisher::open_worker`]: the same order as above,
+//! with an intent log of its own under `OUT/.veil/ledger-intents.d/`, which [`reconcile`] reads
+//! with the main log. A task killed between a rename and its commit leaves its intents there; its
+//! retry meets the identical outputs and records them (or finds them recorded), and whatever no
+//! retry recorded is rolled back when the coordinator settles the directory at the end — or, if
+//! the coordinator died too, by the next release into `OUT` or `veil ledger reconcile`. A task that
+//! is still running when the job ends (cancelled after a failure, or a straggler) must not
+//! publish after that last settling: every worker holds a shared lock on
+//! `ledger-intents.d/<release>.active` while it publishes, and [`OutLock::close_release`] takes
+//! it exclusively — waiting for running workers to end — and leaves `<release>.closed` beside
+//! it, which every later worker of the release sees and refuses to publish under.
+//!
 //! Scope: process crashes (SIGKILL, panic, OOM kill). Surviving power loss would also need the
 //! intent line and the output fsynced before the rename and SQLite's `synchronous = FULL`.
 
@@ -45,6 +60,24 @@ pub const MAX_WAIT: Duration = Duration::from_secs(2);
 pub fn intent_log(out: &Path) -> PathBuf {
     out.join(".veil").join("ledger-intents.tsv")
 }
+
+/// Where the workers of a release with several writers keep their intent logs.
+pub fn intent_dir(out: &Path) -> PathBuf {
+    out.join(".veil").join("ledger-intents.d")
+}
+
+/// The file a release's workers hold shared while they publish.
+fn active_path(out: &Path, release_id: &str) -> PathBuf {
+    intent_dir(out).join(format!("{release_id}.active"))
+}
+
+/// Present once the coordinator has closed the release to its workers.
+fn closed_path(out: &Path, release_id: &str) -> PathBuf {
+    intent_dir(out).join(format!("{release_id}.closed"))
+}
+
+/// How long [`OutLock::close_release`] waits for running workers to end, by default.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(600);
 
 fn lock_path(out: &Path) -> PathBuf {
     out.join(".veil").join("release.lock")
@@ -72,6 +105,67 @@ fn lock(out: &Path) -> Result<File> {
         Err(e) => return Err(std::io::Error::from(e).into()),
     }
     Ok(f)
+}
+
+/// An output directory's release lock, held by the coordinator of a release whose outputs
+/// workers publish ([`Publisher::open_worker`]): no other release or reconcile runs in `OUT`
+/// until it is dropped.
+pub struct OutLock {
+    _file: File,
+    out: PathBuf,
+}
+
+impl OutLock {
+    /// Takes the lock (a usage error naming `out` when another release holds it).
+    pub fn take(out: &Path) -> Result<OutLock> {
+        Ok(OutLock {
+            _file: lock(out)?,
+            out: out.to_path_buf(),
+        })
+    }
+
+    /// Settles what was published without an entry ([`reconcile`]) under this lock: call it
+    /// before the workers start and after [`OutLock::close_release`].
+    pub fn reconcile(&self, store: &Store) -> Result<Reconciled> {
+        reconcile_locked(store, &self.out)
+    }
+
+    /// Closes release `release_id` to its workers: waits (up to `wait`) until no worker is
+    /// publishing, then marks the release closed, so that a worker starting later refuses. After
+    /// this, [`OutLock::reconcile`] settles everything the workers left.
+    pub fn close_release(&self, release_id: &str, wait: Duration) -> Result<()> {
+        std::fs::create_dir_all(intent_dir(&self.out))?;
+        let active = open_rw(&active_path(&self.out, release_id))?;
+        let start = Instant::now();
+        loop {
+            match rustix::fs::flock(&active, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+            {
+                Ok(()) => break,
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK && start.elapsed() < wait => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
+                    return Err(StoreError::Usage(format!(
+                        "{}: workers of release {release_id} are still publishing after {} s; when they have ended, run `veil ledger reconcile {}`",
+                        self.out.display(),
+                        wait.as_secs(),
+                        self.out.display()
+                    )))
+                }
+                Err(e) => return Err(std::io::Error::from(e).into()),
+            }
+        }
+        File::create(closed_path(&self.out, release_id))?.sync_all()?;
+        Ok(())
+    }
+}
+
+fn open_rw(path: &Path) -> Result<File> {
+    Ok(OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?)
 }
 
 /// What [`reconcile`] found.
@@ -123,11 +217,34 @@ pub fn reconcile(store: &Store, out: &Path) -> Result<Reconciled> {
 }
 
 fn reconcile_locked(store: &Store, out: &Path) -> Result<Reconciled> {
-    let log = intent_log(out);
     let mut r = Reconciled::default();
-    let file = match File::open(&log) {
+    let log = intent_log(out);
+    if settle_log(store, out, &log, &mut r)? {
+        OpenOptions::new().write(true).open(&log)?.set_len(0)?;
+    }
+    // Workers' logs: each removed once settled (workers no longer run while the lock is held).
+    let workers = match std::fs::read_dir(intent_dir(out)) {
+        Ok(d) => d.collect::<std::io::Result<Vec<_>>>()?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let mut paths: Vec<PathBuf> = workers.into_iter().map(|e| e.path()).collect();
+    paths.sort();
+    for path in paths
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "tsv"))
+    {
+        settle_log(store, out, path, &mut r)?;
+        std::fs::remove_file(path)?;
+    }
+    Ok(r)
+}
+
+/// Settles the intents of one log into `r`; false when the log does not exist.
+fn settle_log(store: &Store, out: &Path, log: &Path, r: &mut Reconciled) -> Result<bool> {
+    let file = match File::open(log) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(r),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e.into()),
     };
     for line in std::io::BufReader::new(file).lines() {
@@ -152,8 +269,7 @@ fn reconcile_locked(store: &Store, out: &Path) -> Result<Reconciled> {
             Err(e) => return Err(e.into()),
         }
     }
-    OpenOptions::new().write(true).open(&log)?.set_len(0)?;
-    Ok(r)
+    Ok(true)
 }
 
 /// How an output was recorded.
@@ -186,7 +302,10 @@ pub struct Publisher<'s> {
     release_id: String,
     batch: usize,
     inner: Mutex<Inner>,
-    _lock: File,
+    /// The directory's lock; for a worker, its shared hold on the release's `.active` file.
+    _lock: Option<File>,
+    /// A worker's own intent log, removed when it finishes with every entry committed.
+    worker_log: Option<PathBuf>,
 }
 
 impl<'s> Publisher<'s> {
@@ -204,24 +323,75 @@ impl<'s> Publisher<'s> {
             .create(true)
             .append(true)
             .open(intent_log(out))?;
-        Ok((
-            Publisher {
-                store,
-                out: out.to_path_buf(),
-                release_id: release_id.to_string(),
-                batch: batch.max(1),
-                inner: Mutex::new(Inner {
-                    log,
-                    queue: Vec::new(),
-                    oldest: None,
-                    recorded: 0,
-                    already: 0,
-                    failed: false,
-                }),
-                _lock: lock,
-            },
-            settled,
+        let publisher = Publisher::with_log(store, out, release_id, batch, log, Some(lock), None);
+        Ok((publisher, settled))
+    }
+
+    /// A publisher for one worker of a release whose coordinator holds `out`'s lock
+    /// ([`OutLock`]) and settles the directory before and after the workers run: no lock, no
+    /// reconcile, and an intent log of its own under [`intent_dir`].
+    pub fn open_worker(
+        store: &'s Store,
+        out: &Path,
+        release_id: &str,
+        batch: usize,
+    ) -> Result<Publisher<'s>> {
+        let dir = intent_dir(out);
+        std::fs::create_dir_all(&dir)?;
+        // Shared with the release's other workers; the coordinator takes it exclusively to close.
+        let active = open_rw(&active_path(out, release_id))?;
+        rustix::fs::flock(&active, rustix::fs::FlockOperation::LockShared)
+            .map_err(std::io::Error::from)?;
+        if closed_path(out, release_id).exists() {
+            return Err(StoreError::Usage(format!(
+                "release {release_id} is closed: its coordinator has ended it, and this task publishes nothing"
+            )));
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let path = dir.join(format!("{release_id}-{}-{nanos}.tsv", std::process::id()));
+        let log = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)?;
+        Ok(Publisher::with_log(
+            store,
+            out,
+            release_id,
+            batch,
+            log,
+            Some(active),
+            Some(path),
         ))
+    }
+
+    fn with_log(
+        store: &'s Store,
+        out: &Path,
+        release_id: &str,
+        batch: usize,
+        log: File,
+        lock: Option<File>,
+        worker_log: Option<PathBuf>,
+    ) -> Publisher<'s> {
+        Publisher {
+            store,
+            out: out.to_path_buf(),
+            release_id: release_id.to_string(),
+            batch: batch.max(1),
+            inner: Mutex::new(Inner {
+                log,
+                queue: Vec::new(),
+                oldest: None,
+                recorded: 0,
+                already: 0,
+                failed: false,
+            }),
+            _lock: lock,
+            worker_log,
+        }
     }
 
     /// Publishes one output: writes its intent, calls `rename` (which puts the file at `output`,
@@ -351,6 +521,13 @@ impl<'s> Publisher<'s> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if !inner.failed {
             self.flush_locked(&mut inner)?;
+            // Everything this worker published is recorded: its log has nothing to settle.
+            if let Some(path) = &self.worker_log {
+                match std::fs::remove_file(path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
         }
         Ok((inner.recorded, inner.already))
     }

@@ -241,6 +241,93 @@ fn publishing_keeps_outputs_and_entries_one_to_one() {
     }
 }
 
+/// A release with several writers (a Spark job): the coordinator holds the lock, workers publish
+/// through intent logs of their own, and settling the directory keeps outputs and entries one to
+/// one whether a worker finished, was killed, or was killed and retried.
+#[test]
+fn workers_under_one_coordinator_keep_outputs_and_entries_one_to_one() {
+    for b in common::backends("workers") {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let store = open(&b);
+        let lock = publish::OutLock::take(&out).unwrap();
+        // No other release or reconcile while the coordinator holds the directory.
+        assert!(Publisher::open(&store, &out, "R0002", 10).is_err());
+        assert!(publish::reconcile(&store, &out).is_err());
+        let workers = |range: std::ops::Range<usize>, finish: bool| {
+            // Its own store, as each Spark task's Python worker opens one.
+            let own = open(&b);
+            let p = Publisher::open_worker(&own, &out, "R0001", 100).unwrap();
+            for n in range {
+                publish_one(&p, &own, &out, &tmp, n);
+            }
+            if finish {
+                p.finish().unwrap();
+            }
+            // Dropped without finish(): as if killed before its commit.
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| workers(0..3, true));
+            s.spawn(|| workers(3..6, false));
+        });
+        assert_eq!((outputs(&out), count(&store)), (6, 3), "{}", b.name);
+        // Only the killed worker's log is left.
+        let logs = || {
+            std::fs::read_dir(publish::intent_dir(&out))
+                .unwrap()
+                .flatten()
+                .filter(|e| e.path().extension().is_some_and(|x| x == "tsv"))
+                .count()
+        };
+        assert_eq!(logs(), 1, "{}", b.name);
+        let r = lock.reconcile(&store).unwrap();
+        assert_eq!((r.intents, r.rolled_back), (3, 3), "{}: {r:?}", b.name);
+        assert_eq!((outputs(&out), logs()), (3, 0), "{}", b.name);
+
+        // Killed again, then retried: the retry records what its killed attempt published.
+        workers(3..6, false);
+        workers(3..6, true);
+        let r = lock.reconcile(&store).unwrap();
+        assert_eq!(
+            (r.intents, r.recorded, r.rolled_back),
+            (3, 3, 0),
+            "{}: {r:?}",
+            b.name
+        );
+        assert_eq!(
+            (outputs(&out), count(&store), logs()),
+            (6, 6, 0),
+            "{}",
+            b.name
+        );
+        // A retry of a worker whose entries did commit adds none.
+        workers(0..3, true);
+        assert_eq!(count(&store), 6, "{}", b.name);
+        // Closing waits for a worker still publishing; once closed, no worker starts.
+        let running = Publisher::open_worker(&store, &out, "R0001", 100).unwrap();
+        let short = std::time::Duration::from_millis(300);
+        let refused = lock.close_release("R0001", short).unwrap_err();
+        assert!(
+            refused.to_string().contains("still publishing"),
+            "{refused}"
+        );
+        drop(running);
+        lock.close_release("R0001", short).unwrap();
+        let late = Publisher::open_worker(&store, &out, "R0001", 100);
+        assert!(
+            matches!(&late, Err(e) if e.to_string().contains("is closed")),
+            "{}: a worker started after the release was closed",
+            b.name
+        );
+        drop(lock);
+        assert_eq!(publish::reconcile(&store, &out).unwrap().intents, 0);
+        assert!(store.verify_ledger().unwrap().ok());
+        store.close();
+    }
+}
+
 #[test]
 fn two_writers_appending_batches_keep_one_chain() {
     for b in common::backends("twowriters") {

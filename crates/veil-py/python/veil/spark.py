@@ -19,6 +19,13 @@ How a job runs, and why:
    are), so a killed worker leaves neither duplicates nor half-written files; the temporary
    directory is removed when the job ends.
 
+``release`` runs a consent-gated release the same way (``veil release`` on Spark): the driver
+begins it (recipient and purpose checked, the output directory locked and settled), every task
+opens the consent registry and ledger itself, admits each instance through the consent gate
+and publishes each output with its ledger entry (intent, rename, batch commit; see
+``veil_store::publish``), and the driver settles the directory and finishes the release once
+the last task has ended.
+
 The key reaches executors as a file path (read there with the same 0600 check as the CLI): key
 bytes are never in the plan, a closure or a log. Outcomes (one row per input) are written as
 Parquet to the operator's side (``<OUT>.quarantine/.veil/spark-outcomes`` by default) and
@@ -34,7 +41,10 @@ from . import _veil
 from .errors import UsageError
 
 OUTCOME_SCHEMA = ("input string, status string, output string, sha256 string, "
-                  "reason string, detail string, series_ref string, instance_ref string")
+                  "reason string, detail string, patient_ref string, ledger string, "
+                  "series_ref string, instance_ref string")
+_OUTCOME_COLUMNS = ["input", "status", "output", "sha256", "reason", "detail", "patient_ref",
+                    "ledger", "series_ref", "instance_ref"]
 _REFS_SCHEMA = "path string, series_ref string, instance_ref string"
 TMP_DIR = ".veil-spark-tmp"
 
@@ -79,28 +89,68 @@ def _refs_task(key_path: str) -> Callable[[Iterator[Any]], Iterator[Any]]:
     return task
 
 
+def _series_of(batches: Iterator[Any]) -> Dict[str, List[Tuple[str, str]]]:
+    """A partition's inputs by series reference (a series may span Arrow batches)."""
+    series: Dict[str, List[Tuple[str, str]]] = {}
+    for batch in batches:
+        for path, sref, iref in zip(batch["path"], batch["series_ref"], batch["instance_ref"]):
+            series.setdefault(sref, []).append((path, iref))
+    return series
+
+
+def _frame(rows: List[tuple], sref: str, instance_of: Dict[str, str]) -> Any:
+    import pandas as pd
+    return pd.DataFrame([list(r) + [sref, instance_of.get(r[0], "")] for r in rows],
+                        columns=_OUTCOME_COLUMNS)
+
+
 def _write_task(key_path: str, policy_path: Optional[str], out: str, fsync: bool,
                 on_written: Optional[Callable[[List[tuple]], None]]) -> Callable[[Iterator[Any]], Iterator[Any]]:
     tmp = os.path.join(out, TMP_DIR)
 
     def task(batches: Iterator[Any]) -> Iterator[Any]:
-        import pandas as pd
-        # A partition's paths and references are small; a series may span Arrow batches.
-        series: Dict[str, List[Tuple[str, str]]] = {}
-        for batch in batches:
-            for path, sref, iref in zip(batch["path"], batch["series_ref"], batch["instance_ref"]):
-                series.setdefault(sref, []).append((path, iref))
+        series = _series_of(batches)
         engine = _engine(key_path, policy_path) if series else None
         for sref in sorted(series):
             members = series[sref]
-            instance_of = dict(members)
             rows = _veil.write_series(engine, [p for p, _ in members], out, tmp, fsync)
             if on_written is not None:
                 on_written(rows)
-            yield pd.DataFrame(
-                [list(r) + [sref, instance_of.get(r[0], "")] for r in rows],
-                columns=["input", "status", "output", "sha256", "reason", "detail",
-                         "series_ref", "instance_ref"])
+            yield _frame(rows, sref, dict(members))
+    return task
+
+
+_workers: Dict[Tuple[Any, ...], Any] = {}
+
+
+def _release_task(job: Dict[str, Any], on_written: Optional[Callable[[List[tuple]], None]]
+                  ) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """One partition of a release: every series through the consent gate, every output
+    published with its ledger entry; the task's last entries commit before it yields."""
+    tmp = os.path.join(job["out"], TMP_DIR)
+
+    def task(batches: Iterator[Any]) -> Iterator[Any]:
+        import pandas as pd
+        series = _series_of(batches)
+        if not series:
+            return
+        cache_key = tuple(sorted(job.items()))
+        worker = _workers.get(cache_key)
+        if worker is None:
+            key = _veil.Key.load(job["key_path"])
+            policy = (_veil.Policy.load(job["policy_path"]) if job["policy_path"]
+                      else _veil.Policy.default())
+            worker = _veil.ReleaseWorker(job["db"], key, policy, job["out"], job["release_id"],
+                                         job["recipient"], job["purpose"], job["policy_hash"],
+                                         job["config"])
+            _workers[cache_key] = worker
+        order = sorted(series)
+        rows = _veil.release_partition(worker, [[p for p, _ in series[s]] for s in order],
+                                       job["out"], tmp, job["fsync"], job["batch"], on_written)
+        instance_of = {p: i for s in order for p, i in series[s]}
+        series_of = {p: s for s in order for p, _ in series[s]}
+        yield pd.DataFrame([list(r) + [series_of[r[0]], instance_of.get(r[0], "")] for r in rows],
+                           columns=_OUTCOME_COLUMNS)
     return task
 
 
@@ -136,32 +186,172 @@ def deidentify(source: Any, key_path: Union[str, "os.PathLike[str]"],
     policy_path = os.path.abspath(os.fspath(policy)) if policy is not None else None
     out = os.path.abspath(os.fspath(out))
     _check_settings(key_path, policy_path)
-    if spark is None:
-        from pyspark.sql import SparkSession
-        spark = SparkSession.builder.getOrCreate()
-    paths_df = _paths_frame(spark, source)
-    n = partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
-    # The file source makes a task per few dozen small files; the pre-pass reads only headers,
-    # so it runs in as many tasks as the write stage (no shuffle: coalesce).
-    refs = paths_df.coalesce(n).mapInPandas(_refs_task(key_path), _REFS_SCHEMA)
-    by_series = refs.repartition(n, "series_ref").sortWithinPartitions("series_ref", "path")
+    spark = spark or _session()
+    by_series, n = _by_series(spark, source, key_path, out, partitions)
     outcomes = by_series.mapInPandas(
         _write_task(key_path, policy_path, out, fsync, on_written), OUTCOME_SCHEMA)
+    return _collect(spark, outcomes, out, outcomes_path)
+
+
+def _session() -> Any:
+    from pyspark.sql import SparkSession
+    return SparkSession.builder.getOrCreate()
+
+
+def _by_series(spark: Any, source: Any, key_path: str, out: str,
+               partitions: Optional[int]) -> Tuple[Any, int]:
+    """The pre-pass and the shuffle: (path, series_ref, instance_ref) partitioned by series."""
+    n = partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
+    paths_df = _paths_frame(spark, source, out, n)
+    # The pre-pass reads only headers, so it runs in as many tasks as the write stage (no
+    # shuffle: coalesce).
+    refs = paths_df.coalesce(n).mapInPandas(_refs_task(key_path), _REFS_SCHEMA)
+    return refs.repartition(n, "series_ref").sortWithinPartitions("series_ref", "path"), n
+
+
+def _collect(spark: Any, outcomes: Any, out: str, outcomes_path: Optional[str]) -> Any:
+    """Runs the job: outcomes written as Parquet on the operator's side, read back."""
     outcomes_path = outcomes_path or os.path.join(out + ".quarantine", ".veil", "spark-outcomes")
     outcomes.write.mode("overwrite").parquet(outcomes_path)
     shutil.rmtree(os.path.join(out, TMP_DIR), ignore_errors=True)
     return spark.read.parquet(outcomes_path)
 
 
-def _paths_frame(spark: Any, source: Any) -> Any:
+class SparkRelease:
+    """What ``release`` did: ``outcomes`` (DataFrame, one row per input), ``release_id``, and
+    ``report``, the operator's report (also written under the quarantine)."""
+
+    def __init__(self, outcomes: Any, release_id: str, report: Dict[str, Any]) -> None:
+        self.outcomes = outcomes
+        self.release_id = release_id
+        self.report = report
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing was held back, 3 otherwise (as ``veil release``)."""
+        return 3 if self.report.get("held_back", 0) else 0
+
+    def __repr__(self) -> str:
+        return (f"SparkRelease(release_id={self.release_id!r}, "
+                f"recorded={self.report.get('recorded_in_ledger')}, "
+                f"excluded={self.report.get('excluded_instances')}, "
+                f"held_back={self.report.get('held_back')})")
+
+
+def _store_location(store: Union[str, "os.PathLike[str]"]) -> str:
+    """The store as every executor must name it: a PostgreSQL URL without a password (the
+    location travels in the plan), or an absolute SQLite path."""
+    store = os.fspath(store)
+    parsed = urlparse(store)
+    if parsed.scheme in ("postgres", "postgresql"):
+        if parsed.password:
+            raise UsageError("store: the URL carries a password, and it would travel in the Spark "
+                             "plan; give it to every executor as PGPASSWORD or in ~/.pgpass instead")
+        return store
+    if parsed.scheme == "sqlite":
+        return "sqlite:" + os.path.abspath(unquote(parsed.path))
+    return os.path.abspath(store)
+
+
+def release(source: Any, key_path: Union[str, "os.PathLike[str]"],
+            out: Union[str, "os.PathLike[str]"], *, store: Union[str, "os.PathLike[str]"],
+            recipient: str, purpose: str, policy: Union[str, "os.PathLike[str]", None] = None,
+            config: Union[str, "os.PathLike[str]", None] = None, spark: Any = None,
+            partitions: Optional[int] = None, fsync: bool = False, ledger_batch: int = 256,
+            outcomes_path: Optional[str] = None,
+            on_written: Optional[Callable[[List[tuple]], None]] = None) -> SparkRelease:
+    """Releases every file of ``source`` to ``recipient`` for ``purpose`` on Spark, as
+    ``veil release`` would: only patients whose consent allows the purpose, each output under
+    the recipient's own pseudonyms and recorded in the disclosure ledger.
+
+    ``store``: the consent registry and ledger every executor can reach (a
+    ``postgres://user@host/db`` URL, its password in PGPASSWORD or ~/.pgpass on the executors;
+    or a SQLite file on a shared mount, for local mode). ``key_path``: the master key file (the
+    recipient's sub-key is derived from it on each executor). ``config``: institution settings
+    (``--config``; default: ``$VEIL_CONFIG``, else built-in). ``ledger_batch``: outputs per
+    ledger transaction in each task.
+
+    The driver holds ``out``'s release lock for the whole job, so no other release or reconcile
+    runs there meanwhile. A task killed after renaming outputs but before committing their
+    entries is retried: its retry finds them in place and records them (never twice); whatever
+    no attempt recorded is removed when the driver settles ``out`` at the end (or, should the
+    driver die too, by the next release into ``out`` or ``veil ledger reconcile``).
+
+    Returns a :class:`SparkRelease`; outcome statuses are those of :func:`deidentify` plus
+    ``excluded`` (with the consent reason and the patient's keyed reference), and ``ledger`` is
+    ``recorded`` or ``already_recorded`` for each written output.
+    """
+    import json
+    key_path = os.path.abspath(os.fspath(key_path))
+    policy_path = os.path.abspath(os.fspath(policy)) if policy is not None else None
+    config_path = os.path.abspath(os.fspath(config)) if config is not None else None
+    out = os.path.abspath(os.fspath(out))
+    _check_settings(key_path, policy_path)
+    db = _store_location(store)
+    key = _veil.Key.load(key_path)
+    policy_obj = _veil.Policy.load(policy_path) if policy_path else _veil.Policy.default()
+    job = _veil.ReleaseJob.begin(db, key, recipient, purpose, policy_obj, out,
+                                 out + ".quarantine", config_path)
+    spec = {"db": db, "key_path": key_path, "policy_path": policy_path, "config": config_path,
+            "out": out, "release_id": job.release_id, "recipient": job.recipient,
+            "purpose": job.purpose, "policy_hash": job.policy_hash, "fsync": fsync,
+            "batch": max(1, int(ledger_batch))}
+    spark = spark or _session()
+    sc = spark.sparkContext
+    group = f"veil-release-{job.release_id}"
+    sc.setJobGroup(group, f"veil release {job.release_id}", interruptOnCancel=True)
+    try:
+        by_series, _ = _by_series(spark, source, key_path, out, partitions)
+        outcomes = _collect(spark, by_series.mapInPandas(_release_task(spec, on_written),
+                                                         OUTCOME_SCHEMA), out, outcomes_path)
+    except BaseException:
+        # Nothing published without its entry stays: the job's remaining tasks are cancelled,
+        # settling waits for any still publishing and closes the release to late ones, and the
+        # directory's lock is let go.
+        sc.cancelJobGroup(group)
+        try:
+            job.settle()
+        finally:
+            job.close()
+        raise
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)
+        sc.setLocalProperty("spark.job.description", None)
+        sc.setLocalProperty("spark.job.interruptOnCancel", None)
+    report = json.loads(job.finish(*_tally(outcomes)))
+    return SparkRelease(outcomes, job.release_id, report)
+
+
+def _tally(outcomes: Any) -> Tuple[int, int, int, int, List[Tuple[str, str, int]]]:
+    """(recorded, already recorded, excluded, held back, excluded patients) from the outcomes."""
+    from pyspark.sql import functions as F
+    counts = outcomes.agg(
+        F.sum((F.col("ledger") == "recorded").cast("long")).alias("recorded"),
+        F.sum((F.col("ledger") == "already_recorded").cast("long")).alias("already"),
+        F.sum((F.col("status") == "excluded").cast("long")).alias("excluded"),
+        F.sum((F.col("status") == "held_back").cast("long")).alias("held"),
+    ).collect()[0]
+    patients = (outcomes.where(F.col("status") == "excluded")
+                .groupBy("patient_ref", "reason").count().collect())
+    return (int(counts.recorded or 0), int(counts.already or 0), int(counts.excluded or 0),
+            int(counts.held or 0),
+            [(p.patient_ref or "", p.reason or "", int(p["count"])) for p in patients])
+
+
+def _paths_frame(spark: Any, source: Any, out: str, n: int) -> Any:
+    """The inputs as a one-column (``path``) DataFrame. Paths are listed on the driver as
+    ``veil deid`` lists them (hidden files included, the output tree and its quarantine left
+    out); at archive scale, pass a DataFrame with a ``path`` column read from a manifest."""
     if isinstance(source, (str, os.PathLike)):
         source = [os.fspath(source)]
     if isinstance(source, (list, tuple)):
         missing = [p for p in source if not os.path.exists(p)]
         if missing:
             raise UsageError(f"input {missing[0]}: no such file or directory")
-        return (spark.read.format("binaryFile").option("recursiveFileLookup", "true")
-                .load([os.path.abspath(p) for p in source]).select("path"))
+        files = _veil.walk_inputs([os.path.abspath(p) for p in source],
+                                  [out, out + ".quarantine"])
+        rows = [(os.fspath(f),) for f in files]
+        return spark.createDataFrame(spark.sparkContext.parallelize(rows, max(1, n)), "path string")
     if "path" not in source.columns:
         raise UsageError("source: a binaryFile DataFrame (with a `path` column) or paths")
     return source.select("path")
