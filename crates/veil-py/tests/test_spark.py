@@ -115,14 +115,11 @@ def test_spark_equals_cli(spark, tmp_path, spark_corpus, cli_deid, key_path):
     assert all(not r.series_ref.startswith("1.") for r in refs)
 
 
-def test_killed_worker_is_retried_without_duplicates(spark, tmp_path, spark_corpus, cli_deid,
-                                                     key_path):
-    out = tmp_path / "out"
-    marker = tmp_path / "killed-once"
-
-    def kill_first_attempt(rows):
-        # The first attempt of the first task to write anything dies right after its first
-        # series is in place: os._exit, as a worker killed by the OOM killer would.
+def killer_once(marker: Path):
+    """An `on_written` callback: the first attempt of the first task to write anything dies
+    right after its first series is in place (`os._exit`, as a worker killed by the OOM killer
+    would); `marker` records that it happened."""
+    def kill(rows):
         from pyspark import TaskContext
         if TaskContext.get().attemptNumber() == 0 and any(r[1] == "written" for r in rows):
             try:
@@ -131,7 +128,14 @@ def test_killed_worker_is_retried_without_duplicates(spark, tmp_path, spark_corp
                 return
             os.close(fd)
             os._exit(1)
+    return kill
 
+
+def test_killed_worker_is_retried_without_duplicates(spark, tmp_path, spark_corpus, cli_deid,
+                                                     key_path):
+    out = tmp_path / "out"
+    marker = tmp_path / "killed-once"
+    kill_first_attempt = killer_once(marker)
     # A half-written temporary file, as a worker killed while writing leaves one.
     (out / veil_spark.TMP_DIR).mkdir(parents=True)
     (out / veil_spark.TMP_DIR / "veil-half").write_bytes(b"DICM" * 10)
@@ -258,19 +262,9 @@ def test_killed_release_worker_records_every_output_once(spark, tmp_path, spark_
     db = seeded_store(str(tmp_path / "veil.db"), key_path, tmp_path)
     out = tmp_path / "out"
     marker = tmp_path / "killed-once"
-
-    def kill_before_commit(rows):
-        # Outputs renamed into place, their intents logged, their entries not committed yet
-        # (the batch is larger than the task): the worker dies as the OOM killer kills it.
-        from pyspark import TaskContext
-        if TaskContext.get().attemptNumber() == 0 and any(r[1] == "written" for r in rows):
-            try:
-                fd = os.open(str(marker), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                return
-            os.close(fd)
-            os._exit(1)
-
+    # Outputs renamed into place, their intents logged, their entries not committed yet (the
+    # batch is larger than the task) when the worker dies.
+    kill_before_commit = killer_once(marker)
     result = veil_spark.release(str(spark_corpus), key_path, out, store=db, recipient=RECIPIENT,
                                 purpose=PURPOSE, spark=spark, ledger_batch=100_000,
                                 on_written=kill_before_commit)

@@ -137,6 +137,9 @@ def _release_task(job: Dict[str, Any], on_written: Optional[Callable[[List[tuple
         cache_key = tuple(sorted(job.items()))
         worker = _workers.get(cache_key)
         if worker is None:
+            # One release's worker per Python process: an earlier release's store connection
+            # is let go rather than kept for the life of the worker.
+            _workers.clear()
             key = _veil.Key.load(job["key_path"])
             policy = (_veil.Policy.load(job["policy_path"]) if job["policy_path"]
                       else _veil.Policy.default())
