@@ -149,8 +149,8 @@ fn deidentify_all(sink: Sink<'_>, inputs: &[PathBuf]) -> Vec<Result<InstanceOutc
     let mut outcomes: Vec<Option<Result<InstanceOutcome, String>>> = Vec::new();
     let mut waiting: Vec<(usize, Vec<u8>)> = Vec::new();
     for (i, path) in inputs.iter().enumerate() {
-        let outcome = match read_input(path) {
-            Err(e) => Err(e),
+        let outcome = match std::fs::read(path) {
+            Err(e) => Err(format!("cannot read the input: {e}")),
             Ok(bytes) => match sink.one(&bytes) {
                 InstanceOutcome::WaitsForSeries { .. } => {
                     waiting.push((i, bytes));
@@ -170,10 +170,6 @@ fn deidentify_all(sink: Sink<'_>, inputs: &[PathBuf]) -> Vec<Result<InstanceOutc
         .into_iter()
         .map(|o| o.expect("every input has an outcome"))
         .collect()
-}
-
-fn read_input(path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("cannot read the input: {e}"))
 }
 
 /// Writes `bytes` to `final_path` through a temporary file in `tmp` (same file system) and a

@@ -780,16 +780,18 @@ impl Store {
                 public_key: hex::encode(keys.signer.verifying_key().as_bytes()),
                 signature: hex::encode(sig.to_bytes()),
             };
-            // Several writers (a Spark job's tasks) may sign the same tip at once: one row stays.
-            sqlx::query("INSERT INTO ledger_checkpoints (seq, entry_hash, signed_at, public_key, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING")
+            // Several writers (a Spark job's tasks) may sign the same tip at once: one row stays,
+            // and the writer whose row lost signed nothing that is kept.
+            let inserted = sqlx::query("INSERT INTO ledger_checkpoints (seq, entry_hash, signed_at, public_key, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING")
                 .bind(c.seq)
                 .bind(&c.entry_hash)
                 .bind(&c.signed_at)
                 .bind(&c.public_key)
                 .bind(&c.signature)
                 .execute(&self.pool)
-                .await?;
-            Ok(Some(c))
+                .await?
+                .rows_affected();
+            Ok((inserted == 1).then_some(c))
         })
     }
 

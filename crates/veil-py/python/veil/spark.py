@@ -173,7 +173,8 @@ def deidentify(source: Any, key_path: Union[str, "os.PathLike[str]"],
     """De-identifies every file of ``source`` into ``out`` on Spark, as ``veil deid`` would.
 
     ``source``: a ``binaryFile`` DataFrame (only its ``path`` column is read), or a path or list
-    of paths (read recursively as ``binaryFile``). ``key_path``: a key file every executor can
+    of paths (listed on the driver as ``veil deid`` lists them, hidden files included).
+    ``key_path``: a key file every executor can
     read (mode 0600). ``policy``: a policy file path, or None for the default.
     ``partitions``: tasks of the write stage (default: the session's shuffle partitions).
     ``on_written(rows)``: called on the executor after each series' outputs are in place
@@ -190,7 +191,7 @@ def deidentify(source: Any, key_path: Union[str, "os.PathLike[str]"],
     out = os.path.abspath(os.fspath(out))
     _check_settings(key_path, policy_path)
     spark = spark or _session()
-    by_series, n = _by_series(spark, source, key_path, out, partitions)
+    by_series = _by_series(spark, source, key_path, out, partitions)
     outcomes = by_series.mapInPandas(
         _write_task(key_path, policy_path, out, fsync, on_written), OUTCOME_SCHEMA)
     return _collect(spark, outcomes, out, outcomes_path)
@@ -202,14 +203,14 @@ def _session() -> Any:
 
 
 def _by_series(spark: Any, source: Any, key_path: str, out: str,
-               partitions: Optional[int]) -> Tuple[Any, int]:
+               partitions: Optional[int]) -> Any:
     """The pre-pass and the shuffle: (path, series_ref, instance_ref) partitioned by series."""
     n = partitions or int(spark.conf.get("spark.sql.shuffle.partitions"))
     paths_df = _paths_frame(spark, source, out, n)
     # The pre-pass reads only headers, so it runs in as many tasks as the write stage (no
     # shuffle: coalesce).
     refs = paths_df.coalesce(n).mapInPandas(_refs_task(key_path), _REFS_SCHEMA)
-    return refs.repartition(n, "series_ref").sortWithinPartitions("series_ref", "path"), n
+    return refs.repartition(n, "series_ref").sortWithinPartitions("series_ref", "path")
 
 
 def _collect(spark: Any, outcomes: Any, out: str, outcomes_path: Optional[str]) -> Any:
@@ -304,7 +305,7 @@ def release(source: Any, key_path: Union[str, "os.PathLike[str]"],
     group = f"veil-release-{job.release_id}"
     sc.setJobGroup(group, f"veil release {job.release_id}", interruptOnCancel=True)
     try:
-        by_series, _ = _by_series(spark, source, key_path, out, partitions)
+        by_series = _by_series(spark, source, key_path, out, partitions)
         outcomes = _collect(spark, by_series.mapInPandas(_release_task(spec, on_written),
                                                          OUTCOME_SCHEMA), out, outcomes_path)
     except BaseException:
