@@ -87,6 +87,26 @@ impl HeldBackLog {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
+        if !self.path.exists() {
+            // The header goes in whole before any record, even when several processes (a Spark
+            // job's tasks) start the list at once: written to a temp file, then linked into
+            // place, which only one of them can do.
+            let dir = self.path.parent().unwrap_or(Path::new("."));
+            let temp = tempfile::Builder::new()
+                .prefix(".held-back")
+                .tempfile_in(dir)?;
+            temp.as_file().write_all(HEADER.as_bytes())?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                temp.as_file()
+                    .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            match std::fs::hard_link(temp.path(), &self.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+                _ => {}
+            }
+        }
         let mut f = opts.open(&self.path)?;
         if f.metadata()?.len() == 0 {
             f.write_all(HEADER.as_bytes())?;

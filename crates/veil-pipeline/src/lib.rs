@@ -579,6 +579,28 @@ impl Pipeline {
         self
     }
 
+    /// Holds back an input de-identified outside [`Pipeline::run`] (a Spark task) as a run
+    /// holds it back, under this pipeline's key and policy: its copy and reason in `quarantine`
+    /// and a record in the operator's held-back list. Returns the keyed input reference.
+    pub fn hold_back(
+        &self,
+        quarantine: &Path,
+        input: &Path,
+        bytes: &[u8],
+        reason: &str,
+        detail: &str,
+    ) -> Result<String, StateError> {
+        store::hold_back_outside_run(
+            quarantine,
+            self.deid.key(),
+            &self.deid.policy().digest,
+            input,
+            bytes,
+            reason,
+            detail,
+        )
+    }
+
     /// The engine.
     pub fn deidentifier(&self) -> &Deidentifier {
         &self.deid

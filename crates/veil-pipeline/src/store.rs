@@ -98,7 +98,6 @@ pub struct State {
     policy_digest: String,
     journal: Mutex<File>,
     done: HashMap<String, Done>,
-    counter: AtomicU64,
     held_log: HeldBackLog,
     /// Inputs held back now (by path), across this and earlier runs.
     held_now: Mutex<BTreeMap<String, ()>>,
@@ -227,7 +226,6 @@ impl State {
             policy_digest: policy_digest.to_string(),
             journal: Mutex::new(journal),
             done,
-            counter: AtomicU64::new(0),
             held_now: Mutex::new(held_now),
             quarantined_before: Mutex::new(quarantine_entries(&config.quarantine)),
         })
@@ -279,21 +277,7 @@ impl State {
     /// A keyed reference of an input (path, size, modification time, policy): stable across
     /// reruns of the same job, meaningless without the key, and safe to show in reports.
     pub fn input_ref(&self, path: &Path) -> String {
-        // Paths come from `walk_inputs`, under canonicalised roots: stable across reruns.
-        let canonical = path;
-        let meta = std::fs::metadata(path).ok();
-        let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
-        let mtime = meta
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        let material = format!(
-            "{}\u{1f}{size}\u{1f}{mtime}\u{1f}{}",
-            canonical.display(),
-            self.policy_digest
-        );
-        hex::encode(&self.ref_key.mac("veil/input-ref", material.as_bytes())[..16])
+        input_ref_of(&self.ref_key, &self.policy_digest, path)
     }
 
     /// A keyed reference of an identifying label (e.g. a series' UID), safe in reports.
@@ -402,8 +386,7 @@ impl State {
     }
 
     fn temp_path(&self, dir: &Path) -> PathBuf {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        dir.join(format!(".{}-{n}.part", std::process::id()))
+        temp_path(dir)
     }
 
     /// Writes bytes to a new temp file in the output area and returns its path.
@@ -428,32 +411,6 @@ impl State {
         Ok(path)
     }
 
-    fn atomic_write(&self, dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, StateError> {
-        let tmp = self.temp_path(dir);
-        let dest = dir.join(name);
-        let result = (|| -> std::io::Result<()> {
-            let mut opts = OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(&tmp)?;
-            f.write_all(bytes)?;
-            std::fs::rename(&tmp, &dest)
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(StateError::Io {
-                what: "cannot write to the quarantine",
-                path: dir.to_path_buf(),
-                error: e,
-            });
-        }
-        Ok(dest)
-    }
-
     /// Copies a held-back input into the quarantine with a JSON reason. The reason carries
     /// categories and attribute paths only; the input's path is in the encrypted held-back list
     /// (paths often carry names), found by the same keyed reference.
@@ -465,22 +422,7 @@ impl State {
         detail: &str,
         findings: &[VerifyFinding],
     ) -> Result<PathBuf, StateError> {
-        private_dir(&self.quarantine).map_err(io(
-            "cannot create the quarantine directory",
-            &self.quarantine,
-        ))?;
-        let copy = self.atomic_write(&self.quarantine, &format!("{input_ref}.dcm"), bytes)?;
-        let record = serde_json::json!({
-            "input_ref": input_ref,
-            "reason": reason,
-            "detail": detail,
-            "findings": findings,
-            "veil_version": env!("CARGO_PKG_VERSION"),
-        });
-        let text = serde_json::to_vec_pretty(&record).expect("JSON of plain data");
-        // The reason is written last: its presence marks the quarantine entry complete.
-        self.atomic_write(&self.quarantine, &format!("{input_ref}.json"), &text)?;
-        Ok(copy)
+        quarantine_entry(&self.quarantine, input_ref, bytes, reason, detail, findings)
     }
 
     /// Writes the operator's run report into `<quarantine>/.veil/run-report.json` (it counts
@@ -494,4 +436,115 @@ impl State {
             .and_then(|_| std::fs::rename(&tmp, &dest))
             .map_err(io("cannot write the run report", &dest))
     }
+}
+
+/// Temp files of this process: `.<pid>-<n>.part`, the names a resumed run clears.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn temp_path(dir: &Path) -> PathBuf {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{}-{n}.part", std::process::id()))
+}
+
+/// Writes `bytes` as `dir/name` (mode 0600) through a temp file and a rename.
+fn atomic_write(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf, StateError> {
+    let tmp = temp_path(dir);
+    let dest = dir.join(name);
+    let result = (|| -> std::io::Result<()> {
+        let mut opts = OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(bytes)?;
+        std::fs::rename(&tmp, &dest)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(StateError::Io {
+            what: "cannot write to the quarantine",
+            path: dir.to_path_buf(),
+            error: e,
+        });
+    }
+    Ok(dest)
+}
+
+/// The keyed reference of an input (path, size, modification time, policy) under `ref_key`.
+fn input_ref_of(ref_key: &Key, policy_digest: &str, path: &Path) -> String {
+    // Paths come from `walk_inputs`, under canonicalised roots: stable across reruns.
+    let meta = std::fs::metadata(path).ok();
+    let size = meta.as_ref().map(|m| m.len()).unwrap_or(0);
+    let mtime = meta
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let material = format!(
+        "{}\u{1f}{size}\u{1f}{mtime}\u{1f}{policy_digest}",
+        path.display()
+    );
+    hex::encode(&ref_key.mac("veil/input-ref", material.as_bytes())[..16])
+}
+
+/// A quarantine entry: the input's copy `<ref>.dcm`, then its reason `<ref>.json` (written
+/// last: its presence marks the entry complete).
+fn quarantine_entry(
+    quarantine: &Path,
+    input_ref: &str,
+    bytes: &[u8],
+    reason: &str,
+    detail: &str,
+    findings: &[VerifyFinding],
+) -> Result<PathBuf, StateError> {
+    private_dir(quarantine).map_err(io("cannot create the quarantine directory", quarantine))?;
+    let copy = atomic_write(quarantine, &format!("{input_ref}.dcm"), bytes)?;
+    let record = serde_json::json!({
+        "input_ref": input_ref,
+        "reason": reason,
+        "detail": detail,
+        "findings": findings,
+        "veil_version": env!("CARGO_PKG_VERSION"),
+    });
+    let text = serde_json::to_vec_pretty(&record).expect("JSON of plain data");
+    atomic_write(quarantine, &format!("{input_ref}.json"), &text)?;
+    Ok(copy)
+}
+
+/// Holds back an input de-identified outside a run (a Spark task) as a run holds it back: its
+/// copy and reason in `quarantine` under the run's keyed input reference, and a record in the
+/// operator's held-back list, so that `veil quarantine list` names it. Several processes may
+/// do this at once (each record is one appended line). Returns the input reference.
+pub fn hold_back_outside_run(
+    quarantine: &Path,
+    key: &Key,
+    policy_digest: &str,
+    input: &Path,
+    bytes: &[u8],
+    reason: &str,
+    detail: &str,
+) -> Result<String, StateError> {
+    let input_ref = input_ref_of(&key.subkey("pipeline", "input-ref"), policy_digest, input);
+    quarantine_entry(quarantine, &input_ref, bytes, reason, detail, &[])?;
+    let operator = quarantine.join(".veil");
+    std::fs::create_dir_all(&operator)
+        .map_err(io("cannot create the quarantine directory", &operator))?;
+    let log = HeldBackLog::new(&operator, key);
+    let record = HeldBackRecord {
+        input: input.display().to_string(),
+        input_ref: input_ref.clone(),
+        status: "quarantined".into(),
+        reason: reason.to_string(),
+        detail: detail.to_string(),
+        at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    log.append(&record)
+        .map_err(io("cannot append to the held-back list", log.path()))?;
+    Ok(input_ref)
 }

@@ -193,11 +193,11 @@ impl ReleaseWorker {
 
 /// Runs one Spark partition of a release: every group (a whole series, holding every version of
 /// each of its instances) is de-identified with the recipient's pipeline behind the consent
-/// gate and its outputs written and published with their ledger entries; the task's last
-/// entries commit before this returns. `on_group(rows)` is called after each group's outputs
+/// gate and its outputs written and published with their ledger entries, held-back inputs
+/// copied into `quarantine` when given; the task's last entries commit before this returns. `on_group(rows)` is called after each group's outputs
 /// are in place. A registry or ledger failure raises (the task fails and Spark retries it).
 #[pyfunction]
-#[pyo3(signature = (worker, groups, out, tmp, fsync=false, batch=256, on_group=None))]
+#[pyo3(signature = (worker, groups, out, tmp, fsync=false, batch=256, on_group=None, quarantine=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn release_partition(
     py: Python<'_>,
@@ -208,11 +208,13 @@ pub fn release_partition(
     fsync: bool,
     batch: usize,
     on_group: Option<PyObject>,
+    quarantine: Option<PathBuf>,
 ) -> PyResult<Vec<Row>> {
     let places = Places {
         out: &out,
         tmp: &tmp,
         fsync,
+        quarantine: quarantine.as_deref(),
     };
     let failed = |e: WriteError| match e {
         WriteError::Release(e) => errors::app_error(e),

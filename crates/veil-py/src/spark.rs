@@ -129,6 +129,12 @@ pub(crate) enum Sink<'a> {
 }
 
 impl Sink<'_> {
+    fn pipeline(&self) -> &Pipeline {
+        match self {
+            Sink::Deid(p) | Sink::Release(p, _) => p,
+        }
+    }
+
     fn one(&self, bytes: &[u8]) -> InstanceOutcome {
         match self {
             Sink::Deid(p) => p.deidentify_bytes(bytes),
@@ -201,10 +207,10 @@ fn holds(path: &Path, bytes: &[u8]) -> std::io::Result<Option<bool>> {
 }
 
 /// De-identifies one series (or any group of inputs holding every version of each instance)
-/// and writes its outputs under `out`, temporary files in `tmp`. One row per input, in input
-/// order.
+/// and writes its outputs under `out`, temporary files in `tmp`; held-back inputs are copied
+/// into `quarantine` when given. One row per input, in input order.
 #[pyfunction]
-#[pyo3(signature = (deid, inputs, out, tmp, fsync=false))]
+#[pyo3(signature = (deid, inputs, out, tmp, fsync=false, quarantine=None))]
 pub fn write_series(
     py: Python<'_>,
     deid: &Deidentifier,
@@ -212,6 +218,7 @@ pub fn write_series(
     out: PathBuf,
     tmp: PathBuf,
     fsync: bool,
+    quarantine: Option<PathBuf>,
 ) -> PyResult<Vec<Row>> {
     // The order a run sees inputs in decides which of identical versions is the `written` one.
     inputs.sort();
@@ -219,6 +226,7 @@ pub fn write_series(
         out: &out,
         tmp: &tmp,
         fsync,
+        quarantine: quarantine.as_deref(),
     };
     let rows = py.allow_threads(|| series_rows(Sink::Deid(deid.pipeline()), &inputs, &places));
     rows.map_err(|e| errors::runtime(format!("writing under {}: {e}", out.display())))
@@ -229,6 +237,8 @@ pub(crate) struct Places<'a> {
     pub(crate) out: &'a Path,
     pub(crate) tmp: &'a Path,
     pub(crate) fsync: bool,
+    /// Where held-back inputs are copied with their reasons (the CLI's quarantine), if anywhere.
+    pub(crate) quarantine: Option<&'a Path>,
 }
 
 /// Why a group could not be written.
@@ -298,10 +308,38 @@ pub(crate) fn series_rows(
             rows[index] = Some(row);
         }
     }
-    Ok(rows
+    let rows: Vec<Row> = rows
         .into_iter()
         .map(|r| r.expect("every input has a row"))
-        .collect())
+        .collect();
+    if let Some(quarantine) = places.quarantine {
+        hold_back(sink.pipeline(), quarantine, inputs, &rows)?;
+    }
+    Ok(rows)
+}
+
+/// Copies every held-back input into the quarantine with its reason and lists it in the
+/// operator's held-back list, as `veil deid` does (an input that could not be read has nothing
+/// to copy).
+fn hold_back(
+    pipeline: &Pipeline,
+    quarantine: &Path,
+    inputs: &[PathBuf],
+    rows: &[Row],
+) -> Result<(), WriteError> {
+    for (input, r) in inputs.iter().zip(rows) {
+        if r.1 != "held_back" || r.4.as_deref() == Some("unreadable") {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(input) else {
+            continue;
+        };
+        let (reason, detail) = (r.4.as_deref().unwrap_or(""), r.5.as_deref().unwrap_or(""));
+        pipeline
+            .hold_back(quarantine, input, &bytes, reason, detail)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Every version of one output path: written once (and in a release published with its ledger

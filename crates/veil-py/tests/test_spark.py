@@ -71,7 +71,15 @@ def cli_deid(tmp_path_factory, spark_corpus, key_path):
     proc = run_cli("deid", str(spark_corpus), "--key", str(key_path), "--out", str(out), "--json")
     files = tree(out)
     assert len(files) >= 60
-    return files, json.loads(proc.stdout)
+    report = json.loads(proc.stdout)
+    report["held_back_list"] = held_back_list(Path(str(out) + ".quarantine"), key_path)
+    return files, report
+
+
+def held_back_list(quarantine: Path, key_path: Path) -> set:
+    """(input, reason) of every input `veil quarantine list` names as held back."""
+    proc = run_cli("quarantine", "list", str(quarantine), "--key", str(key_path), "--json")
+    return {(r["input"], r["reason"]) for r in json.loads(proc.stdout)}
 
 
 def listed_inputs(corpus: Path):
@@ -106,6 +114,13 @@ def test_spark_equals_cli(spark, tmp_path, spark_corpus, cli_deid, key_path):
     out = tmp_path / "out"
     outcomes = veil_spark.deidentify(str(spark_corpus), key_path=key_path, out=out, spark=spark)
     rows = check_outcomes(outcomes, spark_corpus, cli_deid)
+    # Held-back inputs are in the quarantine as `veil deid` leaves them: `veil quarantine list`
+    # names the same inputs with the same reasons, each with its copy beside its reason.
+    quarantine = Path(str(out) + ".quarantine")
+    held = held_back_list(quarantine, key_path)
+    assert held == cli_deid[1]["held_back_list"] and held
+    held_rows = [r for r in rows if r.status == "held_back"]
+    assert len(list(quarantine.glob("*.dcm"))) == len(list(quarantine.glob("*.json"))) == len(held_rows)
     hidden = [r for r in rows if r.input.endswith(os.path.join("_hidden", ".ct.dcm"))]
     assert [r.status for r in hidden] == ["written"]
     assert tree(out) == cli_deid[0]

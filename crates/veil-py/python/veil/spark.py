@@ -15,9 +15,11 @@ How a job runs, and why:
    ``written`` and the rest ``duplicate``; different outputs are all held back as
    ``conflicting_duplicate``.
 3. **Write**: outputs go to a temporary file under ``OUT/.veil-spark-tmp`` and are renamed into
-   place. A retried task finds its earlier outputs already in place (same bytes, left as they
-   are), so a killed worker leaves neither duplicates nor half-written files; the temporary
-   directory is removed when the job ends.
+   place; held-back inputs are copied into ``<OUT>.quarantine`` with their reasons and listed in
+   its held-back list, as ``veil deid`` holds them back (``veil quarantine list`` names them).
+   A retried task finds its earlier outputs already in place (same bytes, left as they are), so
+   a killed worker leaves neither duplicates nor half-written files; the temporary directory is
+   removed when the job ends.
 
 ``release`` runs a consent-gated release the same way (``veil release`` on Spark): the driver
 begins it (recipient and purpose checked, the output directory locked and settled), every task
@@ -113,7 +115,8 @@ def _write_task(key_path: str, policy_path: Optional[str], out: str, fsync: bool
         engine = _engine(key_path, policy_path) if series else None
         for sref in sorted(series):
             members = series[sref]
-            rows = _veil.write_series(engine, [p for p, _ in members], out, tmp, fsync)
+            rows = _veil.write_series(engine, [p for p, _ in members], out, tmp, fsync,
+                                      out + ".quarantine")
             if on_written is not None:
                 on_written(rows)
             yield _frame(rows, sref, dict(members))
@@ -149,7 +152,8 @@ def _release_task(job: Dict[str, Any], on_written: Optional[Callable[[List[tuple
             _workers[cache_key] = worker
         order = sorted(series)
         rows = _veil.release_partition(worker, [[p for p, _ in series[s]] for s in order],
-                                       job["out"], tmp, job["fsync"], job["batch"], on_written)
+                                       job["out"], tmp, job["fsync"], job["batch"], on_written,
+                                       job["out"] + ".quarantine")
         instance_of = {p: i for s in order for p, i in series[s]}
         series_of = {p: s for s in order for p, _ in series[s]}
         yield pd.DataFrame([list(r) + [series_of[r[0]], instance_of.get(r[0], "")] for r in rows],
