@@ -577,21 +577,7 @@ fn the_portal_runs_on_postgresql() {
     assert!(done.body.contains("dpo@acme.test"), "{}", done.body);
     assert!(run(&["consent", "show", PATIENT_A]).contains("withdrawn"));
     let mut o = server.client();
-    let totp = {
-        let secret = totp_rs::Secret::Encoded(secret).to_bytes().unwrap();
-        totp_rs::TOTP::new(
-            totp_rs::Algorithm::SHA1,
-            6,
-            1,
-            30,
-            secret,
-            None,
-            String::new(),
-        )
-        .unwrap()
-        .generate_current()
-        .unwrap()
-    };
+    let totp = totp_code(&secret);
     assert_eq!(
         o.officer_sign_in(OFFICER_PASSWORD, &totp).location,
         "/office"

@@ -53,6 +53,26 @@ fn ok(dir: &Path, args: &[&str]) -> String {
     out
 }
 
+/// The current TOTP code for a base32 secret as `veil portal officer add` prints it (SHA-1,
+/// 6 digits, 30-second steps, one step of skew).
+pub fn totp_code(secret: &str) -> String {
+    let secret = totp_rs::Secret::Encoded(secret.to_string())
+        .to_bytes()
+        .unwrap();
+    totp_rs::TOTP::new(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        secret,
+        None,
+        String::new(),
+    )
+    .unwrap()
+    .generate_current()
+    .unwrap()
+}
+
 /// `veil release INPUT` to the hostile recipient for commercial AI training into OUT: exit 0, or
 /// 3 (the demo's export holds a file the release holds back by design); its stdout.
 pub fn release(dir: &Path, input: &Path, out: &str) -> String {
@@ -178,21 +198,7 @@ impl Site {
 
     /// The current TOTP code of the officer.
     pub fn totp_now(&self) -> String {
-        let secret = totp_rs::Secret::Encoded(self.totp_secret.clone())
-            .to_bytes()
-            .unwrap();
-        totp_rs::TOTP::new(
-            totp_rs::Algorithm::SHA1,
-            6,
-            1,
-            30,
-            secret,
-            None,
-            String::new(),
-        )
-        .unwrap()
-        .generate_current()
-        .unwrap()
+        totp_code(&self.totp_secret)
     }
 
     /// Every identifying value of patient C that the store holds and a page could show: ID,
