@@ -3,6 +3,7 @@
 //! brute-forced codes and passwords, reused and expired codes, session fixation), plus the
 //! refusal of plain HTTP off loopback and HTTPS with a throw-away certificate.
 
+mod common;
 mod portal_kit;
 
 use portal_kit::*;
@@ -484,19 +485,7 @@ fn postgres_store(tag: &str) -> Option<String> {
         return None;
     };
     let name = format!("veil_portal_{tag}_{}", std::process::id());
-    let st = std::process::Command::new("psql")
-        .args([
-            &admin,
-            "-q",
-            "-c",
-            &format!("DROP DATABASE IF EXISTS {name}"),
-            "-c",
-            &format!("CREATE DATABASE {name}"),
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    Some(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
+    Some(common::fresh_postgres_db(&admin, &name))
 }
 
 #[test]

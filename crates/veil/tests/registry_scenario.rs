@@ -129,19 +129,7 @@ fn dbs(tag: &str, dir: &Path) -> Vec<String> {
     match std::env::var("VEIL_TEST_POSTGRES_URL") {
         Ok(admin) if !admin.is_empty() => {
             let name = format!("veil_cli_{tag}_{}", std::process::id());
-            let st = Command::new("psql")
-                .args([
-                    &admin,
-                    "-q",
-                    "-c",
-                    &format!("DROP DATABASE IF EXISTS {name}"),
-                    "-c",
-                    &format!("CREATE DATABASE {name}"),
-                ])
-                .status()
-                .unwrap();
-            assert!(st.success());
-            v.push(format!("{}/{name}", admin.rsplit_once('/').unwrap().0));
+            v.push(common::fresh_postgres_db(&admin, &name));
         }
         _ => assert!(
             std::env::var("CI").as_deref() != Ok("true"),

@@ -166,25 +166,10 @@ fn databases(dir: &Path) -> Vec<(String, String, String)> {
     )];
     match std::env::var("VEIL_TEST_POSTGRES_URL") {
         Ok(admin) if !admin.is_empty() => {
-            let base = admin.rsplit_once('/').unwrap().0.to_string();
             let mut names = Vec::new();
             for role in ["ref", "crash"] {
                 let name = format!("veil_release_crash_{role}_{}", std::process::id());
-                let st = Command::new("psql")
-                    .args([
-                        &admin,
-                        "-q",
-                        "-c",
-                        &format!("DROP DATABASE IF EXISTS {name}"),
-                        "-c",
-                        &format!("CREATE DATABASE {name}"),
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .unwrap();
-                assert!(st.success(), "cannot create database {name}");
-                names.push(format!("{base}/{name}"));
+                names.push(common::fresh_postgres_db(&admin, &name));
             }
             v.push(("postgres".into(), names[0].clone(), names[1].clone()));
         }

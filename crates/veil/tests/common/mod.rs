@@ -81,3 +81,23 @@ pub fn dciodvfy_errors(path: &Path) -> Option<usize> {
     let all = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
     Some(all.lines().filter(|l| l.starts_with("Error")).count())
 }
+
+/// A fresh, empty PostgreSQL database `name` on the server `admin` names
+/// (VEIL_TEST_POSTGRES_URL, from scripts/setup.d/postgres.sh): its URL.
+pub fn fresh_postgres_db(admin: &str, name: &str) -> String {
+    let st = std::process::Command::new("psql")
+        .args([
+            admin,
+            "-q",
+            "-c",
+            &format!("DROP DATABASE IF EXISTS {name}"),
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "cannot create database {name}");
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
